@@ -1,0 +1,28 @@
+"""`agentprm` command line: a thin layer over the library. Each area adds its commands in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from agentprm.errors import UserError
+
+app = typer.Typer(
+    name="agentprm",
+    help="Process reward models for LLM agents (AgentPRM): envs, demos, policies, step labels, PRMs, search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Command modules register themselves on `app` at import.
+from agentprm.cli import env_cmds  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        print(f"agentprm: error: {e}", file=sys.stderr)
+        sys.exit(2)

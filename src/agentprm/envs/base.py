@@ -1,0 +1,120 @@
+"""The `Env` protocol every environment implements, and the registry that names them.
+
+An env serves AgentGym-style tasks: `reset(task_id)` gives the first observation, `step(action)` the
+next one with reward and done. Task ids are AgentGym's (`textcraft_12`, `babyai_40`, `webshop_7`).
+Invalid actions are answered with the env's own error text (that is an observation, not an error);
+an env that itself fails raises `agentprm.errors.EnvError`, which rollouts record as `env_error`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from agentprm.errors import UserError
+
+
+@dataclass
+class StepResult:
+    observation: str
+    reward: float
+    done: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Env(Protocol):
+    name: str
+    max_rounds: int
+    system_prompt: str
+
+    def task_ids(self, split: str, n: int | None = None) -> list[str]:
+        """Ids of a split ("train" | "test"); the first `n` where given (envs whose id space is
+        unbounded, as AgentGym's modulo ids are, may return more than the base pool)."""
+        ...
+
+    def reset(self, task_id: str) -> str: ...
+
+    def step(self, action: str) -> StepResult: ...
+
+    def clone(self) -> Env:
+        """An independent copy at the same state (for beam search)."""
+        ...
+
+    def parse_action(self, text: str) -> str:
+        """The action in a ReAct output (text after the last `Action:`), cleaned as AgentGym does."""
+        ...
+
+    def is_success(self, reward: float, done: bool) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+SPLITS = ("train", "test")
+
+# AgentGym's client keeps only these characters of an action and collapses whitespace.
+_ACTION_JUNK = re.compile(r"[^A-Za-z0-9, ]")
+
+
+def parse_react_action(text: str, keep: re.Pattern[str] | None = _ACTION_JUNK) -> str:
+    """Text after the last `Action:`; AgentGym's cleaning (drop chars outside [A-Za-z0-9, ], squeeze spaces).
+
+    AgentGym's client rejects outputs with more than one `Action:`; we take the last one instead and
+    leave the verdict to the env, which answers an unparseable action with its own error text.
+    """
+    idx = text.rfind("Action:")
+    action = text[idx + len("Action:") :] if idx >= 0 else text
+    action = action.strip().split("\n")[0] if idx < 0 else action.strip()
+    if keep is not None:
+        action = keep.sub("", action)
+    return " ".join(action.split())
+
+
+@dataclass
+class EnvSpec:
+    """How to build an env and its expert, and what its reports measure."""
+
+    name: str
+    factory: str  # "module:callable" -> Env, imported lazily so `--help` stays fast
+    description: str
+    expert: str | None = None  # "module:callable" (env, task_id, seed) -> Trajectory
+    metric: str = "success"  # "success" or "reward" (BabyAI's is mean reward)
+
+    def make(self, **kwargs: Any) -> Env:
+        return _load(self.factory)(**kwargs)
+
+    def make_expert(self) -> Callable[..., Any]:
+        if self.expert is None:
+            raise UserError(f"env {self.name!r} has no expert solver")
+        return _load(self.expert)
+
+
+def _load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+REGISTRY: dict[str, EnvSpec] = {}
+
+
+def register(spec: EnvSpec) -> None:
+    REGISTRY[spec.name] = spec
+
+
+def get_spec(name: str) -> EnvSpec:
+    if name not in REGISTRY:
+        raise UserError(f"unknown env {name!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def make_env(name: str, **kwargs: Any) -> Env:
+    return get_spec(name).make(**kwargs)
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    return split

@@ -1,0 +1,9 @@
+"""Errors a user can fix. The CLI prints them as one line and exits 2, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input: an unknown name, a missing file, an unwritable path. The message names the fix."""
+
+
+class EnvError(Exception):
+    """The environment itself failed (crashed, server down). Recorded as `env_error`, never as reward 0."""
