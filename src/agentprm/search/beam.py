@@ -1,0 +1,177 @@
+"""Step-level beam search @N×M (the paper's Algorithm 2), batched across tasks and beams.
+
+Each round, for every live node of every task: sample M actions (ONE batched policy call), score every
+candidate (s_t, a) with the reward model before the env sees it (ONE batched `rm.score` call; the
+candidate's score is the score of its last step, Concat[s_t, a] in the paper), keep the top N of each
+task's pool, and step only the kept candidates, each on its own env (the parent's env is cloned for all
+but one of its kept children). Ended candidates (done, round limit or env failure) stay in the pool
+with their final score. When no kept node is live, the highest-scoring ended node is returned.
+
+Choices for the paper's ambiguities (§9.8); the literal reading is the default:
+- `root_copies="M"` (literal: C = [s_0]·M, so round 0 samples M·M actions from s_0); `"1"` samples M.
+- `dedup=False` (literal: the priority queue keeps duplicates); `True` drops a candidate whose whole
+  action history equals one already in the task's pool, so duplicates never crowd out distinct paths.
+- `finished="compete"` (design.md: ended candidates keep a slot and compete with their final score);
+  `"reserve"` moves them to a side pool, keeps N live nodes, and returns the best of the side pool.
+- Ended nodes whose env failed (`env_error`) rank below every other ended node when choosing the result.
+- `prm_call="score"`: one `rm.score` over all candidates of all tasks; `"candidates"`: one
+  `rm.score_candidates` per node (lets an RM share the prefix across the node's M actions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agentprm.policy.base import Generation, Policy
+from agentprm.prm.base import RewardModel
+from agentprm.search.core import EnvFactory, Node, SearchResult, advance, fork, root_node, round_seed
+from agentprm.trajectory import Compute
+
+
+@dataclass
+class BeamConfig:
+    beam_width: int = 4  # N: nodes kept per round
+    expansions: int = 4  # M: actions sampled per node
+    temperature: float = 0.7  # paper
+    max_new_tokens: int = 128
+    seed: int | None = 0
+    root_copies: str = "M"  # "M" (paper: C = [s_0]·M) | "1"
+    dedup: bool = False
+    finished: str = "compete"  # "compete" | "reserve"
+    prm_call: str = "score"  # "score" | "candidates"
+
+    @property
+    def budget(self) -> str:
+        return f"{self.beam_width}x{self.expansions}"
+
+    def __post_init__(self) -> None:
+        if self.beam_width < 1 or self.expansions < 1:
+            raise ValueError("beam width and expansions must be at least 1")
+        if self.root_copies not in ("M", "1") or self.finished not in ("compete", "reserve"):
+            raise ValueError("root_copies must be 'M' or '1'; finished must be 'compete' or 'reserve'")
+        if self.prm_call not in ("score", "candidates"):
+            raise ValueError("prm_call must be 'score' or 'candidates'")
+
+
+@dataclass
+class _Candidate:
+    task: int
+    parent: Node
+    gen: Generation
+    score: float = 0.0
+
+
+def _history_key(node: Node, output: str | None = None) -> tuple[str, ...]:
+    outs = tuple(s.output for s in node.traj.steps)
+    return outs if output is None else (*outs, output)
+
+
+def _rank_key(node: Node) -> tuple[bool, float]:
+    return (node.traj.status != "env_error", node.score if node.score is not None else float("-inf"))
+
+
+def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute]) -> None:
+    if mode == "score":
+        scored = rm.score([c.parent.candidate_messages(c.gen.text) for c in cands])
+        for c, s in zip(cands, scored, strict=True):
+            c.score = float(s.scores[-1])
+            spent[c.task].prm_tokens += s.tokens
+        return
+    by_parent: dict[int, list[_Candidate]] = {}
+    for c in cands:
+        by_parent.setdefault(id(c.parent), []).append(c)
+    for group in by_parent.values():
+        s = rm.score_candidates(group[0].parent.messages(), [c.gen.text for c in group])
+        for c, v in zip(group, s.scores, strict=True):
+            c.score = float(v)
+        spent[group[0].task].prm_tokens += s.tokens
+
+
+def beam_search(
+    policy: Policy,
+    rm: RewardModel,
+    make_env: EnvFactory,
+    task_ids: Sequence[str],
+    config: BeamConfig | None = None,
+) -> list[SearchResult]:
+    cfg = config or BeamConfig()
+    n_tasks = len(task_ids)
+    spent = [Compute() for _ in range(n_tasks)]
+    beams: list[list[Node]] = []
+    reserve: list[list[Node]] = [[] for _ in range(n_tasks)]
+    for t in task_ids:
+        root = root_node(make_env(), t, traj_id=f"{t}:beam", policy=policy.name, temperature=cfg.temperature, seed=cfg.seed)
+        beams.append([root])
+    rnd = 0
+    while True:
+        live = [(i, node) for i in range(n_tasks) for node in beams[i] if not node.finished]
+        if not live:
+            break
+        n = cfg.expansions * (cfg.expansions if rnd == 0 and cfg.root_copies == "M" else 1)
+        gens = policy.generate(
+            [node.messages() for _, node in live],
+            n=n,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=round_seed(cfg.seed, rnd),
+        )
+        cands: list[_Candidate] = []
+        for (i, node), g in zip(live, gens, strict=True):
+            # The prompt is processed once per node however many actions are sampled from it.
+            spent[i].policy_prompt_tokens += g[0].prompt_tokens if g else 0
+            spent[i].policy_generated_tokens += sum(x.generated_tokens for x in g)
+            cands.extend(_Candidate(i, node, x) for x in g)
+        if cfg.dedup:
+            seen: set[tuple[int, tuple[str, ...]]] = {(i, _history_key(n)) for i in range(n_tasks) for n in beams[i] if n.finished}
+            unique = []
+            for c in cands:
+                key = (c.task, _history_key(c.parent, c.gen.text))
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(c)
+            cands = unique
+        _score(rm, cands, cfg.prm_call, spent)
+
+        new_beams: list[list[Node]] = [[] for _ in range(n_tasks)]
+        for i in range(n_tasks):
+            ended = [nd for nd in beams[i] if nd.finished] if cfg.finished == "compete" else []
+            pool: list[Node | _Candidate] = [*ended, *(c for c in cands if c.task == i)]
+            # Stable sort: ties keep pool order (ended nodes first, then candidates in sampling order).
+            pool.sort(key=lambda x: x.score if isinstance(x, _Candidate) else (x.score if x.score is not None else float("-inf")), reverse=True)
+            kept = pool[: cfg.beam_width]
+            new_beams[i] = [x for x in kept if isinstance(x, Node)]
+            children: dict[int, list[_Candidate]] = {}
+            for x in kept:
+                if isinstance(x, _Candidate):
+                    children.setdefault(id(x.parent), []).append(x)
+            for group in children.values():
+                for node, c in zip(fork(group[0].parent, len(group)), group, strict=True):
+                    node.scores.append(c.score)
+                    advance(node, c.gen)
+                    spent[i].env_steps += 1
+                    if node.finished and cfg.finished == "reserve":
+                        reserve[i].append(node)
+                    else:
+                        new_beams[i].append(node)
+        beams = new_beams
+        rnd += 1
+
+    results = []
+    for i, t in enumerate(task_ids):
+        ended = beams[i] if cfg.finished == "compete" else reserve[i] + beams[i]
+        best = max(ended, key=_rank_key)  # max keeps the first of equal keys
+        results.append(
+            SearchResult(
+                task_id=t,
+                trajectory=best.traj,
+                compute=spent[i],
+                strategy="beam",
+                budget=cfg.budget,
+                rm=rm.name,
+                score=best.score,
+                scores=list(best.scores),
+                details={"ended_candidates": len(ended)},
+            )
+        )
+    return results
