@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentprm.conversation import Message
-from agentprm.policy.base import Generation
 from agentprm.search import (
     BeamConfig,
     BestOfNConfig,
@@ -26,68 +22,9 @@ from agentprm.search import (
     greedy,
     select,
 )
-from agentprm.testing import ScriptedEnv, ScriptedRewardModel
+from agentprm.testing import ScriptedRewardModel
 from agentprm.testing.fakes import WORDS
-
-
-def _rng(*key: object) -> random.Random:
-    return random.Random(hashlib.sha256(repr(key).encode()).digest())
-
-
-def _position(conv: list[Message]) -> tuple[int, int]:
-    """(words typed so far, words needed) by replaying the scripted env's rules on the conversation."""
-    k = int(conv[2]["content"].split()[1])
-    pos = 0
-    for m in conv[3:]:
-        if m["role"] == "assistant":
-            action = m["content"].rsplit("Action:", 1)[-1].strip()
-            if pos < k and action == WORDS[pos]:
-                pos += 1
-    return pos, k
-
-
-class KeyedPolicy:
-    """Says the right next word with probability `p_right`, else a wrong one; the randomness is a pure
-    function of (seed, conversation, sample index), so batching cannot change what it samples."""
-
-    name = "keyed"
-
-    def __init__(self, p_right: float = 0.5):
-        self.p_right = p_right
-        self.calls = 0
-
-    def generate(self, conversations, *, n=1, temperature=1.0, max_new_tokens=128, seed=None):
-        self.calls += 1
-        out = []
-        for conv in conversations:
-            pos, _ = _position(conv)
-            text = repr([(m["role"], m["content"]) for m in conv])
-            gens = []
-            for j in range(n):
-                r = _rng(seed, text, j).random()
-                right = r < self.p_right if temperature > 0 else True
-                word = WORDS[pos] if right else "z"
-                out_text = f"Thought: word {pos}.\nAction: {word}"
-                gens.append(Generation(out_text, len(text.split()), 5))
-            out.append(gens)
-        return out
-
-
-def _last_action_right(conv: list[Message]) -> float:
-    """Oracle PRM: 1 when the last action typed the right word, else 0."""
-    before, _ = _position(conv[:-1])
-    after, _ = _position(conv)
-    return 1.0 if after > before else 0.0
-
-
-ORACLE = ScriptedRewardModel(_last_action_right)
-PROGRESS = ScriptedRewardModel(lambda conv: _position(conv)[0] / _position(conv)[1])  # 1.0 only when solved
-DECEIVER = ScriptedRewardModel(lambda conv: 1.0 - _last_action_right(conv))
-
-
-def make_env() -> ScriptedEnv:
-    return ScriptedEnv(max_rounds=6)
-
+from tests.search_fakes import DECEIVER, ORACLE, PROGRESS, KeyedPolicy, keyed_rng, make_env
 
 TASKS = ["line_1_0", "line_2_1", "line_3_2", "line_4_3", "line_4_4"]
 
@@ -226,7 +163,7 @@ def test_greedy_solves_with_a_greedy_right_policy_and_batches_equal_single():
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_batched_search_equals_task_by_task(seed):
-    rm = ScriptedRewardModel(lambda conv: _rng(seed, repr(conv)).random())  # random but content-keyed
+    rm = ScriptedRewardModel(lambda conv: keyed_rng(seed, repr(conv)).random())  # random but content-keyed
     cfg_beam = BeamConfig(2, 3, seed=seed)
     cfg_bon = BestOfNConfig(n=4, seed=seed)
     beam_b = beam_search(KeyedPolicy(0.5), rm, make_env, TASKS, cfg_beam)

@@ -1,0 +1,97 @@
+"""`agentprm search | report`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentprm.cli import app
+from agentprm.cli.common import progress, writable_path
+
+
+@app.command()
+def search(
+    policy: Annotated[Path, typer.Option(help="Policy directory (an HF model dir, e.g. runs/NAME/policy).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL, one chosen trajectory a task (appended to: a rerun resumes).")],
+    rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), or random[:SEED].")] = "random",
+    strategy: Annotated[str, typer.Option(help="greedy | bon | beam.")] = "bon",
+    budget: Annotated[str, typer.Option(help="bon: N samples (e.g. 16); beam: NxM (e.g. 4x4); greedy: ignored.")] = "16",
+    env: Annotated[str, typer.Option(help="Environment name (see `agentprm envs`).")] = "textcraft",
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    n: Annotated[int, typer.Option(help="Number of tasks (0: the whole split).")] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: 0.7 for bon/beam, as the paper).")] = None,
+    aggregation: Annotated[str, typer.Option(help="bon: how step scores make a trajectory score: last (paper) | min | mean | product.")] = "last",
+    max_new_tokens: Annotated[int, typer.Option(help="Token cap of one assistant turn.")] = 128,
+    seed: Annotated[int, typer.Option(help="Sampling seed (round r uses seed + r).")] = 0,
+    root_copies: Annotated[str, typer.Option(help="beam: M (paper: C = [s_0]·M, M·M actions at the root) or 1.")] = "M",
+    dedup: Annotated[bool, typer.Option(help="beam: drop candidates whose action history duplicates another's.")] = False,
+    finished: Annotated[str, typer.Option(help="beam: compete (ended paths keep their slot) or reserve.")] = "compete",
+    samples: Annotated[Path | None, typer.Option(help="bon: JSONL of sampled candidates, reused by later runs (other RMs, smaller N).")] = None,
+    chunk: Annotated[int, typer.Option(help="Tasks searched together in one batched search.")] = 32,
+    force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
+) -> None:
+    """Search the tasks of a split with a policy and a reward model; write the chosen trajectory per task."""
+    from agentprm.envs import get_spec
+    from agentprm.envs.base import check_split
+    from agentprm.errors import UserError
+    from agentprm.search.best_of_n import AGGREGATIONS
+    from agentprm.search.loading import load_policy, load_reward_model
+    from agentprm.search.runner import SearchSpec, run_search
+
+    spec_env = get_spec(env)
+    check_split(split)
+    if aggregation not in AGGREGATIONS:
+        raise UserError(f"unknown --aggregation {aggregation!r}; choose one of: {', '.join(AGGREGATIONS)}")
+    if root_copies not in ("M", "1") or finished not in ("compete", "reserve"):
+        raise UserError("--root-copies takes M or 1; --finished takes compete or reserve")
+    if n < 0:
+        raise UserError("--n must be 0 (all) or positive")
+    spec = SearchSpec(strategy, budget, temperature, aggregation, max_new_tokens, seed, root_copies, dedup, finished)
+    writable_path(out)
+    if force and out.exists():
+        out.unlink()
+    reward_model = None if strategy == "greedy" else load_reward_model(rm)
+    pol = load_policy(policy)
+    task_ids = spec_env.make().task_ids(split, n or None)
+    command = "agentprm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ok = total = 0
+    with progress() as bar:
+        job = bar.add_task(f"{strategy} {spec.budget} {env}/{split}", total=len(task_ids), status="")
+
+        def advance(k: int, results: list) -> None:
+            nonlocal ok, total
+            ok += sum(r.success for r in results)
+            total += len(results)
+            bar.update(job, advance=k, status=f"success {ok}/{total}")
+
+        done_before = len(task_ids)
+        records = run_search(
+            pol, reward_model, spec_env.make, task_ids, spec, out,
+            chunk_size=chunk, samples_path=samples, command=command,
+            extra_config={"policy": str(policy), "rm": None if reward_model is None else rm, "env": env, "split": split},
+            on_progress=advance,
+        )
+        done_before -= total
+        bar.update(job, completed=len(task_ids))
+    rate = sum(t.success for t in records) / len(records) if records else float("nan")
+    resumed = f" ({done_before} from an earlier run)" if done_before else ""
+    print(f"{strategy} {spec.budget}: success {sum(t.success for t in records)}/{len(records)} = {rate:.1%}{resumed}; wrote {out}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (runs/NAME) with eval/<env>/... search results.")],
+) -> None:
+    """Write RUN_DIR/report.md and RUN_DIR/plots/*.png: the paper's tables and plots from the run's results."""
+    from agentprm.errors import UserError
+    from agentprm.report import write_report
+
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist; give the folder a pipeline or search wrote (runs/NAME)")
+    if not (run_dir / "eval").is_dir():
+        raise UserError(f"{run_dir} has no eval/ folder; run `agentprm search --out {run_dir}/eval/<env>/...` first")
+    print(f"wrote {write_report(run_dir)}")

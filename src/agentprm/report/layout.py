@@ -1,0 +1,101 @@
+"""The run-folder layout the report reads (and the pipeline writes).
+
+```
+runs/<name>/
+  config.yaml                                   the pipeline's config (named under every figure)
+  labels/<method>.jsonl                         labelled trajectories (td-gae, mc, ...): Table 3's label cost
+  eval/<env>/greedy.jsonl                       greedy decoding of the SFT policy (`--strategy greedy`)
+  eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
+  eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
+  report.md, plots/*.png                        written by `agentprm report`
+```
+Every eval file is `agentprm search --out` output: one Trajectory a task with `meta.search`. `<rm>` is the
+reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), `agentprm-beta0` (the
+L_A ablation) and `random`, and shows any other name too. Label cost of a labelled trajectory is
+`meta.label_tokens` (tokens sampled to label it; MC's rollouts) or, when absent, the tokens sampled to
+produce it (`compute.policy_generated_tokens`: TD labels need no further sampling).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from agentprm.trajectory import Trajectory, read_trajectories
+
+KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
+ABLATION_RM = "agentprm-beta0"
+_FILE = re.compile(r"^(bon)_(\d+)$|^(beam)_(\d+x\d+)$")
+
+
+@dataclass
+class EvalFile:
+    env: str
+    rm: str | None  # None for greedy
+    strategy: str  # greedy | bon | beam
+    budget: str  # "1" | "16" | "4x4"
+    path: Path
+
+    @cached_property
+    def records(self) -> list[Trajectory]:
+        return read_trajectories(self.path)
+
+    def commands(self) -> list[str]:
+        """The distinct commands (or configs, for library calls) that produced this file's records."""
+        seen: list[str] = []
+        for t in self.records:
+            s = t.meta.get("search", {})
+            cfg = s.get("config", {})
+            shown = {"strategy": s.get("strategy"), "budget": s.get("budget"), "rm": s.get("rm"), **cfg.get("resolved", {})}
+            c = s.get("command") or "library call: " + " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
+            if c not in seen:
+                seen.append(c)
+        return seen
+
+
+@dataclass
+class RunFolder:
+    root: Path
+    evals: list[EvalFile] = field(default_factory=list)
+
+    @classmethod
+    def scan(cls, root: str | Path) -> RunFolder:
+        root = Path(root)
+        evals = []
+        for env_dir in sorted(p for p in (root / "eval").glob("*") if p.is_dir()):
+            env = env_dir.name
+            if (env_dir / "greedy.jsonl").is_file():
+                evals.append(EvalFile(env, None, "greedy", "1", env_dir / "greedy.jsonl"))
+            for rm_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
+                for f in sorted(rm_dir.glob("*.jsonl")):
+                    m = _FILE.match(f.stem)
+                    if m:
+                        strategy, budget = (m[1], m[2]) if m[1] else (m[3], m[4])
+                        evals.append(EvalFile(env, rm_dir.name, strategy, budget, f))
+        return cls(root, evals)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    def envs(self) -> list[str]:
+        return sorted({e.env for e in self.evals})
+
+    def rms(self, env: str | None = None) -> list[str]:
+        names = {e.rm for e in self.evals if e.rm and (env is None or e.env == env)}
+        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
+
+    def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
+        return [
+            e for e in self.evals
+            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or e.budget == budget)
+        ]
+
+    def largest_bon(self, env: str, rm: str) -> EvalFile | None:
+        files = self.find(env, "bon", rm)
+        return max(files, key=lambda e: int(e.budget)) if files else None
+
+    def label_files(self) -> dict[str, Path]:
+        return {p.stem: p for p in sorted((self.root / "labels").glob("*.jsonl"))}

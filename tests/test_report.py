@@ -1,0 +1,106 @@
+"""`agentprm report` on a small synthetic run folder made by real searches over the scripted env."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentprm.cli import app
+from agentprm.report import write_report
+from agentprm.report.build import auc
+from agentprm.search import RandomRewardModel
+from agentprm.search.runner import SearchSpec, run_search
+from agentprm.testing import ScriptedRewardModel
+from agentprm.trajectory import Compute, Trajectory, read_trajectories, write_trajectories
+from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
+
+TASKS = [f"line_{1 + i % 4}_{i}" for i in range(6)]
+
+
+def _named(rm, name):
+    rm = ScriptedRewardModel(rm.fn) if isinstance(rm, ScriptedRewardModel) else rm
+    rm.name = name
+    return rm
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs") / "tiny"
+    ev = root / "eval" / "scripted"
+    policy = KeyedPolicy(0.4)
+    (root / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text("env: scripted\n")
+    run_search(policy, None, make_env, TASKS, SearchSpec("greedy", "1"), ev / "greedy.jsonl", command="agentprm search --strategy greedy")
+    rms = {
+        "agentprm": _named(PROGRESS, "agentprm"),
+        "pvm": _named(ORACLE, "pvm"),
+        "orm": RandomRewardModel(1, "orm"),
+        "mc": _named(ORACLE, "mc"),
+        "agentprm-beta0": RandomRewardModel(2, "agentprm-beta0"),
+    }
+    samples = root / "eval" / "scripted" / "samples.jsonl.tmp"
+    for name, rm in rms.items():
+        run_search(policy, rm, make_env, TASKS, SearchSpec("bon", "8"), ev / name / "bon_8.jsonl", samples_path=samples, command=f"agentprm search --rm {name} --strategy bon --budget 8")
+        run_search(policy, rm, make_env, TASKS, SearchSpec("beam", "2x2"), ev / name / "beam_2x2.jsonl", chunk_size=4)
+    labels = root / "labels"
+    td = [Trajectory(id=f"t{i}", env="scripted", task_id=t, system_prompt="", first_observation="", compute=Compute(0, 100, 0, 0)) for i, t in enumerate(TASKS)]
+    mc = [Trajectory(id=f"m{i}", env="scripted", task_id=t, system_prompt="", first_observation="", meta={"label_tokens": 250}) for i, t in enumerate(TASKS)]
+    write_trajectories(labels / "td-gae.jsonl", td)
+    write_trajectories(labels / "mc.jsonl", mc)
+    return root
+
+
+def test_report_has_every_section_plots_and_lists_what_was_not_run(run_dir):
+    report = write_report(run_dir).read_text()
+    for heading in ["(a) Table 1", "(b) Best-of-N", "(c) Compute-efficiency", "(d) Table 3", "(e) PRM scores", "(f) Ablation", "claims", "Not run"]:
+        assert heading in report
+    assert (run_dir / "plots" / "bon_scripted.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "scores_scripted.png").stat().st_size > 1000
+    assert "orm beam @8x8" in report and "pvm beam @4x4" in report  # the paper's budgets we did not run
+    assert "agentprm search --rm agentprm --strategy bon --budget 8" in report  # figures name their command
+    assert "label tokens" in report and "2.5×" in report  # MC spent 250 tokens a trajectory, TD 100
+
+
+def test_table1_numbers_are_the_files_success_rates(run_dir):
+    report = write_report(run_dir).read_text()
+    recs = read_trajectories(run_dir / "eval" / "scripted" / "pvm" / "beam_2x2.jsonl")
+    expected = 100 * sum(t.success for t in recs) / len(recs)
+    row = next(ln for ln in report.splitlines() if ln.startswith("| pvm |"))
+    assert f"{expected:.1f}" in row
+    greedy = read_trajectories(run_dir / "eval" / "scripted" / "greedy.jsonl")
+    g_row = next(ln for ln in report.splitlines() if ln.startswith("| SFT (greedy) |"))
+    assert f"{100 * sum(t.success for t in greedy) / len(greedy):.1f}" in g_row
+
+
+def test_shared_samples_make_oracle_identical_across_rms(run_dir):
+    curves = {}
+    for rm in ("agentprm", "pvm", "orm"):
+        recs = read_trajectories(run_dir / "eval" / "scripted" / rm / "bon_8.jsonl")
+        curves[rm] = [[c["success"] for c in t.meta["search"]["candidates"]] for t in recs]
+    assert curves["agentprm"] == curves["pvm"] == curves["orm"]
+
+
+def test_empty_run_folder_reports_everything_not_run(tmp_path):
+    (tmp_path / "eval").mkdir()
+    report = write_report(tmp_path).read_text()
+    assert report.count("not run") >= 5
+    assert not re.search(r"\| agentprm \| \d", report)
+
+
+def test_auc():
+    assert auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert auc([0.1], [0.9]) == 0.0
+    assert auc([0.5, 0.5], [0.5]) == 0.5
+
+
+def test_cli_report_and_errors(run_dir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", str(run_dir)])
+    assert res.exit_code == 0 and "report.md" in res.output
+    res = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert res.exit_code != 0
+    res = runner.invoke(app, ["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--strategy", "beam", "--budget", "4y4"])
+    assert res.exit_code != 0 and "bad --budget" in str(res.exception)
