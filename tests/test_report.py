@@ -104,3 +104,25 @@ def test_cli_report_and_errors(run_dir, tmp_path):
     assert res.exit_code != 0
     res = runner.invoke(app, ["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--strategy", "beam", "--budget", "4y4"])
     assert res.exit_code != 0 and "bad --budget" in str(res.exception)
+
+
+def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch):
+    import agentprm.search.loading as loading
+    from agentprm.envs import REGISTRY, EnvSpec
+
+    monkeypatch.setitem(REGISTRY, "scripted", EnvSpec("scripted", "agentprm.testing.fakes:ScriptedEnv", "test env"))
+    monkeypatch.setattr(loading, "load_policy", lambda path: KeyedPolicy(0.5))
+    out = tmp_path / "eval" / "scripted" / "random" / "bon_4.jsonl"
+    args = ["search", "--policy", str(tmp_path), "--rm", "random:3", "--strategy", "bon", "--budget", "4",
+            "--env", "scripted", "--out", str(out), "--chunk", "3", "--samples", str(tmp_path / "s.jsonl")]
+    runner = CliRunner()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    recs = read_trajectories(out)
+    assert len(recs) == 4 and all(len(t.meta["search"]["candidates"]) == 4 for t in recs)  # ScriptedEnv: 4 test tasks
+    assert "--budget 4" in recs[0].meta["search"]["command"] and recs[0].meta["search"]["rm"] == "random"
+    assert len(read_trajectories(tmp_path / "s.jsonl")) == 16
+    res = runner.invoke(app, args)  # everything done: nothing re-searched, nothing re-sampled
+    assert res.exit_code == 0 and len(read_trajectories(out)) == 4
+    assert "4 from an earlier run" in res.output
+    assert len(read_trajectories(tmp_path / "s.jsonl")) == 16

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +12,21 @@ from agentprm.cli import app
 from agentprm.cli.common import progress, writable_path
 
 
+def _command_line(ctx: typer.Context, name: str) -> str:
+    """The invocation with every option spelled out (defaults too), so a record says exactly what ran."""
+    parts = ["agentprm", name]
+    for key, val in ctx.params.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(val, bool):
+            parts.append(flag if val else "--no-" + flag[2:])
+        elif val is not None:
+            parts += [flag, shlex.quote(str(val))]
+    return " ".join(parts)
+
+
 @app.command()
 def search(
+    ctx: typer.Context,
     policy: Annotated[Path, typer.Option(help="Policy directory (an HF model dir, e.g. runs/NAME/policy).")],
     out: Annotated[Path, typer.Option(help="Output JSONL, one chosen trajectory a task (appended to: a rerun resumes).")],
     rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), or random[:SEED].")] = "random",
@@ -57,7 +69,7 @@ def search(
     reward_model = None if strategy == "greedy" else load_reward_model(rm)
     pol = load_policy(policy)
     task_ids = spec_env.make().task_ids(split, n or None)
-    command = "agentprm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line(ctx, "search")
     ok = total = 0
     with progress() as bar:
         job = bar.add_task(f"{strategy} {spec.budget} {env}/{split}", total=len(task_ids), status="")
