@@ -24,7 +24,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from agentprm.trajectory import Compute, Step, Trajectory
+from agentprm.trajectory import Step, Trajectory
 
 _LINE = re.compile(r"craft (\d+) (.+?) using (.+)")
 _GOAL = re.compile(r"Goal: craft (.+)\.\s*$", re.MULTILINE)
