@@ -173,3 +173,14 @@ def test_synthetic_catalogue_is_deterministic_and_well_formed():
     assert test_ids == list(range(200)) and len(train_ids) > 1000 and not set(test_ids) & set(train_ids)
     # the same seed rebuilt from scratch gives the same goals in the same order
     assert synthetic_catalogue(0).goals == cat.goals
+
+
+def test_cli_webshop_check_reports_the_catalogue(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+
+    write_fixture(tmp_path)
+    res = CliRunner().invoke(app, ["webshop-check", "--data", str(tmp_path), "--n", "3"])
+    assert res.exit_code == 0, res.output
+    assert f"real:{tmp_path.resolve()}" in res.output and "mean reward 1.000" in res.output

