@@ -19,6 +19,7 @@ app = typer.Typer(
 # Command modules register themselves on `app` at import.
 from agentprm.cli import env_cmds  # noqa: E402,F401
 from agentprm.cli import search_cmds  # noqa: E402,F401
+from agentprm.cli import webshop_cmds  # noqa: E402,F401
 
 
 def main() -> None:

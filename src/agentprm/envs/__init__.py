@@ -11,4 +11,15 @@ register(
     )
 )
 
+register(
+    EnvSpec(
+        name="webshop",
+        factory="agentprm.envs.webshop.env:WebShopEnv",
+        expert="agentprm.envs.webshop.expert:expert_trajectory",
+        metric="success",
+        description="Web shopping (WebShop/AgentGym semantics; synthetic catalogue, or a real data dir via "
+        "AGENTPRM_WEBSHOP_DATA)",
+    )
+)
+
 __all__ = ["REGISTRY", "Env", "EnvSpec", "StepResult", "get_spec", "make_env", "register"]
