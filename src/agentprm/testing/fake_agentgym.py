@@ -77,3 +77,27 @@ def with_faults(app: FastAPI, plan: FaultPlan) -> FastAPI:
         raise ValueError(f"unknown fault {fault!r}")
 
     return app
+
+
+def scripted_expert(env, task_id: str, seed: int):
+    """Expert for `NumberedScriptedEnv` that plans from the first observation only ("Type k words."),
+    so it runs unchanged on the in-process env and on an `AgentGymEnv` in front of it."""
+    from agentprm.trajectory import Step, Trajectory
+
+    obs = env.reset(task_id)
+    k = int(obs.split()[1])
+    traj = Trajectory(id=f"{task_id}-expert-{seed}", env=env.name, task_id=task_id, system_prompt=env.system_prompt,
+                      first_observation=obs, policy="expert", seed=seed)
+    for t, word in enumerate("abcdefghijklmnopqrstuvwxyz"[:k]):
+        output = f"Thought: word {t + 1} of {k}.\nAction: {word}"
+        res = env.step(env.parse_action(output))
+        traj.steps.append(Step(t, obs, output, word, res.reward, res.done, info=dict(res.info)))
+        traj.compute.env_steps += 1
+        obs = res.observation
+        if res.done:
+            break
+    traj.final_observation = obs
+    traj.reward = traj.steps[-1].reward if traj.steps else 0.0
+    traj.success = env.is_success(traj.reward, True)
+    traj.status = "done" if traj.steps and traj.steps[-1].done else "max_rounds"
+    return traj
