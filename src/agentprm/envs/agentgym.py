@@ -66,6 +66,9 @@ KNOWN_ENVS: dict[str, KnownEnv] = {
 }
 DIALECTS = ("id", "env_idx")
 
+# Attributes of our own env that hold static data, not episode state; read through by `AgentGymEnv`.
+STATIC_LOCAL_ATTRS = frozenset({"book"})
+
 GENERIC_SYSTEM_PROMPT = (
     "You are an agent acting in a text environment. Each turn you see an observation; answer with your "
     "reasoning and exactly one action in the format\n\nThought:\n<your reasoning>\n\nAction:\n<the action>"
@@ -553,6 +556,13 @@ class AgentGymEnv:
                 h.users += 1
             twin._slot.handle = h
         return twin
+
+    def __getattr__(self, attr: str) -> Any:
+        # Static data of our own env of that name (TextCraft's recipe `book`, which its expert reads for
+        # metadata) is the same whichever process serves the episode; episode state is never delegated.
+        if attr in STATIC_LOCAL_ATTRS and self.__dict__.get("_local") is not None:
+            return getattr(self.__dict__["_local"], attr)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     def parse_action(self, text: str) -> str:
         if self._local is not None:
