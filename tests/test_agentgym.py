@@ -36,18 +36,24 @@ from agentprm.trajectory import read_trajectories
 REPO = Path(__file__).resolve().parents[1]
 FAST = RetryPolicy(retries=2, backoff_s=0.01, timeout_s=5.0, connect_timeout_s=1.0)
 
-register(
-    EnvSpec(
-        name="scriptline",
-        factory="agentprm.testing.fake_agentgym:NumberedScriptedEnv",
-        expert="agentprm.testing.fake_agentgym:scripted_expert",
-        description="test-only scripted env with AgentGym-style ids",
-    )
+SCRIPTLINE = EnvSpec(
+    name="scriptline",
+    factory="agentprm.testing.fake_agentgym:NumberedScriptedEnv",
+    expert="agentprm.testing.fake_agentgym:scripted_expert",
+    description="test-only scripted env with AgentGym-style ids",
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _scriptline_registered():
+    """The test-only env is in the registry for this module's tests only."""
+    register(SCRIPTLINE)
+    yield
+    REGISTRY.pop("scriptline", None)
+
+
 def _built_envs() -> list[str]:
-    names = []
+    names = ["scriptline"]
     for name, spec in sorted(REGISTRY.items()):
         try:
             spec.make().close()
@@ -58,6 +64,10 @@ def _built_envs() -> list[str]:
 
 
 ENVS = _built_envs()
+
+
+def _spec(name: str) -> EnvSpec:
+    return SCRIPTLINE if name == "scriptline" else REGISTRY[name]
 
 
 def _protocol(name: str) -> str:
@@ -81,7 +91,7 @@ def _actions(env, rng: random.Random, k: int) -> list[str]:
 
 @pytest.mark.parametrize("name", ENVS)
 def test_client_matches_in_process(name):
-    spec = REGISTRY[name]
+    spec = _spec(name)
     with serve_in_thread(create_app(spec.make, _protocol(name))) as url:
         remote = AgentGymEnv(_client_name(name, url), policy=FAST)
         local = spec.make()
@@ -99,9 +109,9 @@ def test_client_matches_in_process(name):
         remote.close()
 
 
-@pytest.mark.parametrize("name", [n for n in ENVS if REGISTRY[n].expert])
+@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert])
 def test_expert_trajectories_match(name):
-    spec = REGISTRY[name]
+    spec = _spec(name)
     with serve_in_thread(create_app(spec.make, _protocol(name))) as url:
         remote_spec = get_spec(_client_name(name, url))
         remote, local = remote_spec.make(policy=FAST), spec.make()
@@ -119,7 +129,7 @@ def _same(traj) -> dict:
 
 @pytest.mark.parametrize("name", ENVS)
 def test_clone_matches_in_process_clone(name):
-    spec = REGISTRY[name]
+    spec = _spec(name)
     with serve_in_thread(create_app(spec.make, _protocol(name))) as url:
         remote, local = AgentGymEnv(_client_name(name, url), policy=FAST), spec.make()
         task = local.task_ids("test", 1)[0]
@@ -411,7 +421,7 @@ def test_unknown_local_env_needs_explicit_ids():
             env.reset("scriptline_1")
 
 
-@pytest.mark.parametrize("name", [n for n in ENVS if REGISTRY[n].expert])
+@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert])
 def test_demos_through_server_equal_in_process(tmp_path, name):
     """`agentprm demos --env agentgym:<name>@URL` writes the trajectories `--env <name>` writes."""
     from agentprm.cli import app
@@ -420,7 +430,7 @@ def test_demos_through_server_equal_in_process(tmp_path, name):
     local_out, remote_out = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
     r = runner.invoke(app, ["demos", "--env", name, "--split", "test", "--n", "4", "--out", str(local_out)])
     assert r.exit_code == 0, r.output
-    with serve_in_thread(create_app(REGISTRY[name].make, _protocol(name))) as url:
+    with serve_in_thread(create_app(_spec(name).make, _protocol(name))) as url:
         args = ["demos", "--env", _client_name(name, url), "--split", "test", "--n", "4", "--out", str(remote_out)]
         r = runner.invoke(app, args)
         assert r.exit_code == 0, r.output
