@@ -106,8 +106,15 @@ def register(spec: EnvSpec) -> None:
 
 
 def get_spec(name: str) -> EnvSpec:
+    if name.startswith("agentgym:"):  # a user's AgentGym server: agentgym:<name>@http://HOST:PORT
+        from agentprm.envs.agentgym import agentgym_spec
+
+        return agentgym_spec(name)
     if name not in REGISTRY:
-        raise UserError(f"unknown env {name!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+        raise UserError(
+            f"unknown env {name!r}; choose one of: {', '.join(sorted(REGISTRY))} "
+            "(or an AgentGym server: agentgym:<name>@http://HOST:PORT)"
+        )
     return REGISTRY[name]
 
 
