@@ -39,6 +39,7 @@ class ExpertConfig:
     bot_timeout_s: float = 10.0  # wall clock for the bot's whole episode
     bot_memory_mb: int = 2048  # address space the bot may add to what the process already maps
     bot_max_primitives: int = 1000
+    segment_budget: int = 120  # expansions per BFS from one bot segment to the next
     use_bot: bool = True
 
 
@@ -161,33 +162,56 @@ def run_bot(level: str, seed: int, cfg: ExpertConfig) -> tuple[list[int], bool, 
         parent.close()
 
 
+def _world(fp: tuple) -> tuple:
+    """A state fingerprint without the agent's pose: objects, carried object, instruction progress."""
+    return (fp[0], fp[2], fp[3])
+
+
 def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str] | None, str]:
+    """Follow the bot's episode in macros. The bot's path is cut into segments at each change of the
+    world (a pickup, drop or door toggle); from each state a small BFS looks for the fewest macros that
+    reach a later segment (any pose) or finish. Failing that, one macro that lands exactly on a later
+    state of the bot's path keeps us on it."""
     level, seed = level_and_seed(parse_task_id(task_id))
     primitives, ok, note = run_bot(level, seed, cfg)
     if not ok:
         return None, note or "bot did not finish the mission"
-    # Fingerprints along the bot's path, replayed in our own copy of the level.
     env.reset(task_id)
-    index: dict[tuple, int] = {env.fingerprint(): 0}
-    walker = env._env
+    exact: dict[tuple, int] = {}
+    segment_of: dict[tuple, int] = {}
+    segment_start: list[int] = [0]
+    fp = env.fingerprint()
+    exact[fp], segment_of[_world(fp)] = 0, 0
     with _quiet():
         for i, a in enumerate(primitives, start=1):
-            walker.step(a)
-            index[env.fingerprint()] = i
-    # Greedy compression: the macro that gets furthest along the bot's path, until done.
+            env._env.step(a)
+            fp = env.fingerprint()
+            exact[fp] = i
+            if _world(fp) not in segment_of:
+                segment_start.append(i)
+                segment_of[_world(fp)] = len(segment_start) - 1
     env.reset(task_id)
     plan: list[str] = []
-    at = 0
-    for _ in range(env.max_rounds):
+    at, segment = 0, 0
+    while len(plan) < env.max_rounds:
+        found = _bfs_to(env, lambda fp: segment_of.get(_world(fp), -1) > segment, cfg.segment_budget, env.max_rounds - len(plan))
+        if found is not None:
+            path, fp = found
+            for action in path:
+                env.step(action)
+            plan.extend(path)
+            if env.done:
+                return plan, ""
+            segment = segment_of[_world(fp)]
+            at = segment_start[segment]
+            continue
         best: tuple[int, str] | None = None
         for action in env.available_actions:
             if action == "check available actions":
                 continue
             child = env.clone()
-            res = child.step(action)
-            if res.done:
-                return [*plan, action], ""
-            reach = index.get(child.fingerprint(), -1)
+            child.step(action)
+            reach = exact.get(child.fingerprint(), -1)
             if reach > at and (best is None or reach > best[0]):
                 best = (reach, action)
         if best is None:
@@ -196,6 +220,31 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
         plan.append(action)
         env.step(action)
     return None, f"bot path needs more than {env.max_rounds} rounds"
+
+
+def _bfs_to(env: BabyAIEnv, target, budget: int, max_depth: int) -> tuple[list[str], tuple] | None:
+    """Fewest macros from `env` to a state that finishes the task or satisfies `target(fingerprint)`."""
+    seen = {env.fingerprint()}
+    queue: deque[tuple[BabyAIEnv, list[str]]] = deque([(env, [])])
+    expansions = 0
+    while queue:
+        node, path = queue.popleft()
+        for action in node.available_actions:
+            if action == "check available actions" or expansions >= budget:
+                continue
+            child = node.clone()
+            res = child.step(action)
+            expansions += 1
+            fp = child.fingerprint()
+            if res.done or target(fp):
+                return [*path, action], fp
+            if fp in seen or len(path) + 1 >= max_depth:
+                continue
+            seen.add(fp)
+            queue.append((child, [*path, action]))
+        if expansions >= budget:
+            return None
+    return None
 
 
 # -- writing the trajectory -----------------------------------------------------------------------------
