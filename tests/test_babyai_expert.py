@@ -86,3 +86,9 @@ def test_demos_cli_writes_successes_and_prints_levels(tmp_path):
     # Rerun resumes: nothing new to do.
     res = CliRunner().invoke(app, ["demos", "--env", "babyai", "--split", "train", "--n", "3", "--out", str(out)])
     assert "already in" in res.output
+
+
+def test_thought_names_the_object_not_the_verb():
+    t = thought_for("pickup grey key 1", "pick up the grey key", "", False)
+    assert "the grey key" in t and "pickup grey" not in t
+    assert "the blue open door" in thought_for("go through blue open door 1", "go to the red ball", "", False)

@@ -36,7 +36,7 @@ from agentprm.trajectory import Compute, Step, Trajectory
 @dataclass
 class ExpertConfig:
     bfs_budget: int = 250  # macro expansions (clone + step) before giving up on BFS
-    bot_timeout_s: float = 10.0  # wall clock for the bot's whole episode
+    bot_timeout_s: float = 3.0  # wall clock for the bot's whole episode (it needs 0-0.3 s when it works)
     bot_memory_mb: int = 2048  # address space the bot may add to what the process already maps
     bot_max_primitives: int = 1000
     segment_budget: int = 120  # expansions per BFS from one bot segment to the next
@@ -170,8 +170,8 @@ def _world(fp: tuple) -> tuple:
 def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str] | None, str]:
     """Follow the bot's episode in macros. The bot's path is cut into segments at each change of the
     world (a pickup, drop or door toggle); from each state a small BFS looks for the fewest macros that
-    reach a later segment (any pose) or finish. Failing that, one macro that lands exactly on a later
-    state of the bot's path keeps us on it."""
+    reach a later segment (any pose) or finish. Failing that, the macro that lands exactly on the
+    furthest later state of the bot's path keeps us on it, or a small BFS finds the way back onto it."""
     level, seed = level_and_seed(parse_task_id(task_id))
     primitives, ok, note = run_bot(level, seed, cfg)
     if not ok:
@@ -214,11 +214,22 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
             reach = exact.get(child.fingerprint(), -1)
             if reach > at and (best is None or reach > best[0]):
                 best = (reach, action)
-        if best is None:
+        if best is not None:
+            at, action = best
+            plan.append(action)
+            env.step(action)
+            continue
+        # Off the bot's path (a macro took another route): find the way back onto a later state of it.
+        found = _bfs_to(env, lambda fp: exact.get(fp, -1) > at, cfg.segment_budget, env.max_rounds - len(plan))
+        if found is None:
             return None, f"bot path not expressible in macros after {len(plan)} rounds"
-        at, action = best
-        plan.append(action)
-        env.step(action)
+        path, fp = found
+        for action in path:
+            env.step(action)
+        plan.extend(path)
+        if env.done:
+            return plan, ""
+        at = exact[fp]
     return None, f"bot path needs more than {env.max_rounds} rounds"
 
 
@@ -253,8 +264,11 @@ def _bfs_to(env: BabyAIEnv, target, budget: int, max_depth: int) -> tuple[list[s
 def thought_for(action: str, goal: str, observation: str, first: bool) -> str:
     """A short reason for `action`, from the goal and what the agent currently sees."""
     goal_words = set(_WORDS.findall(goal))
-    words = action.split()
-    named = " ".join(words[-4:-1]) if words and words[-1].isdigit() else ""
+    named = ""
+    for verb in ("toggle and go through ", "go through ", "go to ", "pickup "):
+        if action.startswith(verb) and action.split()[-1].isdigit():
+            named = action[len(verb) :].rsplit(" ", 1)[0]  # "red closed door" from "... red closed door 2"
+            break
     relevant = bool(goal_words & set(named.split()) - {"door", "open", "closed", "locked"}) or (
         "door" in named and "door" in goal_words
     )
