@@ -1,7 +1,9 @@
-"""BabyAI throughput: macro steps/s of `BabyAIEnv` under random plausible actions (`sample_action`),
-with raw minigrid primitive steps/s alongside for scale, and the expert's demos/s.
+"""BabyAI figures that `env_throughput.py` does not give: bare minigrid primitive steps/s (the floor
+under the text wrapper) and the expert's speed and success on the first N train ids.
 
-    PYTHONPATH=src python benchmarks/babyai_throughput.py [--seconds 10] [--demos 80]
+    PYTHONPATH=src python benchmarks/babyai_throughput.py [--seconds 5] [--demos 80]
+
+The wrapper's own macro steps/s: `PYTHONPATH=src python benchmarks/env_throughput.py`.
 """
 
 from __future__ import annotations
@@ -15,23 +17,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from agentprm.envs.babyai import BabyAIEnv, _quiet, make_level  # noqa: E402
 from agentprm.envs.babyai_expert import expert_trajectory  # noqa: E402
-
-
-def macro_steps_per_s(seconds: float) -> tuple[float, float]:
-    env, rng = BabyAIEnv(), random.Random(0)
-    steps = resets = 0
-    task = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env.reset(f"babyai_{task}")
-        task, resets = task + 1, resets + 1
-        for _ in range(env.max_rounds):
-            res = env.step(env.sample_action(rng))
-            steps += 1
-            if res.done:
-                break
-    elapsed = time.perf_counter() - start
-    return steps / elapsed, resets / elapsed
 
 
 def primitive_steps_per_s(seconds: float) -> float:
@@ -50,13 +35,10 @@ def primitive_steps_per_s(seconds: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--demos", type=int, default=80, help="expert episodes on train ids 0..N-1 (0 to skip)")
     args = ap.parse_args()
-    macro, resets = macro_steps_per_s(args.seconds)
-    prim = primitive_steps_per_s(args.seconds / 2)
-    print(f"BabyAIEnv macro steps/s (random plausible actions, all 40 levels): {macro:,.0f}  (resets/s {resets:,.1f})")
-    print(f"minigrid primitive steps/s (GoToLocalS8N7, no text): {prim:,.0f}")
+    print(f"minigrid primitive steps/s (GoToLocalS8N7, no text): {primitive_steps_per_s(args.seconds):,.0f}")
     if args.demos:
         env, ok = BabyAIEnv(), 0
         start = time.perf_counter()

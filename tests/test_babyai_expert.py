@@ -78,13 +78,14 @@ def test_thoughts_are_specific():
 
 def test_demos_cli_writes_successes_and_prints_levels(tmp_path):
     out = tmp_path / "demos.jsonl"
-    res = CliRunner().invoke(app, ["demos", "--env", "babyai", "--split", "train", "--n", "3", "--out", str(out)])
+    args = ["demos", "--env", "babyai", "--split", "train", "--n", "3", "--out", str(out), "--successes-only"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and all(r["success"] for r in rows)
     assert "GoToRedBallGrey" in res.output and "expert success:" in res.output
     # Rerun resumes: nothing new to do.
-    res = CliRunner().invoke(app, ["demos", "--env", "babyai", "--split", "train", "--n", "3", "--out", str(out)])
+    res = CliRunner().invoke(app, args)
     assert "already in" in res.output
 
 
