@@ -22,4 +22,14 @@ register(
     )
 )
 
+register(
+    EnvSpec(
+        name="babyai",
+        factory="agentprm.envs.babyai:BabyAIEnv",
+        expert="agentprm.envs.babyai_expert:expert_trajectory",
+        metric="reward",
+        description="BabyAI grid worlds, 40 levels (AgentGym's text wrapper and macro actions over minigrid)",
+    )
+)
+
 __all__ = ["REGISTRY", "Env", "EnvSpec", "StepResult", "get_spec", "make_env", "register"]
