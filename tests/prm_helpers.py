@@ -34,10 +34,11 @@ def scripted_trajectory(task_id: str, p_correct: float, rng: random.Random, max_
     return traj
 
 
-def scripted_dataset(n: int, seed: int = 0) -> list[Trajectory]:
+def scripted_dataset(n: int, seed: int = 0, ps: tuple[float, ...] = (0.3, 0.7, 1.0)) -> list[Trajectory]:
+    """n scripted rollouts; ps = (0, 1) makes the outcome readable from the first action (learnable)."""
     rng = random.Random(seed)
     ids = ScriptedEnv(n_train=8).task_ids("train")
-    return [scripted_trajectory(ids[i % len(ids)], rng.choice([0.3, 0.7, 1.0]), rng, i=i) for i in range(n)]
+    return [scripted_trajectory(ids[i % len(ids)], rng.choice(ps), rng, i=i) for i in range(n)]
 
 
 def tiny_tokenizer():

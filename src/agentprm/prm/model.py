@@ -59,6 +59,7 @@ def _quiet_transformers():
     from transformers.utils import logging
 
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 class ValueHeadPRM(nn.Module):
@@ -89,6 +90,7 @@ class ValueHeadPRM(nn.Module):
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        _quiet_transformers()
         self.backbone.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
