@@ -47,7 +47,8 @@ def tiny_tokenizer():
     return train_chat_tokenizer(texts * 3, vocab_size=400)
 
 
-def tiny_backbone_dir(path: Path, tokenizer=None, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def tiny_backbone_dir(path: Path, tokenizer=None, hidden: int = 32, layers: int = 2, seed: int = 0,
+                      max_positions: int = 1024) -> Path:
     """A randomly initialised LlamaForCausalLM (the shape of the SFT policy dir) saved with its tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -55,7 +56,7 @@ def tiny_backbone_dir(path: Path, tokenizer=None, hidden: int = 32, layers: int 
     tok = tokenizer or tiny_tokenizer()
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_positions,
                       pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     LlamaForCausalLM(cfg).save_pretrained(str(path))
     tok.save_pretrained(str(path))

@@ -256,7 +256,9 @@ def train_prm(
 
     items, skipped = build_items(trajectories, tokenizer, cfg, mc_labels, max_length)
     if not items:
-        raise ValueError(f"no usable trajectories to train on (skipped: {skipped})")
+        hint = (f"; they exceed {max_length} tokens: use a backbone with more positions or a smaller --max-length cap"
+                if skipped["too_long"] else "")
+        raise ValueError(f"no usable trajectories to train on (skipped: {skipped}){hint}")
     per_epoch = math.ceil(len(items) / cfg.batch_size)
     total = per_epoch * cfg.epochs
 
