@@ -1,0 +1,39 @@
+"""Outcome-based labels: PVM (every step gets r) and ORM (one label r for the whole trajectory).
+
+The outcome r is the env's raw reward by default (paper.md §9 item 6: raw or binary is not stated;
+raw keeps BabyAI's graded reward and WebShop's match score); `binary=True` uses 0/1 success instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentprm.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """How trajectories become targets; shared by `label` and `train-prm` so they cannot disagree."""
+
+    gamma: float = 1.0  # §9.1: not given; Eq 7-8 need 1
+    lam: float = 0.95  # paper
+    bootstrap: str = "literal"  # §9.2: "literal" (paper Eq 12-14) | "next" (SARSA(λ))
+    binary_outcome: bool = False  # §9.6: raw env reward (default) or 0/1 success
+
+
+def outcome_value(traj: Trajectory, binary: bool = False) -> float:
+    """r(u, τ): the raw outcome reward, or 1.0/0.0 success when `binary`."""
+    if binary:
+        return 1.0 if traj.success else 0.0
+    return float(traj.reward)
+
+
+def pvm_labels(traj: Trajectory, binary: bool = False) -> list[float]:
+    """PVM: the trajectory's outcome assigned to every step (= TD-GAE with λ = γ = 1)."""
+    return [outcome_value(traj, binary)] * traj.num_steps
+
+
+def orm_labels(traj: Trajectory, binary: bool = False) -> list[float | None]:
+    """ORM: one label for the whole trajectory, carried by its last step; earlier steps are unlabelled (None)."""
+    n = traj.num_steps
+    return [None] * (n - 1) + [outcome_value(traj, binary)] if n else []

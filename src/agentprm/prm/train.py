@@ -1,0 +1,334 @@
+"""Training a PRM on collected trajectories (paper Algorithm 1 for AgentPRM; PVM, ORM, MC baselines).
+
+Objectives:
+- `agentprm`: every batch runs one forward pass, recomputes the TD-GAE targets of each trajectory from
+  that pass's own predictions (detached), and minimises L = L_Q + β·L_A (Algorithm 1: the labels move
+  with the model).
+- `pvm`: L_Q on the outcome assigned to every step.
+- `orm`: L_Q at the last step only, target r (the ORM scores the whole trajectory; read its last step).
+- `mc`: L_Q on MC labels (from `agentprm label --method mc`); `mc_advantage_loss` adds β·L_A (the paper
+  does not say whether its MC PRM used L_A, §9 item 12).
+
+Settings: the paper gives lr 1e-6 and at most 5 epochs (`preset="paper"`, for pretrained backbones);
+the rest is not stated (§9 item 5). `preset="tiny"` is for the from-scratch default backbone on CPU.
+Resumable: a checkpoint (model, optimiser, position) is written every `checkpoint_every` steps and at
+each epoch end; rerunning the same command continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentprm.conversation import trajectory_messages
+from agentprm.labels.outcome import LabelSettings, outcome_value
+from agentprm.labels.td_gae import BOOTSTRAPS, td_gae_linear
+from agentprm.prm.losses import REDUCTIONS, advantage_loss, agentprm_loss, q_loss
+from agentprm.prm.model import EncodedConversation, PRMMeta, ValueHeadPRM, encode_for_scoring
+from agentprm.trajectory import Trajectory
+
+OBJECTIVES = ("agentprm", "pvm", "orm", "mc")
+PRESETS = ("tiny", "paper")
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class PRMTrainConfig:
+    """Every knob of PRM training. Defaults are the paper's where it gives them (see each comment)."""
+
+    objective: str = "agentprm"
+    # optimisation (paper: lr 1e-6, <= 5 epochs; optimiser, batch, schedule not given: AdamW, constant)
+    lr: float = 1e-6
+    epochs: int = 5
+    batch_size: int = 16  # trajectories per optimiser step
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+    # labels (paper.md §9 items 1, 2, 6)
+    gamma: float = 1.0
+    lam: float = 0.95
+    bootstrap: str = "literal"  # "literal" (Eq 12-14) | "next" (SARSA(λ) next-step bootstrap)
+    binary_outcome: bool = False  # raw env reward (default) or 0/1 success as r
+    # loss (paper.md §9 item 3)
+    beta: float = 1.0
+    half_advantage: bool = True  # Algorithm 1's ½ on L_A (Eq 9 has none)
+    detach_targets: bool = True  # stop-gradient on the TD targets (not stated; standard)
+    reduction: str = "step"  # "step": mean over all steps of the batch | "trajectory": per τ first
+    mc_advantage_loss: bool = False  # MC objective: add β·L_A
+    # model (paper.md §9 item 4)
+    head_activation: str = "none"  # "none" (regression) | "sigmoid"
+    max_length: int = 0  # tokens; 0 = the backbone's limit; longer trajectories are skipped in training
+    # bookkeeping
+    seed: int = 0
+    checkpoint_every: int = 200  # optimiser steps
+    device: str = "auto"
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> PRMTrainConfig:
+        """`paper`: the paper's lr 1e-6, 5 epochs, for pretrained LLM backbones.
+
+        `tiny`: the from-scratch default backbone (about 1M parameters) on 2 CPU cores. lr 1e-6 does not
+        move a freshly initialised head in any affordable number of steps, so it uses AdamW lr 3e-4,
+        3 epochs, batch 8 (measured on the scripted data: L_Q falls steadily; see docs/prm.md).
+        """
+        if name == "paper":
+            base = cls()
+        elif name == "tiny":
+            base = cls(lr=3e-4, epochs=3, batch_size=8, warmup_steps=10)
+        else:
+            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        return replace(base, **overrides)
+
+    def validate(self) -> None:
+        checks = [
+            (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}"),
+            (self.bootstrap in BOOTSTRAPS, f"bootstrap must be one of {BOOTSTRAPS}"),
+            (self.reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}"),
+            (self.lr > 0 and self.epochs >= 1 and self.batch_size >= 1, "lr > 0, epochs >= 1, batch_size >= 1"),
+            (0.0 <= self.lam <= 1.0 and 0.0 <= self.gamma <= 1.0, "lam and gamma must lie in [0, 1]"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def label_settings(self) -> LabelSettings:
+        return LabelSettings(self.gamma, self.lam, self.bootstrap, self.binary_outcome)
+
+
+@dataclass
+class TrainItem:
+    trajectory_id: str
+    encoded: EncodedConversation
+    outcome: float
+    static_targets: list[float | None] = field(default_factory=list)  # pvm/orm/mc; None = no target
+
+
+def build_items(
+    trajectories: list[Trajectory],
+    tokenizer: Any,
+    cfg: PRMTrainConfig,
+    mc_labels: dict[str, list[float]] | None = None,
+    max_length: int = 1 << 30,
+) -> tuple[list[TrainItem], dict[str, int]]:
+    """Tokenised training items and counts of what was skipped and why."""
+    skipped = {"error_status": 0, "no_steps": 0, "too_long": 0, "no_mc_label": 0}
+    items = []
+    for traj in trajectories:
+        if traj.status in ("env_error", "policy_error", "running"):
+            skipped["error_status"] += 1  # no trustworthy outcome
+            continue
+        if traj.num_steps == 0:
+            skipped["no_steps"] += 1
+            continue
+        r = outcome_value(traj, cfg.binary_outcome)
+        n = traj.num_steps
+        if cfg.objective == "mc":
+            lab = (mc_labels or {}).get(traj.id)
+            if lab is None or len(lab) != n:
+                skipped["no_mc_label"] += 1
+                continue
+            static: list[float | None] = list(lab)
+        elif cfg.objective == "orm":
+            static = [None] * (n - 1) + [r]
+        elif cfg.objective == "pvm":
+            static = [r] * n
+        else:
+            static = []
+        enc = encode_for_scoring(tokenizer, trajectory_messages(traj))
+        if len(enc.input_ids) > max_length:
+            skipped["too_long"] += 1
+            continue
+        items.append(TrainItem(traj.id, enc, r, static))
+    return items, skipped
+
+
+@lru_cache(maxsize=256)
+def _td_matrix(n: int, gamma: float, lam: float, bootstrap: str) -> tuple[torch.Tensor, torch.Tensor]:
+    W, c = td_gae_linear(n, gamma=gamma, lam=lam, bootstrap=bootstrap)
+    return torch.tensor(W, dtype=torch.float32), torch.tensor(c, dtype=torch.float32)
+
+
+def batch_targets(q: torch.Tensor, mask: torch.Tensor, items: list[TrainItem], cfg: PRMTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, S] targets, [B, S] target mask) for a batch whose forward pass gave `q`."""
+    target = torch.zeros_like(q)
+    tmask = torch.zeros_like(mask)
+    for i, it in enumerate(items):
+        n = len(it.encoded.step_index)
+        if cfg.objective == "agentprm":
+            W, c = _td_matrix(n, cfg.gamma, cfg.lam, cfg.bootstrap)
+            qi = q[i, :n].detach() if cfg.detach_targets else q[i, :n]
+            target[i, :n] = W.to(q.device) @ qi + c.to(q.device) * it.outcome
+            tmask[i, :n] = True
+        else:
+            for t, v in enumerate(it.static_targets):
+                if v is not None:
+                    target[i, t] = v
+                    tmask[i, t] = True
+    return target, tmask
+
+
+def compute_loss(q, mask, items, cfg) -> tuple[torch.Tensor, float, float]:
+    """(loss to backprop, L_Q, L_A) for one batch; L_A is reported even where it is not optimised."""
+    target, tmask = batch_targets(q, mask, items, cfg)
+    tmask = tmask & mask
+    use_la = cfg.objective == "agentprm" or (cfg.objective == "mc" and cfg.mc_advantage_loss)
+    if use_la:
+        loss, lq, la = agentprm_loss(q, target, tmask, beta=cfg.beta, half_advantage=cfg.half_advantage, reduction=cfg.reduction)
+        return loss, lq.item(), la.item()
+    lq = q_loss(q, target, tmask, cfg.reduction)
+    with torch.no_grad():
+        la = advantage_loss(q, target, tmask, half=cfg.half_advantage, reduction=cfg.reduction)
+    return lq, lq.item(), la.item()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_lambda(warmup: int) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def batches_of_epoch(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's batches, a pure function of (seed, epoch): resume can skip the ones already done."""
+    order = list(range(n_items))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    items: int
+    skipped: dict[str, int]
+    first_loss: float
+    last_loss: float
+    resumed_from_step: int
+
+
+def train_prm(
+    trajectories: list[Trajectory],
+    init: str | Path,
+    out: str | Path,
+    cfg: PRMTrainConfig,
+    *,
+    mc_labels: dict[str, list[float]] | None = None,
+    on_step: Callable[[int, int, float, float], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train a PRM initialised from the HF dir `init` and save it to `out` (HF dir + head + config).
+
+    `on_step(step, total_steps, L_Q, L_A)` is called after every optimiser step (the CLI's progress bar).
+    `stop_after_steps` stops early after writing a checkpoint (used to test resume).
+    """
+    from transformers import AutoTokenizer
+
+    cfg.validate()
+    out = Path(out)
+    ckpt = out / CHECKPOINT_DIR
+    torch.manual_seed(cfg.seed)
+    resume_state = None
+    if (ckpt / "state.json").is_file():
+        resume_state = json.loads((ckpt / "state.json").read_text())
+        if resume_state["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt} was written with another config; remove it or rerun with the same options")
+        model, tokenizer, _ = ValueHeadPRM.load(ckpt)
+    else:
+        model = ValueHeadPRM.from_backbone(init, cfg.head_activation)
+        tokenizer = AutoTokenizer.from_pretrained(str(init))
+    device = _device(cfg.device)
+    model.to(device).train()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    limit = getattr(model.backbone.config, "max_position_embeddings", None) or 1 << 30
+    max_length = min(cfg.max_length or limit, limit)
+
+    items, skipped = build_items(trajectories, tokenizer, cfg, mc_labels, max_length)
+    if not items:
+        hint = (f"; they exceed {max_length} tokens: use a backbone with more positions or a smaller --max-length cap"
+                if skipped["too_long"] else "")
+        raise ValueError(f"no usable trajectories to train on (skipped: {skipped}){hint}")
+    per_epoch = math.ceil(len(items) / cfg.batch_size)
+    total = per_epoch * cfg.epochs
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
+    step = 0
+    log_rows: list[dict[str, Any]] = []
+    if resume_state is not None:
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        step = resume_state["step"]
+        log_rows = resume_state.get("log", [])
+    resumed_from = step
+
+    def save_checkpoint() -> None:
+        tmp = out / (CHECKPOINT_DIR + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model.save(tmp, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        torch.save(sched.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg), "log": log_rows}))
+        if ckpt.exists():
+            shutil.rmtree(ckpt)
+        tmp.rename(ckpt)  # atomic swap: a kill mid-save leaves the previous checkpoint intact
+
+    if on_step is not None and step:
+        on_step(step, total, float("nan"), float("nan"))
+    for epoch in range(cfg.epochs):
+        for b, idx in enumerate(batches_of_epoch(len(items), cfg.batch_size, cfg.seed, epoch)):
+            if epoch * per_epoch + b < step:
+                continue  # done before the resume point
+            batch = [items[i] for i in idx]
+            q, mask = model.step_values([it.encoded for it in batch], pad_id)
+            loss, lq, la = compute_loss(q, mask, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            log_rows.append({"step": step, "epoch": epoch, "loss": loss.item(), "l_q": lq, "l_a": la})
+            if on_step is not None:
+                on_step(step, total, lq, la)
+            last_of_epoch = b == per_epoch - 1
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (last_of_epoch and step < total):
+                save_checkpoint()
+            if stop_after_steps is not None and step >= stop_after_steps:
+                save_checkpoint()
+                return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from)
+
+    model.eval()
+    train_info = {**asdict(cfg), "steps": step, "items": len(items), "skipped": skipped, "complete": True}
+    model.save(out, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length, train_info))
+    with open(out / "train_log.jsonl", "w", encoding="utf-8") as fh:
+        for row in log_rows:
+            fh.write(json.dumps(row) + "\n")
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from)
+
+
+def is_trained(out: str | Path) -> bool:
+    """True when `out` holds a finished PRM (a pipeline stage can be skipped)."""
+    p = Path(out) / "prm_config.json"
+    if not p.is_file():
+        return False
+    return bool((json.loads(p.read_text()).get("train") or {}).get("complete"))
+
+
+__all__ = ["OBJECTIVES", "PRESETS", "PRMTrainConfig", "TrainResult", "batch_targets", "build_items", "compute_loss",
+           "is_trained", "train_prm"]
