@@ -18,6 +18,7 @@ app = typer.Typer(
 
 # Command modules register themselves on `app` at import.
 from agentprm.cli import env_cmds  # noqa: E402,F401
+from agentprm.cli import policy_cmds  # noqa: E402,F401
 
 
 def main() -> None:
