@@ -23,14 +23,23 @@ class TinyPolicyConfig:
     intermediate_size: int = 512
     vocab_size: int = 2048  # asked of the BPE trainer; it stops earlier on small corpora
     max_position_embeddings: int = 4096  # RoPE: no parameters, only the longest context allowed
+    # The env's system prompt (the first user turn, the same in every episode) becomes ONE token:
+    # TextCraft's is ~250 BPE tokens, a third of an average demo, re-read at every turn of every
+    # rollout. Any other text still tokenises normally, so a changed prompt is merely longer.
+    system_prompt_token: bool = True
 
 
-def conversation_texts(conversations: Iterable[list[Message]]) -> Iterable[str]:
+def conversation_texts(conversations: Iterable[list[Message]], skip: frozenset[str] = frozenset()) -> Iterable[str]:
     """The texts a tokenizer should learn: every message's content (roles and markup are special/short)."""
     yield "user assistant system"
     for conv in conversations:
         for m in conv:
-            yield m["content"]
+            if m["content"] not in skip:
+                yield m["content"]
+
+
+def system_prompts(conversations: list[list[Message]]) -> list[str]:
+    return sorted({c[0]["content"] for c in conversations if c and c[0]["role"] == "user"})
 
 
 def build_tiny(conversations: list[list[Message]], cfg: TinyPolicyConfig, seed: int = 0):
@@ -38,7 +47,12 @@ def build_tiny(conversations: list[list[Message]], cfg: TinyPolicyConfig, seed: 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = train_chat_tokenizer(conversation_texts(conversations), vocab_size=cfg.vocab_size)
+    prompts = system_prompts(conversations) if cfg.system_prompt_token else []
+    tokenizer = train_chat_tokenizer(conversation_texts(conversations, frozenset(prompts)), vocab_size=cfg.vocab_size)
+    if prompts:
+        from tokenizers import AddedToken
+
+        tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in prompts])
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
