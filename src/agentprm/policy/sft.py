@@ -48,6 +48,7 @@ class SFTConfig:
     checkpoint_every: int = 100  # steps
     seed: int = 0
     threads: int | None = None  # torch threads (None: torch's default)
+    bf16: bool = False  # bf16 autocast (fp32 master weights): ~1.3x faster on CPUs with AVX-512 bf16
     tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
 
 
@@ -205,14 +206,16 @@ def train_sft(
         width = max(len(ids) for ids, _ in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, (x, y) in enumerate(batch):  # right padding: positions start at 0 for every row
+        for r, (x, y) in enumerate(batch):
             ids[r, : len(x)] = torch.tensor(x)
             labels[r, : len(y)] = torch.tensor(y)
-            mask[r, : len(x)] = 1
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        # Right padding needs no attention mask: under the causal mask no real token sees a pad, and
+        # pads carry no loss. Without a mask, SDPA takes its fused causal kernel: ~4x faster on CPU
+        # than the masked path, which materialises [B, H, L, L] (measured on TextCraft demos).
+        with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(input_ids=ids, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -253,6 +256,7 @@ def _jsonable(cfg: SFTConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d.pop("checkpoint_every")  # may change between a run and its resume
     d.pop("threads")
+    d.pop("bf16")
     return d
 
 
