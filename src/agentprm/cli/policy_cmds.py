@@ -29,6 +29,7 @@ def sft(
     checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (faster on CPUs with bf16 support).")] = False,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT already holds a trained policy.")] = False,
 ) -> None:
     """Supervised fine-tuning on expert demos: loss on assistant turns only; checkpoints; resume."""
@@ -62,6 +63,7 @@ def sft(
         checkpoint_every=checkpoint_every,
         seed=seed,
         threads=threads or None,
+        bf16=bf16,
         tiny=TinyPolicyConfig(hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=4 * hidden),
     )
     with progress() as bar:
