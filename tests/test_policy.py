@@ -183,3 +183,21 @@ def test_sft_resume_after_crash_gives_the_uninterrupted_result(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     meta = json.loads((tmp_path / "full" / "agentprm_policy.json").read_text())
     assert meta["env"] == "scripted" and meta["num_demos"] == 12
+
+
+def test_tiny_tokenizer_reads_the_system_prompt_as_one_token_and_round_trips():
+    from agentprm.conversation import trajectory_messages
+    from agentprm.policy.tiny import build_tiny
+
+    convs = [trajectory_messages(t) for t in scripted_demos(6)]
+    cfg = TinyPolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, vocab_size=300)
+    _, tok = build_tiny(convs, cfg)
+    text = tok.apply_chat_template(convs[0], tokenize=False)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert convs[0][0]["content"] in tok.convert_ids_to_tokens(ids)
+    _, plain = build_tiny(convs, TinyPolicyConfig(**{**cfg.__dict__, "system_prompt_token": False}))
+    assert len(plain(text, add_special_tokens=False)["input_ids"]) > len(ids) + 5
+    # any other text (a changed prompt) still tokenises, only longer
+    other = "Type the secret words, please."
+    assert tok.decode(tok(other, add_special_tokens=False)["input_ids"]) == other
