@@ -9,7 +9,8 @@ computing. Here:
 - row b writes its token i at cache slot i (per-row positions: no left padding, no position shift);
 - the attention mask is built by us (4-D, so HF uses it as is) and each forward attends only to the
   slots up to the longest live row;
-- rows that finished (end-of-turn token or the new-token cap) are dropped from the batch.
+- rows that finished (end-of-turn token or the new-token cap) are dropped from the batch (in groups:
+  compaction copies the cache).
 
 The model's own forward runs unchanged (the cache object only answers `update`), so any architecture
 whose attention calls `cache.update(k, v, layer_idx)` works: Llama, Qwen2, Mistral, SmolLM2, ...
@@ -155,26 +156,32 @@ def decode_batch(
     cur_pos = lengths.clone()  # position id of each row's next token
     if record_logits is not None:
         record_logits.extend([] for _ in range(n))
+    active = [True] * n  # per batch row: still generating (finished rows may linger until compaction)
     for step in range(max_new_tokens):
         if record_logits is not None:
             for j, r in enumerate(live):
-                record_logits[r].append(last[j].float().clone())
+                if active[j]:
+                    record_logits[r].append(last[j].float().clone())
         nxt = _sample(last, temperature, [gens[r] for r in live])
-        done_mask = torch.isin(nxt, stop)
-        nxt_list, done_list = nxt.tolist(), done_mask.tolist()
+        nxt_list, stop_list = nxt.tolist(), torch.isin(nxt, stop).tolist()
         for j, r in enumerate(live):
+            if not active[j]:
+                continue
             tokens[r].append(nxt_list[j])
-            if done_list[j]:
+            if stop_list[j]:
                 results[r] = Decoded(tokens[r], True)
-        if step == max_new_tokens - 1:
+                active[j] = False
+        if step == max_new_tokens - 1 or not any(active):
             break
-        if any(done_list):
-            keep = (~done_mask).nonzero().squeeze(1)
-            if len(keep) == 0:
-                break
+        # Drop finished rows once they are a quarter of the batch: compaction copies the cache, so
+        # doing it for every single finished row costs more than computing a few idle rows.
+        idle = active.count(False)
+        if idle and idle * 4 >= len(live):
+            keep = torch.tensor([j for j, a in enumerate(active) if a], device=device)
             cache.keep_rows(keep)
             live = [live[j] for j in keep.tolist()]
             nxt, cur_pos, real = nxt[keep], cur_pos[keep], real[keep]
+            active = [True] * len(live)
         b = len(live)
         real = torch.cat([real, real.new_ones((b, 1))], dim=1)  # the new token's slot
         out = model(
