@@ -44,8 +44,9 @@ def play(
 
     e = make_env(env)
     task_id = task or e.task_ids("test")[0]
+    first = e.reset(task_id)  # before any output, so a bad task id ends in just the one error line
     print(e.system_prompt, "\n")
-    print(e.reset(task_id))
+    print(first)
     for rnd in range(1, e.max_rounds + 1):
         try:
             action = input(f"\n[{rnd}/{e.max_rounds}] action> ").strip()
@@ -69,7 +70,13 @@ def demos(
     n: Annotated[int, typer.Option(help="Number of tasks to run the expert on.")] = 300,
     out: Annotated[Path, typer.Option(help="Output JSONL file (appended to: a rerun resumes).")] = Path("demos.jsonl"),
     seed: Annotated[int, typer.Option(help="Seed for the expert's choices.")] = 0,
-    keep_failures: Annotated[bool, typer.Option(help="Also write episodes the expert failed.")] = False,
+    keep_failures: Annotated[
+        bool,
+        typer.Option(
+            "--keep-failures/--successes-only",
+            help="Write failed episodes too (each record has `success`; SFT readers filter on it).",
+        ),
+    ] = True,
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""

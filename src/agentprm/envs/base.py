@@ -67,7 +67,8 @@ def parse_react_action(text: str, keep: re.Pattern[str] | None = _ACTION_JUNK) -
     """
     idx = text.rfind("Action:")
     action = text[idx + len("Action:") :] if idx >= 0 else text
-    action = action.strip().split("\n")[0] if idx < 0 else action.strip()
+    # AgentGym reads `Action:\s*(.*?)(?=\n|$)`: the first line after the marker (blank lines skipped).
+    action = action.strip().split("\n")[0]
     if keep is not None:
         action = keep.sub("", action)
     return " ".join(action.split())

@@ -1,0 +1,404 @@
+"""TextCraft expert: plans from the crafting commands shown in the observation and writes ReAct turns.
+
+The planner reads only the observation text (never the env's hidden recipe data or goal):
+1. parse every `craft N OUTPUT using k1 IN1, k2 IN2` line and the `Goal: craft X.` line;
+2. resolve each ingredient: an item some line crafts is crafted; a generic ingredient (no line crafts
+   it, but lines craft items named `... <ingredient>`, e.g. `oak planks` for `planks`, that are not
+   made from it) is replaced by one such item; anything else is fetched with `get`;
+3. choose, per item, the recipe (and per generic, the item) with the fewest rounds, ties by the seed;
+4. add up the amounts from the goal down (a craft yields the recipe's output count, and counts must be
+   exact, so an item needing q of an output of c takes ceil(q / c) separate crafts);
+5. emit `get` for each base item (all at once up front, or just before first needed; the seed picks)
+   and the crafts in dependency order (independent branches in a seed-dependent order).
+
+Every turn is "Thought: ...\\nAction: ..." with a short thought saying why (these turns are SFT data).
+If the env refuses an action anyway, the expert records it and stops: a failed demo is reported, never
+hidden (the demos command keeps only successes unless asked).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from agentprm.trajectory import Step, Trajectory
+
+_LINE = re.compile(r"craft (\d+) (.+?) using (.+)")
+_GOAL = re.compile(r"Goal: craft (.+)\.\s*$", re.MULTILINE)
+_ING = re.compile(r"(\d+) (.+)")
+
+
+@dataclass(frozen=True)
+class ShownRecipe:
+    output: str
+    count: int
+    inputs: tuple[tuple[int, str], ...]  # (count, item text) in the line's order
+
+    @property
+    def line(self) -> str:
+        ins = ", ".join(f"{k} {name}" for k, name in self.inputs)
+        return f"craft {self.count} {self.output} using {ins}"
+
+
+def parse_observation(text: str) -> tuple[dict[str, list[ShownRecipe]], str]:
+    """(recipes shown, by output item text, in the order shown; the goal item text)."""
+    recipes: dict[str, list[ShownRecipe]] = {}
+    for raw in text.splitlines():
+        m = _LINE.fullmatch(raw.strip())
+        if m is None:
+            continue
+        inputs = []
+        for part in m.group(3).split(", "):
+            im = _ING.fullmatch(part.strip())
+            if im is None:
+                break
+            inputs.append((int(im.group(1)), im.group(2)))
+        else:
+            r = ShownRecipe(m.group(2), int(m.group(1)), tuple(inputs))
+            recipes.setdefault(r.output, []).append(r)
+    goal = _GOAL.search(text)
+    if goal is None:
+        raise ValueError("no 'Goal: craft ...' line in the observation")
+    return recipes, goal.group(1)
+
+
+@dataclass
+class Plan:
+    """The chosen way to make the goal: actions in order, with what each is for."""
+
+    goal: str
+    recipe_of: dict[str, ShownRecipe]  # item -> the recipe used for it
+    generic: dict[str, str]  # generic ingredient -> the concrete item used
+    need: dict[str, int]  # item -> total amount needed
+    batches: dict[str, int]  # crafted item -> number of crafts
+    base: list[str]  # items fetched with get
+    actions: list[tuple[str, str]] = field(default_factory=list)  # (kind "get"/"craft", item)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.actions)
+
+
+MAX_PLANS = 20000  # plan combinations tried before settling for the best found (none come close)
+
+
+def _members(recipes: dict[str, list[ShownRecipe]], name: str, banned: frozenset[str]) -> list[str]:
+    """Items that can stand in for a generic ingredient: `oak planks` for `planks`. A stand-in is named
+    `... <name>` and is not made from `name` itself (`blue ice` from `packed ice` from `ice` is not ice)."""
+
+    def made_from(item: str, seen: set[str]) -> bool:
+        if item == name:
+            return True
+        if item in seen or item not in recipes:
+            return False
+        seen.add(item)
+        return any(made_from(i, seen) for r in recipes[item] for _, i in r.inputs)
+
+    return sorted(
+        out for out in recipes if out.endswith(" " + name) and out not in banned and not made_from(out, set())
+    )
+
+
+def _expand(recipes, choice: dict, goal: str, have: dict[str, int], banned: frozenset[str]):
+    """Follow `choice` from the goal. Returns ("decide", key, options) at the first open decision,
+    ("cycle",) for a choice that loops, or ("plan", post-order, need, batches)."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    edges: dict[str, list[tuple[int, str]]] = {}
+
+    def visit(item: str):
+        if state.get(item) == 2:
+            return None
+        if state.get(item) == 1:
+            return ("cycle",)
+        state[item] = 1
+        if item in recipes:
+            key = ("recipe", item)
+            if key not in choice:
+                if len(recipes[item]) > 1:
+                    return ("decide", key, list(range(len(recipes[item]))))
+                choice[key] = 0
+            r = recipes[item][choice[key]]
+            kids = []
+            for k, name in r.inputs:
+                if name not in recipes:
+                    gkey = ("generic", name)
+                    if gkey not in choice:
+                        options = _members(recipes, name, banned)
+                        if options:
+                            return ("decide", gkey, options)
+                        choice[gkey] = name  # a base item
+                    name = choice[gkey]
+                kids.append((k, name))
+            edges[item] = kids
+            for _, kid in kids:
+                out = visit(kid)
+                if out is not None:
+                    return out
+        state[item] = 2
+        order.append(item)
+        return None
+
+    out = visit(goal)
+    if out is not None:
+        return out
+    need = dict.fromkeys(order, 0)
+    need[goal] = 1
+    batches: dict[str, int] = {}
+    for item in reversed(order):  # every consumer before what it consumes
+        missing = max(0, need[item] - have.get(item, 0))
+        if item in recipes:
+            r = recipes[item][choice[("recipe", item)]]
+            batches[item] = n = math.ceil(missing / r.count)
+            for k, kid in edges[item]:
+                need[kid] += k * n
+        else:
+            need[item] = missing
+    return ("plan", order, need, batches)
+
+
+def _rounds(recipes, order, need, batches) -> int:
+    return sum(batches.values()) + sum(1 for item in order if item not in recipes and need[item] > 0)
+
+
+def make_plan(
+    observation: str,
+    rng: random.Random,
+    have: dict[str, int] | None = None,
+    banned: frozenset[str] = frozenset(),
+) -> Plan:
+    """The shortest plan (fewest rounds) the shown commands allow, among plans that use one recipe per
+    item and one stand-in per generic ingredient; ties broken by `rng`. `have` is what is already held;
+    `banned` lists stand-ins the env refused."""
+    recipes, goal = parse_observation(observation)
+    if goal not in recipes:
+        raise ValueError(f"no crafting command makes the goal {goal!r}")
+    have = have or {}
+    best: list[tuple[dict, tuple]] = []
+    best_rounds = None
+    tried = 0
+    stack: list[dict] = [{}]
+    while stack and tried < MAX_PLANS:
+        choice = stack.pop()
+        out = _expand(recipes, choice, goal, have, banned)
+        if out[0] == "decide":
+            _, key, options = out
+            stack.extend({**choice, key: option} for option in reversed(options))
+            continue
+        tried += 1
+        if out[0] == "cycle":
+            continue
+        rounds = _rounds(recipes, *out[1:])
+        if best_rounds is None or rounds < best_rounds:
+            best, best_rounds = [(choice, out)], rounds
+        elif rounds == best_rounds:
+            best.append((choice, out))
+    if not best:
+        raise ValueError("every way to make the goal from the shown commands loops")
+    choice, (_, order, need, batches) = rng.choice(best)
+    recipe_of = {item: recipes[item][choice[("recipe", item)]] for item in order if item in recipes}
+    generic = {k[1]: v for k, v in choice.items() if k[0] == "generic" and v != k[1]}
+    base = [item for item in order if item not in recipes and need[item] > 0]
+    plan = Plan(goal, recipe_of, generic, need, batches, base)
+
+    # A fresh post-order with shuffled branches: any order that crafts inputs first works.
+    kids = {item: [generic.get(n, n) for _, n in r.inputs] for item, r in recipe_of.items()}
+    crafts: list[str] = []
+    done: set[str] = set()
+
+    def visit(item: str) -> None:
+        if item in done or item not in recipe_of:
+            return
+        done.add(item)
+        children = list(kids[item])
+        rng.shuffle(children)
+        for c in children:
+            visit(c)
+        crafts.append(item)
+
+    visit(goal)
+    crafts = [c for c in crafts if batches[c] > 0]
+    if rng.random() < 0.5:  # gather everything first
+        gets = list(base)
+        rng.shuffle(gets)
+        plan.actions = [("get", b) for b in gets] + [("craft", c) for c in crafts for _ in range(batches[c])]
+    else:  # fetch each base item just before the first craft that needs it
+        fetched: set[str] = set()
+        for c in crafts:
+            for item in kids[c]:
+                if item in base and item not in fetched:
+                    fetched.add(item)
+                    plan.actions.append(("get", item))
+            plan.actions += [("craft", c)] * batches[c]
+    return plan
+
+
+# -- writing the turns --------------------------------------------------------------------------------------
+
+
+def _amounts(items: list[tuple[int, str]]) -> str:
+    return ", ".join(f"{k} {name}" for k, name in items)
+
+
+def _craft_command(plan: Plan, item: str) -> str:
+    r = plan.recipe_of[item]
+    ins = [(k, plan.generic.get(name, name)) for k, name in r.inputs]
+    return f"craft {r.count} {item} using {_amounts(ins)}"
+
+
+def _overview(plan: Plan, rng: random.Random) -> str:
+    r = plan.recipe_of[plan.goal]
+    parts = [f"To craft {plan.goal} I need {_amounts(list(r.inputs))}."]
+    for name, item in plan.generic.items():
+        parts.append(f"Any kind of {name} works, so I will use {item}.")
+    made = [i for i in plan.batches if i != plan.goal]
+    if made:
+        parts.append(f"I have to craft {', '.join(made)} first" + (" from basic items." if rng.random() < 0.5 else "."))
+    if plan.base:
+        parts.append("The basic items to get are " + _amounts([(plan.need[b], b) for b in plan.base]) + ".")
+    return " ".join(parts)
+
+
+def _users(plan: Plan, item: str) -> list[str]:
+    return [o for o, r in plan.recipe_of.items() if any(plan.generic.get(n, n) == item for _, n in r.inputs)]
+
+
+def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> str:
+    if kind == "get":
+        users = _users(plan, item)
+        why = f" for {' and '.join(users)}" if users else ""
+        return rng.choice(
+            [
+                f"I need {plan.need[item]} {item}{why}. I can get it directly.",
+                f"{item.capitalize()} is a basic item; I get the {plan.need[item]} I need{why}.",
+                f"Next I get {plan.need[item]} {item}{why}.",
+            ]
+        )
+    n = plan.batches[item]
+    r = plan.recipe_of[item]
+    if item == plan.goal:
+        return rng.choice(
+            [f"I have everything for {item} now, so I craft it.", f"All ingredients are ready. Time to craft {item}."]
+        )
+    users = " and ".join(_users(plan, item))
+    progress = f" ({nth} of {n})" if n > 1 else ""
+    if nth > 1:
+        return f"One more craft of {item}{progress}: I need {plan.need[item]} in total for {users}."
+    yields = f"each craft gives {r.count}, so I craft it {n} times" if n > 1 else f"one craft gives {r.count}"
+    return rng.choice(
+        [
+            f"I need {plan.need[item]} {item} for {users}; {yields}{progress}.",
+            f"Now I can make {item} for {users}. I need {plan.need[item]} and {yields}{progress}.",
+        ]
+    )
+
+
+def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
+    """Reset `env` to `task_id`, plan from the observation and play the plan; the episode as a Trajectory.
+
+    `seed` varies only harmless choices: which of equally short recipes or generic items, the order of
+    independent branches, gathering up front or just in time, and the wording of the thoughts.
+    """
+    rng = random.Random(f"textcraft-expert/{task_id}/{seed}")
+    first = env.reset(task_id)
+    traj = Trajectory(
+        id=f"{task_id}-expert-{seed}-{uuid.uuid4().hex[:8]}",
+        env=env.name,
+        task_id=task_id,
+        system_prompt=env.system_prompt,
+        first_observation=first,
+        policy="expert",
+        seed=seed,
+    )
+    try:
+        plan = make_plan(first, rng)
+    except ValueError as e:
+        traj.status = "policy_error"
+        traj.meta = {"failure": f"no plan: {e}"}
+        return traj
+    depth = getattr(getattr(env, "book", None), "depth", {}).get("minecraft:" + plan.goal.replace(" ", "_"))
+    traj.meta = {"goal": plan.goal, "depth": depth, "group": f"depth {depth}", "planned_rounds": plan.rounds}
+
+    observation = first
+    have: dict[str, int] = {}  # what the env confirmed we hold (item text -> count)
+    banned: set[str] = set()
+    queue = list(plan.actions)
+    crafted: dict[str, int] = {}
+    spent = 0  # rounds used before the current plan
+    preface = _overview(plan, rng) + " "
+    while queue and traj.num_steps < env.max_rounds:
+        kind, item = queue.pop(0)
+        if kind == "get":
+            action = f"get {plan.need[item]} {item}"
+        else:
+            crafted[item] = crafted.get(item, 0) + 1
+            action = _craft_command(plan, item)
+        output = f"Thought: {preface}{_thought(plan, kind, item, crafted.get(item, 0), rng)}\nAction: {action}"
+        preface = ""
+        parsed = env.parse_action(output)
+        res = env.step(parsed)
+        t = traj.num_steps
+        traj.steps.append(Step(t=t, observation=observation, output=output, action=parsed, reward=res.reward, done=res.done))
+        traj.compute.env_steps += 1
+        observation = res.observation
+        if res.done:
+            break
+        if _accepted(observation):
+            _update_holdings(have, plan, kind, item)
+            continue
+        # Refused. The one thing the commands cannot show is which items a generic ingredient accepts
+        # (e.g. white wool is not "wool" here): drop the stand-ins this craft used and plan again.
+        used = {plan.generic[n] for _, n in plan.recipe_of.get(item, ShownRecipe("", 0, ())).inputs if n in plan.generic}
+        if kind != "craft" or not used:
+            break
+        banned |= used
+        try:
+            plan = make_plan(first, rng, have=have, banned=frozenset(banned))
+        except ValueError:
+            break
+        queue, crafted, spent = list(plan.actions), {}, traj.num_steps
+        swaps = ", ".join(f"{plan.generic.get(n, 'something else')} for {n}" for n in sorted(_generic_names(used, first)))
+        preface = f"That did not work: {' and '.join(sorted(used))} does not count here. I will use {swaps} instead. "
+    traj.final_observation = observation
+    last = traj.steps[-1] if traj.steps else None
+    traj.reward = last.reward if last else 0.0
+    traj.success = bool(last and env.is_success(last.reward, last.done))
+    if last and last.done:
+        traj.status = "done"
+    elif traj.num_steps >= env.max_rounds:
+        traj.status = "max_rounds"
+    else:
+        traj.status = "policy_error"  # the expert gave up after the env refused one of its actions
+    if not traj.success:
+        traj.meta["failure"] = _failure(spent + plan.rounds, traj.num_steps, env.max_rounds, observation)
+    return traj
+
+
+def _accepted(observation: str) -> bool:
+    return observation.startswith(("Got ", "Crafted ", "Inventory: "))
+
+
+def _update_holdings(have: dict[str, int], plan: Plan, kind: str, item: str) -> None:
+    if kind == "get":
+        have[item] = have.get(item, 0) + plan.need[item]
+        return
+    r = plan.recipe_of[item]
+    for k, name in r.inputs:
+        used = plan.generic.get(name, name)
+        have[used] -= k
+    have[item] = have.get(item, 0) + r.count
+
+
+def _generic_names(stand_ins: set[str], observation: str) -> set[str]:
+    recipes, _ = parse_observation(observation)
+    names = {i for rs in recipes.values() for r in rs for _, i in r.inputs if i not in recipes}
+    return {n for n in names if any(s.endswith(" " + n) for s in stand_ins)}
+
+
+def _failure(rounds: int, used: int, max_rounds: int, last_observation: str) -> str:
+    if used >= max_rounds:
+        return f"the shortest plan from the shown commands needs {rounds} rounds, more than {max_rounds}"
+    return f"the env refused an action: {last_observation}"
