@@ -153,3 +153,16 @@ def test_collect_resumes_after_a_crash_without_duplicates(policy, tmp_path):
     ref = {t.id: t.to_dict() for t in read_trajectories(whole)}
     assert {t.id: t.to_dict() for t in got} == ref
     assert 0.0 <= pass_at_n(got) <= 1.0
+
+
+def test_engine_drives_the_real_textcraft_env(policy):
+    from agentprm.envs import make_env
+
+    env = make_env("textcraft")
+    tasks = env.task_ids("test", 3)
+    eps = [new_episode(make_env("textcraft"), u, traj_id=u) for u in tasks]
+    got = [ep.traj for ep in run_episodes(policy, eps, RolloutConfig(temperature=0, max_new_tokens=12, max_rounds=2))]
+    assert sorted(t.task_id for t in got) == sorted(tasks)
+    for t in got:
+        assert t.first_observation.startswith("Crafting commands:") and t.status == "max_rounds" and t.num_steps == 2
+        assert t.compute.env_steps == 2 and all(s.prompt_tokens > 0 for s in t.steps)
