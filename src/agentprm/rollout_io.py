@@ -20,3 +20,10 @@ def done_counts(path: str | os.PathLike) -> Counter[str]:
     if not os.path.exists(path):
         return Counter()
     return Counter(d["task_id"] for d in iter_jsonl(path))
+
+
+def done_ids(path: str | os.PathLike) -> set[str]:
+    """Ids of the complete trajectories in `path` (missing file: none): resume by episode, not by count."""
+    if not os.path.exists(path):
+        return set()
+    return {d["id"] for d in iter_jsonl(path)}

@@ -22,6 +22,7 @@ from agentprm.cli import search_cmds  # noqa: E402,F401
 from agentprm.cli import webshop_cmds  # noqa: E402,F401
 from agentprm.cli import serve_cmds  # noqa: E402,F401
 from agentprm.cli import prm_cmds  # noqa: E402,F401
+from agentprm.cli import policy_cmds  # noqa: E402,F401
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from agentprm.conversation import Message
@@ -27,10 +28,11 @@ class Policy(Protocol):
         n: int = 1,
         temperature: float = 1.0,
         max_new_tokens: int = 128,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> list[list[Generation]]:
         """For each conversation (ending in a user turn), `n` sampled assistant turns.
 
-        temperature 0 means greedy. Returns one list of `n` generations per conversation, in order.
+        temperature 0 means greedy. `seed` is one int for the call or one per conversation (the
+        rollout engine passes one per episode and turn, so samples do not depend on batching). Returns one list of `n` generations per conversation, in order.
         """
         ...

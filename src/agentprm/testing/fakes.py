@@ -72,7 +72,8 @@ class ScriptedPolicy:
     def generate(self, conversations, *, n=1, temperature=1.0, max_new_tokens=128, seed=None):
         out = []
         for ci, conv in enumerate(conversations):
-            rng = random.Random(hash((seed, ci, len(conv))) if seed is not None else None)
+            row_seed = seed[ci] if isinstance(seed, (list, tuple)) else seed  # one seed per conversation, or one
+            rng = random.Random(hash((row_seed, ci, len(conv))) if row_seed is not None else None)
             prompt_tokens = sum(len(m["content"].split()) for m in conv)
             gens = []
             for _ in range(n):

@@ -1,0 +1,93 @@
+"""Rollout throughput: batched (many envs in lockstep) against one episode at a time, same policy and tasks.
+
+    PYTHONPATH=src python benchmarks/rollout_throughput.py --policy runs/x/policy --env textcraft --episodes 64
+
+Without --policy it builds a toy tiny policy on the scripted env (so it runs anywhere). Rows:
+`fast` (preallocated KV cache, finished rows dropped: the default), `hf` (HF `generate`, dynamic cache),
+`hf-static` (HF `generate`, static cache), each batched; then `fast` one episode at a time. Every
+mode runs the same tasks at T = 1 with the same per-episode seeds. The last line is the ratio
+batched-fast / sequential-fast in episodes/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from agentprm.policy.hf import HFPolicy
+from agentprm.rollout import RolloutConfig, new_episode, run_episodes
+from agentprm.rollout.jobs import episode_seed
+
+
+def measure(policy, make_env, tasks, cfg) -> dict[str, float]:
+    eps = [new_episode(make_env(), u, traj_id=f"{u}#{i}", seed=episode_seed(0, u, i)) for i, u in enumerate(tasks)]
+    t0 = time.perf_counter()
+    trajs = [ep.traj for ep in run_episodes(policy, eps, cfg)]
+    dt = time.perf_counter() - t0
+    gen = sum(t.compute.policy_generated_tokens for t in trajs)
+    return {
+        "sec": dt,
+        "episodes/s": len(trajs) / dt,
+        "gen tok/s": gen / dt,
+        "success": sum(t.success for t in trajs) / len(trajs),
+        "turns": sum(t.num_steps for t in trajs) / len(trajs),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", type=Path, default=None, help="policy dir (default: a toy tiny policy on the scripted env)")
+    ap.add_argument("--env", default="textcraft")
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--episodes", type=int, default=64, help="episodes per mode (= the batch for batched modes)")
+    ap.add_argument("--sequential-episodes", type=int, default=16, help="episodes for the one-at-a-time row")
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--max-rounds", type=int, default=None)
+    ap.add_argument("--modes", default="fast,hf,hf-static")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.policy is None:
+        from agentprm.testing import ScriptedEnv
+        from agentprm.testing.policies import tiny_policy_dir
+
+        tmp = Path(tempfile.mkdtemp())
+        policy_dir = tiny_policy_dir(tmp / "policy", train_steps=100)
+
+        def make_env():
+            return ScriptedEnv(max_rounds=6, n_train=args.episodes)
+
+        env_name = "scripted"
+    else:
+        from agentprm.envs import get_spec
+
+        policy_dir, spec, env_name = args.policy, get_spec(args.env), args.env
+        make_env = spec.make
+    tasks = make_env().task_ids(args.split, args.episodes)
+    policy = HFPolicy.load(policy_dir, batch_size=args.episodes)
+    cfg = RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=args.episodes)
+    print(f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}")
+    print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{'sec':>9}{'turns':>8}{'success':>9}")
+    rows = {}
+    for mode in args.modes.split(","):
+        policy.mode = mode
+        rows[mode] = r = measure(policy, make_env, tasks, cfg)
+        print(f"{mode + ' batched':<22}{r['episodes/s']:>12.2f}{r['gen tok/s']:>12.0f}{r['sec']:>9.1f}{r['turns']:>8.1f}{r['success']:>9.1%}", flush=True)
+    policy.mode = "fast"
+    seq_cfg = RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=1)
+    seq = measure(policy, make_env, tasks[: args.sequential_episodes], seq_cfg)
+    print(f"{'fast one-at-a-time':<22}{seq['episodes/s']:>12.2f}{seq['gen tok/s']:>12.0f}{seq['sec']:>9.1f}{seq['turns']:>8.1f}{seq['success']:>9.1%}")
+    if "fast" in rows:
+        for mode in rows:
+            if mode != "fast":
+                print(f"fast vs {mode} (both batched): {rows['fast']['episodes/s'] / rows[mode]['episodes/s']:.1f}x")
+        print(f"speed-up: {rows['fast']['episodes/s'] / seq['episodes/s']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

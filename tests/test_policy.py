@@ -1,0 +1,203 @@
+"""Policy backends: the fast generation path against plain HF forwards, seeds, the SFT loss mask, SFT resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agentprm.conversation import initial_messages
+from agentprm.policy.fastgen import decode_batch
+from agentprm.policy.hf import HFPolicy, row_seed
+from agentprm.policy.sft import CKPT_DIR, IGNORE, SFTConfig, sft_example, train_sft
+from agentprm.policy.tiny import TinyPolicyConfig
+from agentprm.policy.tokenizer import train_chat_tokenizer
+from agentprm.testing.policies import scripted_demos, tiny_policy_dir
+from agentprm.trajectory import write_trajectories
+
+
+torch.set_num_threads(1)  # tiny models: threads only contend on the shared CI cores
+
+
+@pytest.fixture(scope="module")
+def random_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3,  # peaky logits: varied tokens
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [20, 21, 22, 23], [40]]
+
+
+def _full_forward_logits(model, prompt, generated):
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + generated])).logits[0]
+    return logits[len(prompt) - 1 : len(prompt) - 1 + len(generated)]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_fast_path_logits_match_plain_forward(random_llama, attn):
+    random_llama.config._attn_implementation = attn
+    try:
+        gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
+        rec: list = []
+        out = decode_batch(random_llama, PROMPTS, max_new_tokens=10, stop_ids=list(range(12)), temperature=1.0, generators=gens, record_logits=rec)
+    finally:
+        random_llama.config._attn_implementation = "sdpa"
+    assert any(d.finished for d in out) and any(not d.finished for d in out)  # rows dropped mid-batch
+    for prompt, d, logits in zip(PROMPTS, out, rec):
+        ref = _full_forward_logits(random_llama, prompt, d.tokens)
+        assert len(logits) == len(d.tokens)
+        assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()
+
+
+def test_fast_greedy_equals_naive_greedy_and_is_batch_independent(random_llama):
+    def naive(prompt, k):
+        ids, out = list(prompt), []
+        for _ in range(k):
+            with torch.no_grad():
+                t = int(random_llama(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+            out.append(t)
+            ids.append(t)
+            if t == 3:
+                break
+        return out
+
+    batched = decode_batch(random_llama, PROMPTS, max_new_tokens=12, stop_ids=[3], temperature=0)
+    for p, d in zip(PROMPTS, batched):
+        assert d.tokens == naive(p, 12)
+        assert d.tokens == decode_batch(random_llama, [p], max_new_tokens=12, stop_ids=[3])[0].tokens
+
+
+def test_seeded_samples_do_not_depend_on_the_batch(random_llama):
+    def sample(prompts, seeds):
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return [d.tokens for d in decode_batch(random_llama, prompts, max_new_tokens=8, stop_ids=[3], temperature=1.0, generators=gens)]
+
+    together = sample(PROMPTS, [11, 12, 13, 14])
+    assert sample(PROMPTS, [11, 12, 13, 14]) == together
+    assert sample(PROMPTS[2:3], [13]) == together[2:3]
+    assert sample(PROMPTS[:1], [99]) != together[:1] or sample(PROMPTS[:1], [98]) != together[:1]
+
+
+def test_row_seed_is_stable_and_spreads():
+    assert row_seed(0, 0) == row_seed(0, 0)
+    assert len({row_seed(s, k) for s in range(20) for k in range(20)}) == 400
+    assert all(0 <= row_seed(s, k) < 2**63 for s in (0, 2**40) for k in (0, 7))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tiny_policy_dir(tmp_path_factory.mktemp("pol") / "policy", train_steps=40)
+
+
+def test_hf_policy_generate_shapes_counts_and_modes(tiny_dir):
+    pol = HFPolicy.load(tiny_dir, batch_size=3)
+    env_convs = [initial_messages("Type words.", "Type " + "1 2 " * k + "words.") for k in range(1, 5)]
+    gens = pol.generate(env_convs, n=2, temperature=1.0, max_new_tokens=6, seed=5)
+    assert [len(g) for g in gens] == [2, 2, 2, 2]
+    for conv, row in zip(env_convs, gens):
+        for g in row:
+            assert g.prompt_tokens == len(pol.prompt_ids(conv))
+            assert 1 <= g.generated_tokens <= 6
+            assert g.finished or g.generated_tokens == 6
+    assert pol.generate(env_convs, n=2, temperature=1.0, max_new_tokens=6, seed=5) == gens
+    # greedy: the fast path and HF's own generate (dynamic and static cache) agree
+    fast = pol.generate(env_convs, temperature=0, max_new_tokens=6)
+    assert all(g[0].text for g in fast)  # real text, not an empty special-token run
+    for mode in ("hf", "hf-static"):
+        pol.mode = mode
+        assert pol.generate(env_convs, temperature=0, max_new_tokens=6) == fast
+
+
+def _tok():
+    texts = ["Type the words.", "Thought: I type a.\nAction: a", "Type 2 words.", "Good. 1 typed.", "OK."]
+    return train_chat_tokenizer(texts * 5, vocab_size=300)
+
+
+def test_sft_loss_mask_is_exactly_the_action_turns_and_their_end_token():
+    tok = _tok()
+    conv = [
+        {"role": "user", "content": "Type the words."},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": "Type 2 words."},
+        {"role": "assistant", "content": "Thought: I type a.\nAction: a"},
+        {"role": "user", "content": "Good. 1 typed."},
+        {"role": "assistant", "content": "Action: b"},
+    ]
+    ids, labels = sft_example(tok, conv)
+    assert len(ids) == len(labels)
+    trained = [i for i, y in enumerate(labels) if y != IGNORE]
+    assert all(labels[i] == ids[i] for i in trained)
+    # two contiguous runs, each the turn's text followed by <|im_end|>
+    runs, cur = [], [trained[0]]
+    for i in trained[1:]:
+        if i == cur[-1] + 1:
+            cur.append(i)
+        else:
+            runs.append(cur)
+            cur = [i]
+    runs.append(cur)
+    assert [tok.decode([ids[i] for i in r]) for r in runs] == [
+        "Thought: I type a.\nAction: a<|im_end|>",
+        "Action: b<|im_end|>",
+    ]
+    # the token before each run is the assistant header's newline: the model learns to start the turn
+    assert tok.decode(ids[: runs[0][0]]).endswith("<|im_start|>assistant\n")
+    _, with_ack = sft_example(tok, conv, train_on_ack=True)
+    acked = [ids[i] for i, y in enumerate(with_ack) if y != IGNORE]
+    assert tok.decode(acked).startswith("OK.<|im_end|>")
+
+
+def test_sft_resume_after_crash_gives_the_uninterrupted_result(tmp_path):
+    demos = tmp_path / "demos.jsonl"
+    write_trajectories(demos, scripted_demos(12))
+    tiny = TinyPolicyConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=300)
+    cfg = SFTConfig(max_steps=6, epochs=100, batch_size=4, warmup_steps=2, checkpoint_every=2, tiny=tiny)
+
+    full = train_sft(demos, "tiny", tmp_path / "full", cfg)
+    assert full.steps == 6 and full.num_demos == 12
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_5(step, total, loss):
+        if step == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_sft(demos, "tiny", tmp_path / "resumed", cfg, on_step=crash_at_5)
+    assert json.loads((tmp_path / "resumed" / CKPT_DIR / "trainer_state.json").read_text())["step"] == 4
+    res = train_sft(demos, "tiny", tmp_path / "resumed", cfg)
+    assert res.resumed_from == 4
+    assert not (tmp_path / "resumed" / CKPT_DIR).exists()
+    a = HFPolicy.load(tmp_path / "full").model.state_dict()
+    b = HFPolicy.load(tmp_path / "resumed").model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    meta = json.loads((tmp_path / "full" / "agentprm_policy.json").read_text())
+    assert meta["env"] == "scripted" and meta["num_demos"] == 12
+
+
+def test_tiny_tokenizer_reads_the_system_prompt_as_one_token_and_round_trips():
+    from agentprm.conversation import trajectory_messages
+    from agentprm.policy.tiny import build_tiny
+
+    convs = [trajectory_messages(t) for t in scripted_demos(6)]
+    cfg = TinyPolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, vocab_size=300)
+    _, tok = build_tiny(convs, cfg)
+    text = tok.apply_chat_template(convs[0], tokenize=False)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert convs[0][0]["content"] in tok.convert_ids_to_tokens(ids)
+    _, plain = build_tiny(convs, TinyPolicyConfig(**{**cfg.__dict__, "system_prompt_token": False}))
+    assert len(plain(text, add_special_tokens=False)["input_ids"]) > len(ids) + 5
+    # any other text (a changed prompt) still tokenises, only longer
+    other = "Type the secret words, please."
+    assert tok.decode(tok(other, add_special_tokens=False)["input_ids"]) == other
