@@ -41,6 +41,7 @@ SCRIPTLINE = EnvSpec(
     factory="agentprm.testing.fake_agentgym:NumberedScriptedEnv",
     expert="agentprm.testing.fake_agentgym:scripted_expert",
     description="test-only scripted env with AgentGym-style ids",
+    expert_observation_only=True,
 )
 
 
@@ -109,7 +110,7 @@ def test_client_matches_in_process(name):
         remote.close()
 
 
-@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert])
+@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert and _spec(n).expert_observation_only])
 def test_expert_trajectories_match(name):
     spec = _spec(name)
     with serve_in_thread(create_app(spec.make, _protocol(name))) as url:
@@ -421,7 +422,7 @@ def test_unknown_local_env_needs_explicit_ids():
             env.reset("scriptline_1")
 
 
-@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert])
+@pytest.mark.parametrize("name", [n for n in ENVS if _spec(n).expert and _spec(n).expert_observation_only])
 def test_demos_through_server_equal_in_process(tmp_path, name):
     """`agentprm demos --env agentgym:<name>@URL` writes the trajectories `--env <name>` writes."""
     from agentprm.cli import app

@@ -7,6 +7,7 @@ register(
         name="textcraft",
         factory="agentprm.envs.textcraft:TextCraftEnv",
         expert="agentprm.envs.textcraft_expert:expert_trajectory",
+        expert_observation_only=True,
         description="Minecraft crafting (AgentGym TextCraft semantics over the 1.16.5 recipes)",
     )
 )

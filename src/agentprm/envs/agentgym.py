@@ -612,8 +612,10 @@ class AgentGymSpec(EnvSpec):
             name=target.spec_name,
             factory="agentprm.envs.agentgym:AgentGymEnv",
             description=f"AgentGym {target.name} server at {target.url} ({target.dialect} dialect)",
-            expert=ours.expert if ours else None,
+            # an expert that reads the env's hidden state cannot drive a remote env
+            expert=ours.expert if ours and ours.expert_observation_only else None,
             metric=ours.metric if ours else "success",
+            expert_observation_only=True,
         )
         self.target = target
 

@@ -83,6 +83,9 @@ class EnvSpec:
     description: str
     expert: str | None = None  # "module:callable" (env, task_id, seed) -> Trajectory
     metric: str = "success"  # "success" or "reward" (BabyAI's is mean reward)
+    # True when the expert plans from observations alone, so it can drive a remote (AgentGym) env too;
+    # BabyAI's BFS and WebShop's oracle read the env's hidden state.
+    expert_observation_only: bool = False
 
     def make(self, **kwargs: Any) -> Env:
         return _load(self.factory)(**kwargs)
