@@ -6,6 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+
+from agentprm.labels.store import LabelRecord
+from agentprm.trajectory import JsonlWriter
 from typer.testing import CliRunner
 
 from agentprm.cli import app
@@ -46,10 +49,12 @@ def run_dir(tmp_path_factory) -> Path:
         run_search(policy, rm, make_env, TASKS, SearchSpec("bon", "8"), ev / name / "bon_8.jsonl", samples_path=samples, command=f"agentprm search --rm {name} --strategy bon --budget 8")
         run_search(policy, rm, make_env, TASKS, SearchSpec("beam", "2x2"), ev / name / "beam_2x2.jsonl", chunk_size=4)
     labels = root / "labels"
-    td = [Trajectory(id=f"t{i}", env="scripted", task_id=t, system_prompt="", first_observation="", compute=Compute(0, 100, 0, 0)) for i, t in enumerate(TASKS)]
-    mc = [Trajectory(id=f"m{i}", env="scripted", task_id=t, system_prompt="", first_observation="", meta={"label_tokens": 250}) for i, t in enumerate(TASKS)]
-    write_trajectories(labels / "td-gae.jsonl", td)
-    write_trajectories(labels / "mc.jsonl", mc)
+    with JsonlWriter(labels / "td-gae.jsonl") as w:
+        for i, t in enumerate(TASKS):
+            w.write(LabelRecord(f"t{i}", t, "td-gae", [0.0], 100, env="scripted").to_dict())
+    with JsonlWriter(labels / "mc.jsonl") as w:
+        for i, t in enumerate(TASKS):
+            w.write(LabelRecord(f"m{i}", t, "mc", [0.0], 250, env="scripted").to_dict())
     return root
 
 

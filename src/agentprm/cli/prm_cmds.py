@@ -34,10 +34,8 @@ def _load_policy(spec: str) -> Any:
     if ":" in spec and not Path(spec).exists():
         module, _, attr = spec.partition(":")
         return getattr(importlib.import_module(module), attr)()
-    try:
-        from agentprm.policy import load_policy  # the HF backend (policy branch)
-    except ImportError:
-        raise UserError("no HF policy backend in this install; pass --policy module:factory") from None
+    from agentprm.search.loading import load_policy
+
     return load_policy(spec)
 
 

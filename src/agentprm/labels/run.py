@@ -42,10 +42,11 @@ def outcome_label_records(
                 labels, extra = orm_labels(traj, settings.binary_outcome), {}
             else:
                 raise ValueError(f"unknown method {method!r}")
-            yield LabelRecord(traj.id, traj.task_id, method, labels, trajectory_sampled_tokens(traj), {**asdict(settings), **extra})
+            yield LabelRecord(traj.id, traj.task_id, method, labels, trajectory_sampled_tokens(traj), {**asdict(settings), **extra},
+                              env=traj.env)
 
 
 def mc_record(traj: Trajectory, res: MCResult, settings: dict[str, Any]) -> LabelRecord:
     return LabelRecord(traj.id, traj.task_id, "mc", list(res.labels), res.seed_tokens + res.rollout_tokens,
                        {**settings, "rollout_tokens": res.rollout_tokens, "seed_tokens": res.seed_tokens,
-                        "rollouts": res.rollouts, "rollout_errors": res.rollout_errors})
+                        "rollouts": res.rollouts, "rollout_errors": res.rollout_errors}, env=traj.env)

@@ -25,6 +25,7 @@ class LabelRecord:
     labels: list[float | None]
     sampled_tokens: int
     settings: dict[str, Any] = field(default_factory=dict)
+    env: str = ""  # the trajectory's env, so reports can total label cost per env
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -211,13 +211,15 @@ def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]
 
 
 def label_cost(run: RunFolder) -> dict[str, dict[str, int]]:
-    """Sampled tokens each label method spent, per env: `meta.label_tokens` or the trajectory's own tokens."""
+    """Sampled tokens each label method spent, per env, from `agentprm label`'s records (`sampled_tokens`:
+    the trajectory's own tokens for TD/PVM/ORM, plus the rollouts for MC)."""
+    from agentprm.labels.store import read_labels
+
     cost: dict[str, dict[str, int]] = {}
     for method, path in run.label_files().items():
-        for t in read_trajectories(path):
-            tokens = t.meta.get("label_tokens", t.compute.policy_generated_tokens)
-            cost.setdefault(method, {}).setdefault(t.env, 0)
-            cost[method][t.env] += int(tokens)
+        for rec in read_labels(path).values():
+            cost.setdefault(method, {}).setdefault(rec.env, 0)
+            cost[method][rec.env] += int(rec.sampled_tokens)
     return cost
 
 

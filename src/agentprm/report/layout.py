@@ -11,9 +11,9 @@ runs/<name>/
 ```
 Every eval file is `agentprm search --out` output: one Trajectory a task with `meta.search`. `<rm>` is the
 reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), `agentprm-beta0` (the
-L_A ablation) and `random`, and shows any other name too. Label cost of a labelled trajectory is
-`meta.label_tokens` (tokens sampled to label it; MC's rollouts) or, when absent, the tokens sampled to
-produce it (`compute.policy_generated_tokens`: TD labels need no further sampling).
+L_A ablation) and `random`, and shows any other name too. Label files are `agentprm label` output
+(`agentprm.labels.store.LabelRecord`); their `sampled_tokens` is Table 3's label cost (the trajectory's
+own tokens for TD labels, plus the rollouts for MC).
 """
 
 from __future__ import annotations

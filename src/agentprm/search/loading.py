@@ -34,7 +34,7 @@ def load_policy(path: str | Path) -> Policy:
     if not path.is_dir():
         raise UserError(f"policy directory {path} does not exist; give --policy a model dir (e.g. runs/NAME/policy)")
     hf_policy = _import("agentprm.policy.hf", "HFPolicy", "loading a policy")
-    return hf_policy.from_pretrained(str(path))
+    return hf_policy.load(str(path))
 
 
 def load_reward_model(spec: str) -> RewardModel:
@@ -48,5 +48,5 @@ def load_reward_model(spec: str) -> RewardModel:
     path = Path(spec)
     if not path.is_dir():
         raise UserError(f"reward model directory {path} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random")
-    load = _import("agentprm.prm.model", "load_reward_model", "loading a reward model")
-    return load(str(path))
+    scorer = _import("agentprm.prm.model", "PRMScorer", "loading a reward model")
+    return scorer.load(str(path), name=path.name)
