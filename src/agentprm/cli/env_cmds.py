@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -71,51 +70,34 @@ def demos(
     out: Annotated[Path, typer.Option(help="Output JSONL file (appended to: a rerun resumes).")] = Path("demos.jsonl"),
     seed: Annotated[int, typer.Option(help="Seed for the expert's choices.")] = 0,
     keep_failures: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--keep-failures/--successes-only",
-            help="Write failed episodes too (each record has `success`; SFT readers filter on it).",
+            help="Write failed episodes too (each record has `success`). Default per env: TextCraft and "
+            "WebShop keep them, BabyAI writes only successful demos.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
-    from agentprm.envs import get_spec
-    from agentprm.envs.base import check_split
-    from agentprm.errors import UserError
-    from agentprm.rollout_io import done_task_ids
-    from agentprm.trajectory import JsonlWriter
+    from agentprm.envs.base import check_split, get_spec
+    from agentprm.envs.demos import run_expert
 
-    spec = get_spec(env)
+    get_spec(env)
     check_split(split)
-    if n < 1:
-        raise UserError("--n must be at least 1")
     writable_path(out)
     if force and out.exists():
         out.unlink()
-    e = spec.make()
-    expert = spec.make_expert()
-    task_ids = e.task_ids(split, n)
-    done = done_task_ids(out)
-    todo = [t for t in task_ids if t not in done]
-    tried = ok = 0
-    groups: Counter[str] = Counter()
-    groups_ok: Counter[str] = Counter()
-    with JsonlWriter(out) as writer, progress() as bar:
-        job = bar.add_task(f"demos {env}/{split}", total=len(todo), status="")
-        for task_id in todo:
-            traj = expert(e, task_id, seed)
-            tried += 1
-            ok += traj.success
-            group = str(traj.meta.get("group", ""))
-            groups[group] += 1
-            groups_ok[group] += traj.success
-            if traj.success or keep_failures:
-                writer.write(traj)
-            bar.update(job, advance=1, status=f"success {ok}/{tried}")
-    if len(groups) > 1:
-        for g in sorted(groups):
-            print(f"  {g:<32} {groups_ok[g]}/{groups[g]}")
-    skipped = f", {len(task_ids) - len(todo)} already in {out}" if len(todo) < len(task_ids) else ""
-    rate = ok / tried if tried else float("nan")
-    print(f"expert success: {ok}/{tried} = {rate:.1%}{skipped}; wrote {out}")
+    with progress() as bar:
+        job = bar.add_task(f"demos {env}/{split}", total=None, status="")
+        summary = run_expert(
+            env, split, n, out, seed=seed, keep_failures=keep_failures,
+            on_start=lambda total: bar.update(job, total=total),
+            on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
+        )
+    if len(summary.groups) > 1:
+        for g in sorted(summary.groups):
+            print(f"  {g:<32} {summary.groups_ok[g]}/{summary.groups[g]}")
+    skipped = f", {summary.skipped} already in {out}" if summary.skipped else ""
+    print(f"expert success: {summary.ok}/{summary.tried} = {summary.success_rate:.1%}{skipped}; wrote {out}")

@@ -29,6 +29,7 @@ register(
         factory="agentprm.envs.babyai:BabyAIEnv",
         expert="agentprm.envs.babyai_expert:expert_trajectory",
         metric="reward",
+        demos_keep_failures=False,
         description="BabyAI grid worlds, 40 levels (AgentGym's text wrapper and macro actions over minigrid)",
     )
 )

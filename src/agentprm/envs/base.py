@@ -86,6 +86,9 @@ class EnvSpec:
     # True when the expert plans from observations alone, so it can drive a remote (AgentGym) env too;
     # BabyAI's BFS and WebShop's oracle read the env's hidden state.
     expert_observation_only: bool = False
+    # `agentprm demos` default: write failed expert episodes too (TextCraft's issue asks for every task
+    # with a `success` field) or only successful ones (BabyAI's demos are SFT data).
+    demos_keep_failures: bool = True
 
     def make(self, **kwargs: Any) -> Env:
         return _load(self.factory)(**kwargs)

@@ -1,0 +1,69 @@
+"""Expert demonstrations: run an env's expert over a split and append the trajectories to JSONL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentprm.envs.base import check_split, get_spec
+from agentprm.errors import UserError
+from agentprm.rollout_io import done_task_ids
+from agentprm.trajectory import JsonlWriter, Trajectory
+
+
+@dataclass
+class DemoSummary:
+    tried: int = 0
+    ok: int = 0
+    skipped: int = 0  # already in the output file (resume)
+    groups: Counter[str] = field(default_factory=Counter)  # episodes per meta["group"] (e.g. BabyAI level)
+    groups_ok: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def success_rate(self) -> float:
+        return self.ok / self.tried if self.tried else float("nan")
+
+
+def run_expert(
+    env_name: str,
+    split: str,
+    n: int,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    keep_failures: bool | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_episode: Callable[[Trajectory, DemoSummary], None] | None = None,
+) -> DemoSummary:
+    """Run the expert of `env_name` on the first `n` task ids of `split`, skipping ids already in `out`.
+
+    `keep_failures=None` takes the env's default (`EnvSpec.demos_keep_failures`).
+    """
+    spec = get_spec(env_name)
+    check_split(split)
+    if n < 1:
+        raise UserError("--n must be at least 1")
+    keep = spec.demos_keep_failures if keep_failures is None else keep_failures
+    env = spec.make()
+    expert = spec.make_expert()
+    task_ids = env.task_ids(split, n)
+    done = done_task_ids(out)
+    todo = [t for t in task_ids if t not in done]
+    summary = DemoSummary(skipped=len(task_ids) - len(todo))
+    if on_start:
+        on_start(len(todo))
+    with JsonlWriter(out) as writer:
+        for task_id in todo:
+            traj = expert(env, task_id, seed)
+            summary.tried += 1
+            summary.ok += traj.success
+            group = str(traj.meta.get("group", ""))
+            summary.groups[group] += 1
+            summary.groups_ok[group] += traj.success
+            if traj.success or keep:
+                writer.write(traj)
+            if on_episode:
+                on_episode(traj, summary)
+    return summary
