@@ -1,0 +1,42 @@
+"""The whole pipeline on a seconds-sized config: every stage runs, writes the run folder, and resumes."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agentprm.cli import app
+from agentprm.pipeline import PipelineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
+    runner = CliRunner()
+    args = ["pipeline", str(ROOT / "configs" / "smoke.yaml"), "--runs", str(tmp_path)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "smoke"
+    for rel in ["config.yaml", "demos.jsonl", "policy/config.json", "trajectories.jsonl", "labels/td-gae.jsonl",
+                "prm/agentprm/value_head.safetensors", "prm/pvm/value_head.safetensors", "prm/orm/value_head.safetensors",
+                "prm/agentprm-beta0/value_head.safetensors", "eval/textcraft/greedy.jsonl",
+                "eval/textcraft/agentprm/bon_2.jsonl", "eval/textcraft/random/bon_2.jsonl",
+                "eval/textcraft/orm/beam_2x2.jsonl", "report.md"]:
+        assert (run / rel).exists(), rel
+    assert yaml.safe_load((run / "config.yaml").read_text())["ablation_beta0"] is True
+    report = (run / "report.md").read_text()
+    assert "(a) Table 1" in report and "agentprm pipeline" in report
+    # a rerun skips every completed stage (only the report is rewritten)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("already complete, skipped") == 18
+
+
+def test_bad_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense_key: 1\n")
+    res = CliRunner().invoke(app, ["pipeline", str(bad), "--runs", str(tmp_path)])
+    assert res.exit_code != 0
+    with pytest.raises(Exception, match="unknown config keys"):
+        PipelineConfig.load(bad)
