@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from agentprm.cli import app
 from agentprm.report import write_report
-from agentprm.report.build import auc
+from agentprm.prm.evaluate import auroc as auc
 from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel

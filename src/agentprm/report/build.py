@@ -18,6 +18,7 @@ from pathlib import Path
 from agentprm.report.layout import ABLATION_RM, EvalFile, RunFolder
 from agentprm.search.best_of_n import CurvePoint, bon_curve, budgets_upto, candidates_of
 from agentprm.search.efficiency import efficiency_ratios, mean_curve
+from agentprm.prm.evaluate import auroc
 from agentprm.trajectory import Trajectory, read_trajectories
 
 TABLE1_RMS = ("orm", "pvm", "agentprm")
@@ -255,20 +256,7 @@ def _table3(ctx: _Ctx, per_env_curves: dict[str, dict[str, dict[int, float]]], m
     return out
 
 
-def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
-    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney)."""
-    if not pos or not neg:
-        return float("nan")
-    ranked = sorted([(v, 1) for v in pos] + [(v, 0) for v in neg])
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        avg_rank = (i + j + 1) / 2  # 1-based average rank of the tie block
-        rank_sum += avg_rank * sum(lbl for _, lbl in ranked[i:j])
-        i = j
-    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
 
 
 def _score_distributions(ctx: _Ctx) -> dict[str, dict[str, float]]:
@@ -301,7 +289,7 @@ def _score_distributions(ctx: _Ctx) -> dict[str, dict[str, float]]:
             ax.set_title(rm)
             ax.set_xlabel("step score")
             ax.legend(fontsize=7)
-            a = auc(ok, bad)
+            a = auroc(ok, bad)
             aucs.setdefault(env, {})[rm] = a
             rows.append([rm, f"{statistics.fmean(ok):.3f}" if ok else "–", f"{statistics.fmean(bad):.3f}" if bad else "–", f"{a:.3f}" if a == a else "–"])
         fig.tight_layout()
