@@ -70,6 +70,12 @@ class Trajectory:
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. {"group": "GoToRedBall"} for coverage tables
     schema_version: int = SCHEMA_VERSION
 
+    @classmethod
+    def begin(cls, env: Any, task_id: str, first_observation: str = "", **fields_: Any) -> Trajectory:
+        """A new, empty episode of `env` on `task_id` (env name and system prompt taken from the env)."""
+        return cls(env=env.name, task_id=task_id, system_prompt=env.system_prompt,
+                   first_observation=first_observation, **fields_)
+
     # -- derived -------------------------------------------------------------------------------------
     @property
     def num_steps(self) -> int:

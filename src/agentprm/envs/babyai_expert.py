@@ -306,12 +306,11 @@ def thought_for(action: str, goal: str, observation: str, first: bool) -> str:
 
 def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: str) -> Trajectory:
     first = env.reset(task_id)
-    traj = Trajectory(
+    traj = Trajectory.begin(
+        env,
+        task_id,
+        first,
         id=f"expert-{task_id}-s{seed}",
-        env=env.name,
-        task_id=task_id,
-        system_prompt=env.system_prompt,
-        first_observation=first,
         policy=f"expert-{solver}",
         seed=seed,
     )

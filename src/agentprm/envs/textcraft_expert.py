@@ -304,12 +304,11 @@ def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
     """
     rng = random.Random(f"textcraft-expert/{task_id}/{seed}")
     first = env.reset(task_id)
-    traj = Trajectory(
+    traj = Trajectory.begin(
+        env,
+        task_id,
+        first,
         id=f"{task_id}-expert-{seed}-{uuid.uuid4().hex[:8]}",
-        env=env.name,
-        task_id=task_id,
-        system_prompt=env.system_prompt,
-        first_observation=first,
         policy="expert",
         seed=seed,
     )

@@ -62,12 +62,11 @@ def new_episode(
     meta: dict | None = None,
 ) -> Episode:
     """An episode that starts with `env.reset(task_id)` (done by the engine, so reset errors are recorded)."""
-    traj = Trajectory(
+    traj = Trajectory.begin(
+        env,
+        task_id,
+        "",
         id=traj_id,
-        env=env.name,
-        task_id=task_id,
-        system_prompt=env.system_prompt,
-        first_observation="",
         policy=policy,
         temperature=temperature,
         seed=seed,

@@ -58,12 +58,11 @@ class Node:
 
 def root_node(env: Env, task_id: str, *, traj_id: str, policy: str, temperature: float, seed: int | None) -> Node:
     """Reset `env` on `task_id`; an env failure gives an ended node with status `env_error` (data, not a crash)."""
-    traj = Trajectory(
+    traj = Trajectory.begin(
+        env,
+        task_id,
+        "",
         id=traj_id,
-        env=env.name,
-        task_id=task_id,
-        system_prompt=env.system_prompt,
-        first_observation="",
         policy=policy,
         temperature=temperature,
         seed=seed,
