@@ -3,7 +3,8 @@
     PYTHONPATH=src python benchmarks/rollout_throughput.py --policy runs/x/policy --env textcraft --episodes 64
 
 Without --policy it builds a toy tiny policy on the scripted env (so it runs anywhere). Rows:
-`fast` (preallocated KV cache, finished rows dropped: the default), `hf` (HF `generate`, dynamic cache),
+`fast` (preallocated KV cache, finished rows dropped, earlier rounds' keys/values reused: the default),
+`fast-noreuse` (the same, re-encoding the whole conversation every round), `hf` (HF `generate`, dynamic cache),
 `hf-static` (HF `generate`, static cache), each batched; then `fast` one episode at a time. Every
 mode runs the same tasks at T = 1 with the same per-episode seeds. The last line is the ratio
 batched-fast / sequential-fast in episodes/s.
@@ -47,7 +48,7 @@ def main() -> None:
     ap.add_argument("--sequential-episodes", type=int, default=16, help="episodes for the one-at-a-time row")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--max-rounds", type=int, default=None)
-    ap.add_argument("--modes", default="fast,hf,hf-static")
+    ap.add_argument("--modes", default="fast,fast-noreuse,hf,hf-static")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,11 +75,15 @@ def main() -> None:
     print(f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}")
     print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{'sec':>9}{'turns':>8}{'success':>9}")
     rows = {}
+    store = policy.prefix_store
     for mode in args.modes.split(","):
-        policy.mode = mode
+        policy.mode = "fast" if mode.startswith("fast") else mode
+        policy.prefix_store = store if mode == "fast" else None
+        store.clear()  # every mode starts cold
         rows[mode] = r = measure(policy, make_env, tasks, cfg)
         print(f"{mode + ' batched':<22}{r['episodes/s']:>12.2f}{r['gen tok/s']:>12.0f}{r['sec']:>9.1f}{r['turns']:>8.1f}{r['success']:>9.1%}", flush=True)
-    policy.mode = "fast"
+    policy.mode, policy.prefix_store = "fast", store
+    store.clear()
     seq_cfg = RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=1)
     seq = measure(policy, make_env, tasks[: args.sequential_episodes], seq_cfg)
     print(f"{'fast one-at-a-time':<22}{seq['episodes/s']:>12.2f}{seq['gen tok/s']:>12.0f}{seq['sec']:>9.1f}{seq['turns']:>8.1f}{seq['success']:>9.1%}")

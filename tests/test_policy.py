@@ -57,6 +57,57 @@ def test_fast_path_logits_match_plain_forward(random_llama, attn):
         assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_reused_prefix_gives_the_plain_forward_logits(random_llama, attn):
+    """Round 2 of a conversation starts from round 1's stored keys/values (prompt + turn), encoding only
+    the new tokens; the logits must be those of a plain forward over the whole sequence."""
+    random_llama.config._attn_implementation = attn
+    try:
+        first = decode_batch(random_llama, PROMPTS, max_new_tokens=6, stop_ids=[3], temperature=0, keep_kv=True)
+        seen = [list(p) + d.tokens[:-1] for p, d in zip(PROMPTS, first)]
+        assert all(d.kv is not None and d.kv.ids == s for d, s in zip(first, seen))
+        assert all(d.kv.keys[0].shape[1] == len(s) for d, s in zip(first, seen))
+        # Next prompts: the whole turn, an "observation" of varying length; row 2 diverges inside the
+        # stored turn (a re-tokenised turn), row 3 has no prefix at all.
+        nxt = [list(p) + d.tokens + [50 + i] * (i + 1) for i, (p, d) in enumerate(zip(PROMPTS, first))]
+        nxt[2] = list(PROMPTS[2]) + [60, 61, 62]
+        prefixes = [d.kv for d in first[:3]] + [None]
+        rec: list = []
+        out = decode_batch(random_llama, nxt, max_new_tokens=8, stop_ids=[3], temperature=0, prefixes=prefixes, record_logits=rec, keep_kv=True)
+    finally:
+        random_llama.config._attn_implementation = "sdpa"
+    for prompt, d, logits in zip(nxt, out, rec):
+        ref = _full_forward_logits(random_llama, prompt, d.tokens)
+        assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()
+    plain = decode_batch(random_llama, nxt, max_new_tokens=8, stop_ids=[3], temperature=0)
+    assert [d.tokens for d in out] == [d.tokens for d in plain]
+
+
+def test_prefix_store_finds_the_longest_prefix_and_evicts_by_bytes():
+    from agentprm.policy.fastgen import PrefixKV, PrefixStore
+
+    def entry(ids, prompt_len):
+        t = torch.zeros(2, len(ids), 4)
+        return PrefixKV(list(ids), [t], [t.clone()], prompt_len=prompt_len)
+
+    store = PrefixStore(max_bytes=5_500)
+    assert store.lookup([1, 2, 3]) is None
+    a, b = entry([1, 2, 3, 4], 2), entry([1, 2, 3, 4, 5, 6, 7], 5)
+    store.add(a)
+    store.add(b)
+    assert store.lookup([1, 2, 3, 4, 5, 6, 7, 8]) is b  # whole sequence matched
+    assert store.lookup([1, 2, 3, 4, 5, 9]) is b  # its prompt part matched; the turn differs
+    assert store.lookup([1, 2, 3, 4, 9]) is a
+    assert store.lookup([1, 2, 9]) is a  # a's prompt part
+    assert store.lookup([9, 2, 3]) is None
+    big = entry(range(100, 180), 80)  # 2 tensors * 2*80*4 floats * 4 bytes = 5120; a 256, b 448
+    store.add(big)  # 5824 bytes > 5500: the least recently used entry (b) goes
+    assert store.bytes == 256 + 5120
+    assert store.lookup([1, 2, 3, 4, 5, 6, 7, 8]) is a and store.lookup(list(range(100, 181))) is big
+    store.clear()
+    assert len(store) == 0 and store.lookup([1, 2, 3, 4, 5, 6, 7]) is None
+
+
 def test_fast_greedy_equals_naive_greedy_and_is_batch_independent(random_llama):
     def naive(prompt, k):
         ids, out = list(prompt), []

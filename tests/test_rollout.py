@@ -50,6 +50,18 @@ def test_seeded_sampling_is_reproducible_across_batch_sizes(policy):
     assert {k: t.to_dict() for k, t in a.items()} == {k: t.to_dict() for k, t in b.items()}
 
 
+def test_reusing_earlier_rounds_keys_values_changes_no_trajectory(policy):
+    """Rounds 2+ start from the stored keys/values of the round before (the default); turning that off
+    must give the same trajectories, greedy and seeded sampling alike."""
+    plain = HFPolicy(policy.model, policy.tokenizer, policy.name, reuse_kv=False)
+    fresh = HFPolicy(policy.model, policy.tokenizer, policy.name)
+    for cfg, seed in ((RolloutConfig(temperature=0, max_new_tokens=24, batch_size=8), None),
+                      (RolloutConfig(temperature=1.0, max_new_tokens=16, batch_size=3), 5)):
+        a, b = _run(fresh, TASKS, cfg, seed_base=seed), _run(plain, TASKS, cfg, seed_base=seed)
+        assert {k: t.to_dict() for k, t in a.items()} == {k: t.to_dict() for k, t in b.items()}
+    assert plain.prefix_store is None and fresh.prefix_store.hits > 0
+
+
 def test_token_counts_add_up(policy):
     trajs = _run(policy, TASKS, RolloutConfig(temperature=1.0, max_new_tokens=16, batch_size=4), seed_base=0)
     for t in trajs.values():

@@ -9,7 +9,11 @@ cache), and finished rows keep computing until the whole batch is done. Here:
   real token (per-row positions), so a row computes what it would compute alone;
 - the 4-D attention mask is built here (HF uses a 4-D mask as is) and hides every pad slot;
 - rows that finished (end-of-turn token or the new-token cap) are dropped from the batch (in groups:
-  compaction copies the cache).
+  compaction copies the cache);
+- a row may start from a stored prefix (`PrefixKV`: the keys/values of an earlier prompt + turn of
+  the same conversation): only the tokens after it are encoded. An agent's conversation grows by one
+  short observation per round, so without this every round re-encodes the whole history, which was
+  80% of a 10-round batch's time (prefill 2.4 s of 2.9 s at 800 prompt tokens, batch 64, tiny model).
 
 The model's own forward runs unchanged (the cache object only answers `update`), so any architecture
 whose attention calls `cache.update(k, v, layer_idx)` works: Llama, Qwen2, Mistral, SmolLM2, ...
@@ -66,9 +70,38 @@ class RowKVCache:
 
 
 @dataclass
+class PrefixKV:
+    """Keys/values of the token sequence `ids`, per layer `[H_kv, len(ids), D]`: a reusable prefix."""
+
+    ids: list[int]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    prompt_len: int = 0  # how many of `ids` were the prompt (the rest were generated)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+@dataclass
 class Decoded:
     tokens: list[int]  # generated ids, end-of-turn token included when it was produced
     finished: bool  # True when an end-of-turn token ended it, False when the cap cut it
+    kv: PrefixKV | None = None  # prompt + tokens[:-1] (what the model has seen), when keep_kv
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    if list(a[:n]) == list(b[:n]):
+        return n
+    lo, hi = 0, n  # binary search on slice equality: C-speed compares instead of a Python loop
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if list(a[:mid]) == list(b[:mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _mask(allowed: torch.Tensor, dtype: torch.dtype, boolean: bool) -> torch.Tensor:
@@ -105,12 +138,17 @@ def decode_batch(
     generators: Sequence[torch.Generator | None] | None = None,
     pad_id: int = 0,
     record_logits: list[list[torch.Tensor]] | None = None,
+    prefixes: Sequence[PrefixKV | None] | None = None,
+    keep_kv: bool = False,
 ) -> list[Decoded]:
     """Generate a continuation for every prompt (token ids) in one batch; returns them in order.
 
     Prompts are left-padded into shared cache slots; each row's position ids start at 0 at its first
     real token, so a row computes exactly what it would compute alone (the pad slots are masked out).
     `record_logits`, when given, receives each row's next-token logits at every step (for tests).
+    `prefixes[i]`, when given, holds keys/values for a sequence sharing a prefix with prompt i: the
+    shared part (at most all but the prompt's last token) is copied into the cache, not recomputed.
+    `keep_kv` returns each row's keys/values (prompt + generated but the last token) on `Decoded.kv`.
     """
     device = next(model.parameters()).device
     n = len(prompts)
@@ -128,26 +166,64 @@ def decode_batch(
     dtype = next(model.parameters()).dtype
     cache = RowKVCache(model.config.num_hidden_layers, p_max + max_new_tokens)
 
+    # Reused prefix length per row: the common prefix with its stored sequence, leaving at least one
+    # prompt token to encode (its logits start the turn).
+    reuse = [0] * n
+    if prefixes is not None:
+        for i, (p, pre) in enumerate(zip(prompts, prefixes)):
+            if pre is not None:
+                reuse[i] = min(common_prefix(pre.ids, p), len(p) - 1)
+    # The encoded window: from the earliest slot any row still needs to the end of the prompts.
+    s0 = min(int(pad[i]) + reuse[i] for i in range(n))
+    if any(reuse):
+        first = next(prefixes[i] for i in range(n) if reuse[i])  # type: ignore[index]
+        for layer in range(cache.n_layers):
+            for bufs, src in ((cache.keys, first.keys), (cache.values, first.values)):
+                t = src[layer]
+                bufs[layer] = t.new_zeros((n, t.shape[0], cache.capacity, t.shape[-1]))
+        for i in range(n):
+            if reuse[i]:
+                a, r = int(pad[i]), reuse[i]
+                pre = prefixes[i]  # type: ignore[index]
+                for layer in range(cache.n_layers):
+                    cache.keys[layer][i, :, a : a + r] = pre.keys[layer][:, :r]
+                    cache.values[layer][i, :, a : a + r] = pre.values[layer][:, :r]
+
     ids = torch.full((n, p_max), pad_id, dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
         ids[i, p_max - len(p) :] = torch.tensor(p, dtype=torch.long)
     slots = torch.arange(p_max, device=device)
     real = slots.view(1, -1) >= pad.view(-1, 1)  # [B, slots]: not padding
-    causal = slots.view(1, -1) <= slots.view(-1, 1)  # [q, k]
+    q_slots = slots[s0:]
+    causal = slots.view(1, -1) <= q_slots.view(-1, 1)  # [q, k]
     # A pad query sees no key at all; let it see itself so softmax stays finite (its output is unused).
-    allowed = (causal.unsqueeze(0) & real.unsqueeze(1)) | torch.eye(p_max, dtype=torch.bool, device=device)
+    itself = slots.view(1, -1) == q_slots.view(-1, 1)
+    allowed = (causal.unsqueeze(0) & real.unsqueeze(1)) | itself.unsqueeze(0)
     pos = (slots.view(1, -1) - pad.view(-1, 1)).clamp(min=0)
-    cache.start = 0
+    cache.start = s0
     out = model(
-        input_ids=ids,
+        input_ids=ids[:, s0:],
         attention_mask=_mask(allowed, dtype, boolean),
-        position_ids=pos,
+        position_ids=pos[:, s0:],
         cache=cache,
         use_cache=True,
         logits_to_keep=1,
     )
     cache.start = p_max
     last = out.logits[:, -1]
+
+    def kept(j: int, r: int) -> PrefixKV | None:
+        """Batch row j (original row r): what the model has seen so far, copied out of the cache."""
+        if not keep_kv:
+            return None
+        a, b = int(pad[r]), cache.start
+        seen = list(prompts[r]) + tokens[r][: b - p_max]
+        return PrefixKV(
+            seen,
+            [k[j, :, a:b].clone() for k in cache.keys],  # type: ignore[index]
+            [v[j, :, a:b].clone() for v in cache.values],  # type: ignore[index]
+            prompt_len=len(prompts[r]),
+        )
 
     stop = torch.tensor(sorted(set(stop_ids)), device=device)
     results: list[Decoded | None] = [None] * n
@@ -169,9 +245,12 @@ def decode_batch(
                 continue
             tokens[r].append(nxt_list[j])
             if stop_list[j]:
-                results[r] = Decoded(tokens[r], True)
+                results[r] = Decoded(tokens[r], True, kept(j, r))
                 active[j] = False
         if step == max_new_tokens - 1 or not any(active):
+            for j, r in enumerate(live):
+                if active[j]:
+                    results[r] = Decoded(tokens[r], False, kept(j, r))
             break
         # Drop finished rows once they are a quarter of the batch: compaction copies the cache, so
         # doing it for every single finished row costs more than computing a few idle rows.
@@ -194,7 +273,89 @@ def decode_batch(
         cache.start += 1
         last = out.logits[:, -1]
         cur_pos = cur_pos + 1
-    for r in range(n):
-        if results[r] is None:
-            results[r] = Decoded(tokens[r], False)
     return results  # type: ignore[return-value]
+
+
+class PrefixStore:
+    """Keys/values of recent prompts + turns, found again by the longest stored prefix of a new prompt.
+
+    A rollout round's prompt is the previous round's prompt + the generated turn + one observation, so
+    the previous round's entry is a prefix of it (up to the turn, whose re-tokenised text may differ:
+    the match then stops at the common prefix). Entries are indexed by a rolling hash of their prompt
+    part and of their whole sequence; least recently used entries go first past `max_bytes`. Valid only
+    while the model's weights stay the same: call `clear()` after changing them.
+    """
+
+    _MOD = (1 << 61) - 1
+    _BASE = 1_000_003
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[int, PrefixKV] = OrderedDict()
+        self._index: dict[tuple[int, int], int] = {}
+        self._lengths: dict[int, int] = {}  # indexed length -> how many index keys have it
+        self._next = 0
+        self.hits = 0
+        self.reused_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._index.clear()
+        self._lengths.clear()
+        self.bytes = 0
+
+    @classmethod
+    def _hashes(cls, ids: Sequence[int], upto: int) -> list[int]:
+        h, out = 0, [0]
+        for t in ids[:upto]:
+            h = (h * cls._BASE + t + 1) % cls._MOD
+            out.append(h)
+        return out
+
+    def _keys(self, entry: PrefixKV) -> list[tuple[int, int]]:
+        hs = self._hashes(entry.ids, len(entry.ids))
+        return [(n, hs[n]) for n in {entry.prompt_len, len(entry.ids)} if n > 0]
+
+    def add(self, entry: PrefixKV) -> None:
+        if entry.nbytes > self.max_bytes:
+            return
+        eid, self._next = self._next, self._next + 1
+        self._entries[eid] = entry
+        self.bytes += entry.nbytes
+        for key in self._keys(entry):
+            if key not in self._index:
+                self._lengths[key[0]] = self._lengths.get(key[0], 0) + 1
+            self._index[key] = eid  # the newest entry wins a shared key
+        while self.bytes > self.max_bytes:
+            self._evict(next(iter(self._entries)))
+
+    def _evict(self, eid: int) -> None:
+        entry = self._entries.pop(eid)
+        self.bytes -= entry.nbytes
+        for key in self._keys(entry):
+            if self._index.get(key) == eid:
+                del self._index[key]
+                self._lengths[key[0]] -= 1
+                if not self._lengths[key[0]]:
+                    del self._lengths[key[0]]
+
+    def lookup(self, prompt: Sequence[int]) -> PrefixKV | None:
+        """The stored entry sharing the longest indexed prefix with `prompt` (None if none)."""
+        hs = self._hashes(prompt, len(prompt))
+        for n in sorted((n for n in self._lengths if n <= len(prompt)), reverse=True):
+            eid = self._index.get((n, hs[n]))
+            if eid is None:
+                continue
+            entry = self._entries[eid]
+            if list(entry.ids[:n]) != list(prompt[:n]):  # a hash collision
+                continue
+            self._entries.move_to_end(eid)
+            self.hits += 1
+            return entry
+        return None

@@ -65,6 +65,8 @@ class HFPolicy:
         batch_size: int = 64,
         mode: str = "fast",
         meta: dict[str, Any] | None = None,
+        reuse_kv: bool = True,
+        kv_store_bytes: int = 1 << 30,
     ):
         if getattr(tokenizer, "chat_template", None) is None:
             raise UserError(f"tokenizer of {name} has no chat template; use a chat/instruct model or set one")
@@ -78,6 +80,11 @@ class HFPolicy:
         self.meta = meta or {}
         self.stop_ids = _stop_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+        from agentprm.policy.fastgen import PrefixStore
+
+        # Keys/values of earlier rounds, so a conversation's history is encoded once, not every round.
+        # Must be cleared if the weights change (`self.prefix_store.clear()`).
+        self.prefix_store = PrefixStore(kv_store_bytes) if reuse_kv and mode == "fast" else None
 
     @classmethod
     def load(
@@ -126,15 +133,19 @@ class HFPolicy:
         """
         import torch
 
-        from agentprm.policy.fastgen import decode_batch
+        from agentprm.policy.fastgen import common_prefix, decode_batch
 
         if n < 1:
             raise ValueError("n must be at least 1")
         prompts = [self.prompt_ids(c) for c in conversations]
+        store = self.prefix_store
+        stored = [store.lookup(p) for p in prompts] if store is not None else [None] * len(prompts)
+        # What each conversation still has to encode (tokens past its stored prefix).
+        todo = [len(p) - (common_prefix(s.ids, p) if s is not None else 0) for p, s in zip(prompts, stored)]
         conv_seeds = _conversation_seeds(seed, len(conversations))
         rows = [(i, k) for i in range(len(conversations)) for k in range(n)]
-        # Similar lengths share a batch: less padding.
-        order = sorted(range(len(rows)), key=lambda j: len(prompts[rows[j][0]]))
+        # Similar lengths share a batch: less padding, and a short encoded window.
+        order = sorted(range(len(rows)), key=lambda j: (todo[rows[j][0]], len(prompts[rows[j][0]])))
         out: list[list[Generation | None]] = [[None] * n for _ in conversations]
         for lo in range(0, len(order), self.batch_size):
             chunk = order[lo : lo + self.batch_size]
@@ -154,8 +165,13 @@ class HFPolicy:
                     temperature=temperature,
                     generators=gens,
                     pad_id=self.pad_id,
+                    prefixes=[stored[rows[j][0]] for j in chunk],
+                    keep_kv=store is not None,
                 )
                 results = [(d.tokens, d.finished) for d in decoded]
+                if store is not None:
+                    for d in decoded:
+                        store.add(d.kv)
             else:
                 results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)
             for j, (toks, finished) in zip(chunk, results):
