@@ -78,6 +78,10 @@ def demos(
         ),
     ] = True,
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
+    thought_style: Annotated[
+        str | None,
+        typer.Option(help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief)."),
+    ] = None,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
     from agentprm.envs import get_spec
@@ -95,6 +99,17 @@ def demos(
         out.unlink()
     e = spec.make()
     expert = spec.make_expert()
+    if thought_style is not None:
+        import functools
+        import inspect
+
+        # An expert that offers styles lists them in its module and takes `thought_style`.
+        styles = getattr(inspect.getmodule(expert), "THOUGHT_STYLES", ())
+        if not styles:
+            raise UserError(f"the {env} expert has one thought style; drop --thought-style")
+        if thought_style not in styles:
+            raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(styles)}")
+        expert = functools.partial(expert, thought_style=thought_style)
     task_ids = e.task_ids(split, n)
     done = done_task_ids(out)
     todo = [t for t in task_ids if t not in done]
