@@ -290,8 +290,9 @@ def test_brief_thoughts_keep_the_actions_and_successes(env):
         full, brief = (expert_trajectory(env, tid, seed=3, thought_style=s) for s in ("full", "brief"))
         assert [s.action for s in brief.steps] == [s.action for s in full.steps]
         assert (brief.success, brief.status) == (full.success, full.status)
-        for s in brief.steps:
-            m = re.fullmatch(r"Thought: ([^\n.]+\.)\nAction: (.+)", s.output)
+        for i, s in enumerate(brief.steps):
+            goal = rf"To craft {re.escape(brief.meta['goal'])} I need [^.]+\. " if i == 0 else ""
+            m = re.fullmatch(rf"Thought: {goal}([^\n.]+\.)\nAction: (.+)", s.output)
             assert m, s.output
             assert s.action == env.parse_action(s.output) == m.group(2)
         if full.steps:
@@ -301,8 +302,8 @@ def test_brief_thoughts_keep_the_actions_and_successes(env):
 def test_brief_thought_names_the_sub_goal(env):
     traj = expert_trajectory(env, GOLDEN_BOOTS, seed=0, thought_style="brief")
     assert [s.output.split("\n")[0] for s in traj.steps] == (
-        ["Thought: I need 36 gold nugget for gold ingot."]
-        + ["Thought: I need 4 gold ingot for golden boots."] * 4
+        ["Thought: To craft golden boots I need 4 gold ingot. I need 36 gold nugget for gold ingot."]
+        + [f"Thought: I need 4 gold ingot for golden boots ({i} of 4)." for i in range(1, 5)]
         + ["Thought: Now I craft golden boots."]
     )
 
@@ -332,7 +333,7 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
     brief = tmp_path / "brief.jsonl"
     res = _cli("demos", "--split", "test", "--n", "5", "--thought-style", "brief", "--out", str(brief))
     assert res.returncode == 0, res.stderr
-    assert all(s["output"].startswith("Thought: I need ") or "Now I craft" in s["output"]
+    assert all(s["output"].startswith(("Thought: I need ", "Thought: To craft ")) or "Now I craft" in s["output"]
                for r in map(json.loads, brief.read_text().splitlines()) for s in r["steps"])
 
 

@@ -13,8 +13,9 @@ The planner reads only the observation text (never the env's hidden recipe data 
 
 Every turn is "Thought: ...\\nAction: ..." with a thought saying why (these turns are SFT data).
 `thought_style="full"` (the default) opens with an overview of the plan and varies its wording;
-`"brief"` writes one short sentence naming the immediate sub-goal ("I need 2 stick for wooden shovel."),
-so the action tokens are a larger share of a small policy's SFT loss.
+`"brief"` writes one short sentence naming the immediate sub-goal ("I need 2 stick for wooden shovel.",
+with "(2 of 3)" on repeated crafts), after the goal's recipe in the first turn only ("To craft wooden
+shovel I need 2 stick, 1 planks."), so the action tokens are a larger share of a small policy's SFT loss.
 If the env refuses an action anyway, the expert records it and stops: a failed demo is reported, never
 hidden (the demos command keeps only successes unless asked).
 """
@@ -273,11 +274,13 @@ def _users(plan: Plan, item: str) -> list[str]:
 THOUGHT_STYLES = ("full", "brief")
 
 
-def _brief_thought(plan: Plan, kind: str, item: str) -> str:
+def _brief_thought(plan: Plan, kind: str, item: str, nth: int) -> str:
     if kind == "craft" and item == plan.goal:
         return f"Now I craft {item}."
     users = " and ".join(_users(plan, item))
-    return f"I need {plan.need[item]} {item} for {users}."
+    n = plan.batches.get(item, 1) if kind == "craft" else 1
+    progress = f" ({nth} of {n})" if n > 1 else ""  # without it a small model loses count of repeats
+    return f"I need {plan.need[item]} {item} for {users}{progress}."
 
 
 def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> str:
@@ -347,8 +350,8 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
     crafted: dict[str, int] = {}
     spent = 0  # rounds used before the current plan
     preface = _overview(plan, rng) + " "  # drawn in both styles so the seed's other choices match
-    if brief:
-        preface = ""
+    if brief:  # the goal's recipe only: a small policy that never writes the goal down loses it
+        preface = f"To craft {plan.goal} I need {_amounts(list(plan.recipe_of[plan.goal].inputs))}. "
     while queue and traj.num_steps < env.max_rounds:
         kind, item = queue.pop(0)
         if kind == "get":
@@ -358,7 +361,7 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
             action = _craft_command(plan, item)
         thought = _thought(plan, kind, item, crafted.get(item, 0), rng)  # drawn in both styles, as above
         if brief:
-            thought = _brief_thought(plan, kind, item)
+            thought = _brief_thought(plan, kind, item, crafted.get(item, 0))
         output = f"Thought: {preface}{thought}\nAction: {action}"
         preface = ""
         parsed = env.parse_action(output)
