@@ -284,6 +284,35 @@ def test_expert_seed_varies_demos(env):
     assert len({tuple(s.output for s in t.steps) for t in trajs}) > 1
 
 
+def test_brief_thoughts_keep_the_actions_and_successes(env):
+    """"brief" changes only the thoughts: same actions, same successes, one short sentence per turn."""
+    for tid in env.task_ids("test")[:40]:
+        full, brief = (expert_trajectory(env, tid, seed=3, thought_style=s) for s in ("full", "brief"))
+        assert [s.action for s in brief.steps] == [s.action for s in full.steps]
+        assert (brief.success, brief.status) == (full.success, full.status)
+        for i, s in enumerate(brief.steps):
+            goal = rf"To craft {re.escape(brief.meta['goal'])} I need [^.]+\. " if i == 0 else ""
+            m = re.fullmatch(rf"Thought: {goal}([^\n.]+\.)\nAction: (.+)", s.output)
+            assert m, s.output
+            assert s.action == env.parse_action(s.output) == m.group(2)
+        if full.steps:
+            assert sum(map(len, (s.output for s in brief.steps))) < sum(map(len, (s.output for s in full.steps)))
+
+
+def test_brief_thought_names_the_sub_goal(env):
+    traj = expert_trajectory(env, GOLDEN_BOOTS, seed=0, thought_style="brief")
+    assert [s.output.split("\n")[0] for s in traj.steps] == (
+        ["Thought: To craft golden boots I need 4 gold ingot. I need 36 gold nugget for gold ingot."]
+        + [f"Thought: I need 4 gold ingot for golden boots ({i} of 4)." for i in range(1, 5)]
+        + ["Thought: Now I craft golden boots."]
+    )
+
+
+def test_unknown_thought_style_is_a_user_error(env):
+    with pytest.raises(UserError, match="brief"):
+        expert_trajectory(env, GOLDEN_BOOTS, thought_style="terse")
+
+
 # -- CLI ---------------------------------------------------------------------------------------------------
 
 
@@ -301,6 +330,11 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
     assert len(rows) == 100 and all(isinstance(r["success"], bool) for r in rows)
     assert sum(r["success"] for r in rows) == 95
     assert "expert success: 95/100 = 95.0%" in res.stdout
+    brief = tmp_path / "brief.jsonl"
+    res = _cli("demos", "--split", "test", "--n", "5", "--thought-style", "brief", "--out", str(brief))
+    assert res.returncode == 0, res.stderr
+    assert all(s["output"].startswith(("Thought: I need ", "Thought: To craft ")) or "Now I craft" in s["output"]
+               for r in map(json.loads, brief.read_text().splitlines()) for s in r["steps"])
 
 
 @pytest.mark.parametrize(
@@ -311,6 +345,8 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
         (["demos", "--env", "textcraft", "--out", "{tmp}"], "is a directory"),
         (["demos", "--env", "textcraft", "--out", "/proc/no/such/x.jsonl"], "choose another --out"),
         (["play", "--env", "textcraft", "--task", "textcraft_x"], "textcraft_<i>"),
+        (["demos", "--env", "textcraft", "--thought-style", "terse", "--out", "{tmp}/x.jsonl"], "full, brief"),
+        (["demos", "--env", "babyai", "--thought-style", "brief", "--out", "{tmp}/x.jsonl"], "drop --thought-style"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):

@@ -79,6 +79,10 @@ def demos(
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
+    thought_style: Annotated[
+        str | None,
+        typer.Option(help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief)."),
+    ] = None,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
     from agentprm.envs.base import check_split, get_spec
@@ -92,7 +96,7 @@ def demos(
     with progress() as bar:
         job = bar.add_task(f"demos {env}/{split}", total=None, status="")
         summary = run_expert(
-            env, split, n, out, seed=seed, keep_failures=keep_failures,
+            env, split, n, out, seed=seed, keep_failures=keep_failures, thought_style=thought_style,
             on_start=lambda total: bar.update(job, total=total),
             on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
         )

@@ -34,12 +34,14 @@ def run_expert(
     *,
     seed: int = 0,
     keep_failures: bool | None = None,
+    thought_style: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_episode: Callable[[Trajectory, DemoSummary], None] | None = None,
 ) -> DemoSummary:
     """Run the expert of `env_name` on the first `n` task ids of `split`, skipping ids already in `out`.
 
-    `keep_failures=None` takes the env's default (`EnvSpec.demos_keep_failures`).
+    `keep_failures=None` takes the env's default (`EnvSpec.demos_keep_failures`). `thought_style`
+    picks the expert's thoughts where its module lists `THOUGHT_STYLES` (TextCraft); None: its default.
     """
     spec = get_spec(env_name)
     check_split(split)
@@ -48,6 +50,16 @@ def run_expert(
     keep = spec.demos_keep_failures if keep_failures is None else keep_failures
     env = spec.make()
     expert = spec.make_expert()
+    if thought_style is not None:
+        import functools
+        import inspect
+
+        styles = getattr(inspect.getmodule(expert), "THOUGHT_STYLES", ())
+        if not styles:
+            raise UserError(f"the {env_name} expert has one thought style; drop --thought-style")
+        if thought_style not in styles:
+            raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(styles)}")
+        expert = functools.partial(expert, thought_style=thought_style)
     task_ids = env.task_ids(split, n)
     done = done_task_ids(out)
     todo = [t for t in task_ids if t not in done]

@@ -11,7 +11,13 @@ The planner reads only the observation text (never the env's hidden recipe data 
 5. emit `get` for each base item (all at once up front, or just before first needed; the seed picks)
    and the crafts in dependency order (independent branches in a seed-dependent order).
 
-Every turn is "Thought: ...\\nAction: ..." with a short thought saying why (these turns are SFT data).
+Every turn is "Thought: ...\\nAction: ..." with a thought saying why (these turns are SFT data).
+`thought_style="full"` (the default) opens with an overview of the plan and varies its wording;
+`"brief"` writes one short sentence naming the immediate sub-goal ("I need 2 stick for wooden shovel.",
+with "(2 of 3)" on repeated crafts), after the goal's recipe in the first turn only ("To craft wooden
+shovel I need 2 stick, 1 planks."), so the action tokens are a larger share of a small policy's SFT loss;
+`"none"` writes only "Action: ..." (AgentGym's parser reads the text after `Action:`; a thought is not
+required), for a from-scratch policy too small to plan in words.
 If the env refuses an action anyway, the expert records it and stops: a failed demo is reported, never
 hidden (the demos command keeps only successes unless asked).
 """
@@ -24,6 +30,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from agentprm.errors import UserError
 from agentprm.trajectory import Step, Trajectory
 
 _LINE = re.compile(r"craft (\d+) (.+?) using (.+)")
@@ -266,6 +273,18 @@ def _users(plan: Plan, item: str) -> list[str]:
     return [o for o, r in plan.recipe_of.items() if any(plan.generic.get(n, n) == item for _, n in r.inputs)]
 
 
+THOUGHT_STYLES = ("full", "brief", "none")
+
+
+def _brief_thought(plan: Plan, kind: str, item: str, nth: int) -> str:
+    if kind == "craft" and item == plan.goal:
+        return f"Now I craft {item}."
+    users = " and ".join(_users(plan, item))
+    n = plan.batches.get(item, 1) if kind == "craft" else 1
+    progress = f" ({nth} of {n})" if n > 1 else ""  # without it a small model loses count of repeats
+    return f"I need {plan.need[item]} {item} for {users}{progress}."
+
+
 def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> str:
     if kind == "get":
         users = _users(plan, item)
@@ -296,12 +315,16 @@ def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> 
     )
 
 
-def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
+def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "full") -> Trajectory:
     """Reset `env` to `task_id`, plan from the observation and play the plan; the episode as a Trajectory.
 
     `seed` varies only harmless choices: which of equally short recipes or generic items, the order of
     independent branches, gathering up front or just in time, and the wording of the thoughts.
+    `thought_style` ("full" | "brief" | "none", see the module doc) changes the thoughts only, never the actions.
     """
+    if thought_style not in THOUGHT_STYLES:
+        raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(THOUGHT_STYLES)}")
+    brief = thought_style == "brief"
     rng = random.Random(f"textcraft-expert/{task_id}/{seed}")
     first = env.reset(task_id)
     traj = Trajectory.begin(
@@ -327,7 +350,9 @@ def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
     queue = list(plan.actions)
     crafted: dict[str, int] = {}
     spent = 0  # rounds used before the current plan
-    preface = _overview(plan, rng) + " "
+    preface = _overview(plan, rng) + " "  # drawn in both styles so the seed's other choices match
+    if brief:  # the goal's recipe only: a small policy that never writes the goal down loses it
+        preface = f"To craft {plan.goal} I need {_amounts(list(plan.recipe_of[plan.goal].inputs))}. "
     while queue and traj.num_steps < env.max_rounds:
         kind, item = queue.pop(0)
         if kind == "get":
@@ -335,7 +360,10 @@ def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
         else:
             crafted[item] = crafted.get(item, 0) + 1
             action = _craft_command(plan, item)
-        output = f"Thought: {preface}{_thought(plan, kind, item, crafted.get(item, 0), rng)}\nAction: {action}"
+        thought = _thought(plan, kind, item, crafted.get(item, 0), rng)  # drawn in both styles, as above
+        if brief:
+            thought = _brief_thought(plan, kind, item, crafted.get(item, 0))
+        output = f"Action: {action}" if thought_style == "none" else f"Thought: {preface}{thought}\nAction: {action}"
         preface = ""
         parsed = env.parse_action(output)
         res = env.step(parsed)
@@ -361,6 +389,8 @@ def expert_trajectory(env, task_id: str, seed: int = 0) -> Trajectory:
         queue, crafted, spent = list(plan.actions), {}, traj.num_steps
         swaps = ", ".join(f"{plan.generic.get(n, 'something else')} for {n}" for n in sorted(_generic_names(used, first)))
         preface = f"That did not work: {' and '.join(sorted(used))} does not count here. I will use {swaps} instead. "
+        if brief:
+            preface = f"I will use {swaps} instead. "
     traj.final_observation = observation
     last = traj.steps[-1] if traj.steps else None
     traj.reward = last.reward if last else 0.0
