@@ -345,7 +345,7 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
         (["demos", "--env", "textcraft", "--out", "{tmp}"], "is a directory"),
         (["demos", "--env", "textcraft", "--out", "/proc/no/such/x.jsonl"], "choose another --out"),
         (["play", "--env", "textcraft", "--task", "textcraft_x"], "textcraft_<i>"),
-        (["demos", "--env", "textcraft", "--thought-style", "terse", "--out", "{tmp}/x.jsonl"], "full, brief"),
+        (["demos", "--env", "textcraft", "--thought-style", "terse", "--out", "{tmp}/x.jsonl"], "full, brief, none"),
         (["demos", "--env", "babyai", "--thought-style", "brief", "--out", "{tmp}/x.jsonl"], "drop --thought-style"),
     ],
 )
