@@ -86,10 +86,11 @@ def demos(
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
     from agentprm.envs.base import check_split, get_spec
-    from agentprm.envs.demos import run_expert
+    from agentprm.envs.demos import make_expert, run_expert
 
     get_spec(env)
     check_split(split)
+    make_expert(env, thought_style)  # a bad style fails here, before any output
     writable_path(out)
     if force and out.exists():
         out.unlink()

@@ -26,6 +26,22 @@ class DemoSummary:
         return self.ok / self.tried if self.tried else float("nan")
 
 
+def make_expert(env_name: str, thought_style: str | None = None) -> Callable[..., Trajectory]:
+    """The env's expert `(env, task_id, seed) -> Trajectory`, with `thought_style` where it offers styles."""
+    import functools
+    import inspect
+
+    expert = get_spec(env_name).make_expert()
+    if thought_style is None:
+        return expert
+    styles = getattr(inspect.getmodule(expert), "THOUGHT_STYLES", ())
+    if not styles:
+        raise UserError(f"the {env_name} expert has one thought style; drop --thought-style")
+    if thought_style not in styles:
+        raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(styles)}")
+    return functools.partial(expert, thought_style=thought_style)
+
+
 def run_expert(
     env_name: str,
     split: str,
@@ -49,17 +65,7 @@ def run_expert(
         raise UserError("--n must be at least 1")
     keep = spec.demos_keep_failures if keep_failures is None else keep_failures
     env = spec.make()
-    expert = spec.make_expert()
-    if thought_style is not None:
-        import functools
-        import inspect
-
-        styles = getattr(inspect.getmodule(expert), "THOUGHT_STYLES", ())
-        if not styles:
-            raise UserError(f"the {env_name} expert has one thought style; drop --thought-style")
-        if thought_style not in styles:
-            raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(styles)}")
-        expert = functools.partial(expert, thought_style=thought_style)
+    expert = make_expert(env_name, thought_style)
     task_ids = env.task_ids(split, n)
     done = done_task_ids(out)
     todo = [t for t in task_ids if t not in done]
