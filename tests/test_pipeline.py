@@ -20,7 +20,8 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     run = tmp_path / "smoke"
     for rel in ["config.yaml", "demos.jsonl", "policy/config.json", "trajectories.jsonl", "labels/td-gae.jsonl",
                 "prm/agentprm/value_head.safetensors", "prm/pvm/value_head.safetensors", "prm/orm/value_head.safetensors",
-                "prm/agentprm-beta0/value_head.safetensors", "eval/textcraft/greedy.jsonl",
+                "prm/agentprm-beta0/value_head.safetensors", "prm/mc/value_head.safetensors", "labels/mc.jsonl",
+                "eval/textcraft/greedy.jsonl", "eval/textcraft/mc/beam_2x2.jsonl",
                 "eval/textcraft/agentprm/bon_2.jsonl", "eval/textcraft/random/bon_2.jsonl",
                 "eval/textcraft/orm/beam_2x2.jsonl", "report.md"]:
         assert (run / rel).exists(), rel
@@ -30,7 +31,12 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     # a rerun skips every completed stage (only the report is rewritten)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert res.output.count("already complete, skipped") == 18
+    assert res.output.count("already complete, skipped") == 21  # every stage but the report
+    from agentprm.labels.store import read_labels
+
+    mc = read_labels(run / "labels" / "mc.jsonl")
+    assert len(mc) == 2 and len({r.task_id for r in mc.values()}) == 2  # spread over both tasks
+    assert all(r.sampled_tokens > 0 and r.settings["n_mc"] == 2 for r in mc.values())
 
 
 def test_bad_config_is_one_line(tmp_path):

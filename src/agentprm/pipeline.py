@@ -33,6 +33,7 @@ class PipelineConfig:
     device: str = "cpu"
     # demos + SFT (the tiny from-scratch policy needs thousands of demos; the paper's 300 is for LLMs)
     demos: int = 2000
+    thought_style: str | None = None  # the expert's thoughts where it offers styles (textcraft: full|brief|none)
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
     # the best setting measured so far (docs/policy.md run B: 7.4 min on 2 cores, 4% greedy on test);
     # 3 epochs at lr 2e-3 gave 0%
@@ -44,7 +45,11 @@ class PipelineConfig:
     max_new_tokens: int = 96
     batch_size: int = 64
     # PRMs: one per objective, initialised from the SFT policy (paper)
-    objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])
+    objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])  # + "mc" (costly)
+    # MC labels (objective "mc"): N_mc rollouts from every step of this many collected trajectories,
+    # spread over the tasks (paper: N_mc = 16 on all of them; here a subset bounds the cost)
+    mc_trajectories: int = 64
+    n_mc: int = 16
     prm_preset: str = "tiny"
     prm: dict[str, Any] = field(default_factory=dict)  # PRMTrainConfig overrides
     ablation_beta0: bool = False  # also train AgentPRM with beta = 0 (the L_A ablation, report section f)
@@ -188,7 +193,7 @@ class Pipeline:
             self.demos_path.unlink()
         with _bar("demos") as (bar, job):
             s = run_expert(self.cfg.env, "train", self.cfg.demos, self.demos_path, seed=self.cfg.seed,
-                           keep_failures=False,
+                           keep_failures=False, thought_style=self.cfg.thought_style,
                            on_start=lambda n: bar.update(job, total=n),
                            on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"))
         return f"expert success {s.ok}/{s.tried} ({s.skipped} resumed)"
@@ -252,21 +257,68 @@ class Pipeline:
         return self.dir / "labels" / f"{method}.jsonl"
 
     def _label_done(self) -> bool:
-        return all(self._label_path(m).exists() for m in ("td-gae", "pvm", "orm"))
+        from agentprm.labels.store import read_labels
+
+        if not all(self._label_path(m).exists() for m in ("td-gae", "pvm", "orm")):
+            return False
+        if "mc" not in self.cfg.objectives:
+            return True
+        path = self._label_path("mc")
+        return path.exists() and set(read_labels(path)) >= {t.id for t in self._mc_trajectories()}
+
+    def _usable_trajectories(self):
+        from agentprm.labels.run import usable
+        from agentprm.trajectory import read_trajectories
+
+        return [t for t in read_trajectories(self.trajectories_path) if usable(t)]
+
+    def _mc_trajectories(self):
+        """The MC subset: round-robin over tasks (sample 0 of every task, then sample 1, ...)."""
+        by_task: dict[str, list] = {}
+        for t in self._usable_trajectories():
+            by_task.setdefault(t.task_id, []).append(t)
+        spread = [ts[k] for k in range(max(map(len, by_task.values()), default=0)) for ts in by_task.values() if k < len(ts)]
+        return spread[: self.cfg.mc_trajectories]
 
     def _run_label(self) -> str:
         from agentprm.labels.outcome import LabelSettings
-        from agentprm.labels.run import outcome_label_records, usable
-        from agentprm.trajectory import JsonlWriter, read_trajectories
+        from agentprm.labels.run import outcome_label_records
+        from agentprm.trajectory import JsonlWriter
 
-        trajs = [t for t in read_trajectories(self.trajectories_path) if usable(t)]
+        trajs = self._usable_trajectories()
         for method in ("td-gae", "pvm", "orm"):
             path = self._label_path(method)
             path.unlink(missing_ok=True)
             with JsonlWriter(path) as w:
                 for rec in outcome_label_records(method, trajs, LabelSettings(), None):
                     w.write(rec.to_dict())
-        return f"labelled {len(trajs)} trajectories with td-gae, pvm, orm -> {self.dir / 'labels'}"
+        done = f"labelled {len(trajs)} trajectories with td-gae, pvm, orm"
+        if "mc" in self.cfg.objectives:
+            done += f"; {self._run_mc_labels()}"
+        return f"{done} -> {self.dir / 'labels'}"
+
+    def _run_mc_labels(self) -> str:
+        """MC labels of the subset (resumable: trajectories already in mc.jsonl are skipped)."""
+        from agentprm.labels.mc import mc_label_trajectories, policy_rollout_fn
+        from agentprm.labels.run import mc_record
+        from agentprm.labels.store import read_labels
+        from agentprm.trajectory import JsonlWriter
+
+        path = self._label_path("mc")
+        done = set(read_labels(path)) if path.exists() else set()
+        todo = [t for t in self._mc_trajectories() if t.id not in done]
+        by_id = {t.id: t for t in todo}
+        rollout_fn = policy_rollout_fn(self._policy(), temperature=self.cfg.collect_temperature,
+                                       max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
+        info = {"n_mc": self.cfg.n_mc, "soft": False, "temperature": self.cfg.collect_temperature, "binary_outcome": False}
+        tokens = 0
+        with JsonlWriter(path) as w, _bar("mc labels", total=len(todo)) as (bar, job):
+            for res in mc_label_trajectories(todo, self._env_factory(), rollout_fn, n_mc=self.cfg.n_mc):
+                rec = mc_record(by_id[res.trajectory_id], res, info)
+                w.write(rec.to_dict())
+                tokens += rec.sampled_tokens
+                bar.update(job, advance=1, status=f"{tokens} tokens")
+        return f"mc (N_mc={self.cfg.n_mc}) on {len(todo)} trajectories ({len(done)} resumed), {tokens} sampled tokens"
 
     # PRMs
     def _prm_done(self, name: str) -> bool:
@@ -275,19 +327,22 @@ class Pipeline:
         return is_trained(self.prm_dir(name))
 
     def _run_train(self, name: str) -> str:
-        from agentprm.labels.run import usable
         from agentprm.prm.train import PRMTrainConfig, train_prm
-        from agentprm.trajectory import read_trajectories
 
         objective, beta = (("agentprm", 0.0) if name == "agentprm-beta0" else (name, self.cfg.prm.get("beta", 1.0)))
         cfg = PRMTrainConfig.preset(self.cfg.prm_preset, **{**self.cfg.prm, "objective": objective, "beta": beta,
                                                               "seed": self.cfg.seed, "device": self.cfg.device})
-        trajs = [t for t in read_trajectories(self.trajectories_path) if usable(t)]
+        trajs = self._usable_trajectories()
+        mc_labels = None
+        if objective == "mc":
+            from agentprm.labels.store import read_labels
+
+            mc_labels = {k: r.labels for k, r in read_labels(self._label_path("mc")).items()}
         with _bar(f"train {name}") as (bar, job):
             def on_step(step: int, total: int, lq: float, la: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"L_Q {lq:.4f} L_A {la:.4f}")
 
-            res = train_prm(trajs, self.policy_dir, self.prm_dir(name), cfg, on_step=on_step)
+            res = train_prm(trajs, self.policy_dir, self.prm_dir(name), cfg, mc_labels=mc_labels, on_step=on_step)
         return f"{name} -> {self.prm_dir(name)} ({_short(res)})"
 
     # search
