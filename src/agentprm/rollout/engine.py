@@ -117,8 +117,9 @@ def fork(ep: Episode, seeds: Sequence[int | None]) -> list[Episode]:
     envs = [ep.env] * len(seeds) if ep.finished else [ep.env.clone() for _ in seeds[:-1]] + [ep.env]
     out = []
     for env, seed in zip(envs, seeds):
-        child = copy.copy(ep)  # keeps the subclass (search nodes) and its other fields
-        child.traj, child.env = copy.deepcopy(ep.traj), env
+        # A deep copy with `env` standing in for the original's env: the trajectory and any other
+        # field (a search node's scores) are copied, the subclass kept, and the env not deep-copied.
+        child = copy.deepcopy(ep, memo={id(ep.env): env})
         child.traj.seed = seed
         out.append(child)
     return out
