@@ -125,11 +125,12 @@ def fork(ep: Episode, seeds: Sequence[int | None]) -> list[Episode]:
     return out
 
 
-def turn_seed(seed: int | None, t: int) -> int | None:
-    """The sampling seed of turn `t` of an episode seeded `seed` (None: unseeded)."""
+def sub_seed(seed: int | None, k: int) -> int | None:
+    """The k-th seed derived from `seed` (None stays None: unseeded). Turn t of an episode seeded s
+    samples with `sub_seed(s, t)`; beam search seeds a node's child from its k-th sample `sub_seed(s, k)`."""
     from agentprm.policy.hf import row_seed
 
-    return None if seed is None else row_seed(seed, t)
+    return None if seed is None else row_seed(seed, k)
 
 
 def start(ep: Episode) -> Episode:
@@ -151,7 +152,7 @@ def generate_turn(
     seeded with its episode's turn seed. If the call fails it is retried row by row, so one bad row (e.g.
     a context overflow) cannot sink the batch; a row that still fails gets its exception."""
     convs = [ep.messages() for ep in episodes]
-    seeds = [turn_seed(ep.traj.seed, len(ep.traj.steps)) for ep in episodes]
+    seeds = [sub_seed(ep.traj.seed, len(ep.traj.steps)) for ep in episodes]
     kw = {"n": n, "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}
     all_seeded = all(s is not None for s in seeds)
     try:

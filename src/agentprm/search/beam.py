@@ -21,7 +21,7 @@ Choices for the paper's ambiguities (§9.8); the literal reading is the default:
 A round is the rollout engine's two halves with the choice in between: `generate_turn` (M samples per
 node, each node seeded with its own turn seed) and `advance` (a kept candidate on its own env). Seeds:
 the root of task u is seeded `episode_seed(seed, u, 0)`; the child from a node's k-th sample is seeded
-`row_seed(node seed, k)`, so every path samples from its own stream and no task's result depends on
+`sub_seed(node seed, k)`, so every path samples from its own stream and no task's result depends on
 the other tasks in the batch. The chosen trajectory's `seed` is its path's seed.
 """
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from agentprm.policy.base import Generation, Policy
 from agentprm.prm.base import RewardModel
-from agentprm.rollout.engine import RolloutConfig, advance, fail_policy, fork, generate_turn
+from agentprm.rollout.engine import RolloutConfig, advance, fail_policy, fork, generate_turn, sub_seed
 from agentprm.search.core import EnvFactory, Node, SearchResult, root_node, task_seed
 from agentprm.trajectory import Compute
 
@@ -79,12 +79,6 @@ def _history_key(node: Node, output: str | None = None) -> tuple[str, ...]:
 def _rank_key(node: Node) -> tuple[bool, float]:
     failed = node.traj.status in ("env_error", "policy_error")
     return (not failed, node.score if node.score is not None else float("-inf"))
-
-
-def _child_seed(seed: int | None, sample: int) -> int | None:
-    from agentprm.policy.hf import row_seed
-
-    return None if seed is None else row_seed(seed, sample)
 
 
 def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute]) -> None:
@@ -164,7 +158,7 @@ def beam_search(
                     children.setdefault(id(x.parent), []).append(x)
             for group in children.values():
                 parent = group[0].parent
-                for node, c in zip(fork(parent, [_child_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True):
+                for node, c in zip(fork(parent, [sub_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True):
                     node.scores.append(c.score)
                     advance(node, c.gen, rollout)
                     spent[i].env_steps += 1

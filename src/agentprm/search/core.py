@@ -4,7 +4,7 @@ All strategies run many tasks at once on the rollout engine (`agentprm.rollout.e
 makes ONE batched policy call over every live node of every task (and, for PRM-guided strategies, one
 batched reward-model call), so the model sees large batches. Seeds follow the engine's scheme: episode
 j of task u is seeded `episode_seed(seed, u, j)` (the seed `collect` gives episode j of u) and turn t
-samples with `turn_seed(episode seed, t)`, so what a task samples never depends on the other tasks in
+samples with `sub_seed(episode seed, t)`, so what a task samples never depends on the other tasks in
 the batch: batched search equals task-by-task search, for the HF policy as for the test fakes.
 """
 
