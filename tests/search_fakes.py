@@ -30,7 +30,8 @@ def _position(conv: list[Message]) -> tuple[int, int]:
 
 class KeyedPolicy:
     """Says the right next word with probability `p_right`, else a wrong one; the randomness is a pure
-    function of (seed, conversation, sample index), so batching cannot change what it samples."""
+    function of (the conversation's seed, conversation, sample index), so batching cannot change what
+    it samples. `seed` is one int for the call or one per conversation (the `Policy` protocol)."""
 
     name = "keyed"
 
@@ -41,12 +42,13 @@ class KeyedPolicy:
     def generate(self, conversations, *, n=1, temperature=1.0, max_new_tokens=128, seed=None):
         self.calls += 1
         out = []
-        for conv in conversations:
+        for ci, conv in enumerate(conversations):
             pos, _ = _position(conv)
             text = repr([(m["role"], m["content"]) for m in conv])
+            row_seed = seed[ci] if isinstance(seed, (list, tuple)) else seed  # one per conversation, or one
             gens = []
             for j in range(n):
-                r = keyed_rng(seed, text, j).random()
+                r = keyed_rng(row_seed, text, j).random()
                 right = r < self.p_right if temperature > 0 else True
                 word = WORDS[pos] if right else "z"
                 out_text = f"Thought: word {pos}.\nAction: {word}"

@@ -7,7 +7,7 @@ import torch
 
 from agentprm.errors import EnvError
 from agentprm.policy.hf import HFPolicy
-from agentprm.rollout import RolloutConfig, continue_episode, new_episode, run_episodes
+from agentprm.rollout import RolloutConfig, continue_episode, fork, new_episode, run_episodes, step_round
 from agentprm.rollout.jobs import episode_id, pass_at_n, rollout_tasks
 from agentprm.testing import ScriptedEnv, ScriptedPolicy
 from agentprm.testing.policies import tiny_policy_dir
@@ -134,6 +134,38 @@ def test_max_rounds_and_continuation_from_a_cloned_env():
     assert all(t.compute.env_steps == 1 for t in done)  # only what the continuation spent
     assert [s.action for s in done[0].steps] == ["a", "b", "c"]
     assert done[0].steps[2].observation == obs
+
+
+class CountingPolicy(ScriptedPolicy):
+    def __init__(self, choose):
+        super().__init__(choose)
+        self.calls = []
+
+    def generate(self, conversations, **kw):
+        self.calls.append(len(conversations))
+        return super().generate(conversations, **kw)
+
+
+def test_step_round_advances_every_live_episode_one_turn_in_one_call():
+    pol = CountingPolicy(lambda conv, rng: "a")
+    eps = [new_episode(ScriptedEnv(max_rounds=4), u, traj_id=u) for u in ("line_1_0", "line_3_1", "line_2_2")]
+    step_round(pol, eps, RolloutConfig())
+    assert pol.calls == [3] and [e.traj.num_steps for e in eps] == [1, 1, 1]
+    assert [e.traj.status for e in eps] == ["done", "running", "running"]  # "a" solves line_1 only
+    step_round(pol, eps, RolloutConfig())  # the ended episode is left as it is
+    assert pol.calls == [3, 2] and [e.traj.num_steps for e in eps] == [1, 2, 2]
+
+
+def test_fork_copies_history_on_independent_envs_with_own_seeds():
+    pol = ScriptedPolicy(lambda conv, rng: "a")
+    [ep] = step_round(pol, [new_episode(ScriptedEnv(max_rounds=4), "line_2_0", traj_id="t")], RolloutConfig())
+    a, b = fork(ep, [1, 2])
+    assert (a.traj.seed, b.traj.seed) == (1, 2) and a.env is not b.env and a.traj is not b.traj
+    step_round(ScriptedPolicy(lambda conv, rng: "b"), [a], RolloutConfig())
+    step_round(ScriptedPolicy(lambda conv, rng: "x"), [b], RolloutConfig())
+    assert a.traj.success and b.traj.num_steps == 2 and b.traj.status == "running"  # b's env was not stepped by a
+    with pytest.raises(ValueError):
+        fork(new_episode(ScriptedEnv(), "line_1_0", traj_id="u"), [0])  # not started: no state to copy
 
 
 def test_collect_resumes_after_a_crash_without_duplicates(policy, tmp_path):

@@ -190,3 +190,21 @@ def test_random_rm_is_a_function_of_the_prefix():
     assert len(full.scores) == 2 and all(0 <= s < 1 for s in full.scores)
     assert rm.score_candidates(conv[:5], ["a1", "zz"]).scores[0] == full.scores[1]
     assert rm.score([conv[:4]])[0].scores == full.scores[:1]
+
+
+def test_best_of_n_samples_are_the_collect_episodes_at_the_same_seed(tmp_path):
+    # one rollout engine, one seed scheme: sample j of task u is episode u#j of `collect`
+    from agentprm.rollout import RolloutConfig
+    from agentprm.rollout.jobs import rollout_tasks
+    from agentprm.search import sample_candidates
+    from agentprm.trajectory import read_trajectories
+
+    groups = sample_candidates(KeyedPolicy(0.5), make_env, TASKS, BestOfNConfig(n=3, seed=4))
+    rollout_tasks(KeyedPolicy(0.5), make_env, TASKS, tmp_path / "c.jsonl", n_per_task=3, cfg=RolloutConfig(0.7), seed=4)
+    collected = {t.id: t for t in read_trajectories(tmp_path / "c.jsonl")}
+    for u, group in zip(TASKS, groups, strict=True):
+        for j, traj in enumerate(group):
+            other = collected[f"{u}#{j}"]
+            assert [s.output for s in traj.steps] == [s.output for s in other.steps]
+            assert (traj.seed, traj.status, traj.reward, traj.compute) == (other.seed, other.status, other.reward, other.compute)
+    assert len({tuple(s.output for s in t.steps) for g in groups for t in g}) > len(TASKS)  # samples differ

@@ -38,7 +38,7 @@ def search(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: 0.7 for bon/beam, as the paper).")] = None,
     aggregation: Annotated[str, typer.Option(help="bon: how step scores make a trajectory score: last (paper) | min | mean | product.")] = "last",
     max_new_tokens: Annotated[int, typer.Option(help="Token cap of one assistant turn.")] = 128,
-    seed: Annotated[int, typer.Option(help="Sampling seed (round r uses seed + r).")] = 0,
+    seed: Annotated[int, typer.Option(help="Sampling seed (each episode derives its own: results do not depend on batching).")] = 0,
     root_copies: Annotated[str, typer.Option(help="beam: M (paper: C = [s_0]·M, M·M actions at the root) or 1.")] = "M",
     dedup: Annotated[bool, typer.Option(help="beam: drop candidates whose action history duplicates another's.")] = False,
     finished: Annotated[str, typer.Option(help="beam: compete (ended paths keep their slot) or reserve.")] = "compete",

@@ -8,28 +8,42 @@ The last step needs no rollout: the episode is over, so its label is the traject
 after which no rounds are left is labelled the same way (nothing can still succeed).
 
 Rollouts go through a small callable, `RolloutFn(starts, n) -> outcomes`, so the labeler does not care
-who generates: `policy_rollout_fn` is a plain batched loop over any `Policy`; the project's rollout
-engine can be passed in the same shape. Cost = sampled (generated) tokens of every rollout, the paper's
-Table 3 unit; the seed trajectory's own sampled tokens are reported separately.
+who generates: `policy_rollout_fn` runs them on the project's rollout engine over any `Policy` (one
+batched call per round; rollout j from step t of trajectory `id` is seeded `episode_seed(seed,
+f"{id}@{t+1}", j)`, so labels do not depend on which trajectories share a chunk). Cost = sampled
+(generated) tokens of every rollout, the paper's Table 3 unit; the seed trajectory's own sampled tokens
+are reported separately.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agentprm.conversation import Message, trajectory_messages
 from agentprm.envs.base import Env
 from agentprm.errors import EnvError
 from agentprm.labels.outcome import outcome_value
+from agentprm.rollout.engine import RolloutConfig, continue_episode, run_episodes
+from agentprm.rollout.jobs import episode_id, episode_seed
 from agentprm.trajectory import Trajectory
 
 
 @dataclass
 class RolloutStart:
     env: Env  # at s_{t+1}; the rollout function clones it, it must leave this one untouched
-    messages: list[Message]  # the conversation through o_{t+1} (ends in a user turn)
-    rounds_left: int  # max_rounds minus the steps already taken
+    prefix: Trajectory  # the seed trajectory through a_t (steps 0..t)
+    observation: str  # o_{t+1}: what the env answered to a_t
+
+    @property
+    def messages(self) -> list[Message]:
+        """The conversation through o_{t+1} (ends in a user turn)."""
+        return trajectory_messages(self.prefix) + [{"role": "user", "content": self.observation}]
+
+    @property
+    def rounds_left(self) -> int:
+        """max_rounds minus the steps already taken."""
+        return self.env.max_rounds - len(self.prefix.steps)
 
 
 @dataclass
@@ -108,8 +122,7 @@ def _label_chunk(trajs, env, rollout_fn, n_mc, soft, binary) -> Iterator[MCResul
             rounds_left = env.max_rounds - (t + 1)
             if traj.steps[t].done or rounds_left <= 0:
                 continue
-            msgs = trajectory_messages(traj, t) + [{"role": "user", "content": traj.steps[t + 1].observation}]
-            starts.append(RolloutStart(state, msgs, rounds_left))
+            starts.append(RolloutStart(state, replace(traj, steps=traj.steps[: t + 1]), traj.steps[t + 1].observation))
             owner.append((i, t))
     outcomes = rollout_fn(starts, n_mc) if starts else []
     per_step: dict[tuple[int, int], list[RolloutOutcome]] = dict(zip(owner, outcomes, strict=True))
@@ -136,42 +149,35 @@ def _label_chunk(trajs, env, rollout_fn, n_mc, soft, binary) -> Iterator[MCResul
 
 
 def policy_rollout_fn(
-    policy, *, temperature: float = 1.0, max_new_tokens: int = 128, seed: int | None = None
+    policy,
+    *,
+    temperature: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int | None = None,
+    batch_size: int | None = None,
 ) -> RolloutFn:
-    """A `RolloutFn` over any `Policy`: all n·len(starts) rollouts advance together, one batched
-    `generate` call per round. Env failures end that rollout as `env_error` (never reward 0)."""
+    """A `RolloutFn` over any `Policy`, run on the rollout engine: the n·len(starts) rollouts advance
+    together (at most `batch_size` at a time; None: all), one batched `generate` call per round. Env
+    failures end that rollout as `env_error`, policy failures as `policy_error` (never reward 0)."""
 
     def run(starts: list[RolloutStart], n: int) -> list[list[RolloutOutcome]]:
-        live = []  # [start index, env, messages, rounds_left, tokens]
-        results: list[list[RolloutOutcome | None]] = [[None] * n for _ in starts]
+        slot = {}  # id(episode) -> (start index, rollout index)
+        episodes = []
         for si, st in enumerate(starts):
+            key = f"{st.prefix.id}@{len(st.prefix.steps)}"
             for j in range(n):
-                live.append([si, j, st.env.clone(), list(st.messages), st.rounds_left, 0])
-        rnd = 0
-        while live:
-            gens = policy.generate(
-                [row[3] for row in live], n=1, temperature=temperature, max_new_tokens=max_new_tokens,
-                seed=None if seed is None else seed + rnd,
-            )
-            rnd += 1
-            still = []
-            for row, (g,) in zip(live, gens, strict=True):
-                si, j, env, msgs, left, tok = row
-                tok += g.generated_tokens
-                msgs.append({"role": "assistant", "content": g.text})
-                try:
-                    res = env.step(env.parse_action(g.text))
-                except EnvError:
-                    results[si][j] = RolloutOutcome(0.0, False, tok, "env_error")
-                    continue
-                left -= 1
-                if res.done or left <= 0:
-                    status = "done" if res.done else "max_rounds"
-                    results[si][j] = RolloutOutcome(res.reward, env.is_success(res.reward, res.done), tok, status)
-                    continue
-                msgs.append({"role": "user", "content": res.observation})
-                still.append([si, j, env, msgs, left, tok])
-            live = still
+                ep = continue_episode(
+                    st.env.clone(), st.prefix, st.observation, traj_id=episode_id(key, j),
+                    seed=None if seed is None else episode_seed(seed, key, j),
+                )
+                slot[id(ep)] = (si, j)
+                episodes.append(ep)
+        cfg = RolloutConfig(temperature, max_new_tokens, batch_size=batch_size or max(1, len(episodes)))
+        results: list[list[RolloutOutcome | None]] = [[None] * n for _ in starts]
+        for ep in run_episodes(policy, episodes, cfg):
+            si, j = slot[id(ep)]
+            t = ep.traj
+            results[si][j] = RolloutOutcome(t.reward, t.success, t.compute.policy_generated_tokens, t.status)
         return results  # type: ignore[return-value]
 
     return run

@@ -2,15 +2,25 @@
 
 Each round makes ONE batched `policy.generate` call for every live episode (up to `batch_size`),
 parses each output with its env, steps the env, and drops the episodes that ended (done, max rounds,
-env error); freed slots are refilled from the episode stream, so the batch stays full.
+env error); freed slots are refilled from the episode stream, so the batch stays full. This is the one
+lock-step loop of the project: collect/evaluate, greedy and best-of-n search, beam search and the
+Monte-Carlo label rollouts all run on it.
 
 API (small on purpose):
 - `Episode(traj, env, observation)`: one episode to run. `observation=None` means "reset `env` with
   `traj.task_id` first" (`new_episode`); otherwise the env is already at the state after
   `traj.steps` and `observation` is what it said last (`continue_episode`: MC rollouts from a
-  cloned env mid-episode, beam continuations).
+  cloned env mid-episode, beam continuations). `fork` copies a started episode k ways (env clones).
 - `run_episodes(policy, episodes, cfg)`: yields each finished `Episode` (its `traj` complete) as soon
   as it ends. `episodes` may be a lazy iterator: it is pulled only when a slot frees up.
+- `step_round(policy, episodes, cfg)`: advances every live episode by exactly one turn (one batched
+  call); `run_episodes` is a loop over it.
+- `generate_turn` + `advance`: the two halves of a round, for callers that choose between sampled
+  actions before the env sees them (beam search samples M per node, scores them, steps the kept ones).
+
+Seeds: turn t of an episode with seed s is sampled with `row_seed(s, t)`, one seed per conversation, so
+what an episode samples depends on its own seed and conversation only, never on the batch it ran in
+(batched == one by one, and a resumed job samples what the uninterrupted one would have).
 
 Errors are data: an exception from `env.reset`/`env.step` (`agentprm.errors.EnvError` or any other)
 ends that episode with status `env_error` and the message on the step (reset failures: on
@@ -20,7 +30,7 @@ ends that episode with status `env_error` and the message on the step (reset fai
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from agentprm.conversation import Message, trajectory_messages
@@ -42,6 +52,10 @@ class Episode:
     traj: Trajectory
     env: Env
     observation: str | None = None  # the next observation to show; None: reset the env first
+
+    @property
+    def finished(self) -> bool:
+        return self.traj.status != "running"
 
     def messages(self) -> list[Message]:
         """The conversation the policy sees for the next turn (ends in a user turn)."""
@@ -94,26 +108,61 @@ def continue_episode(
     return Episode(traj, env, next_observation)
 
 
-def _turn_seed(seed: int | None, t: int) -> int | None:
+def fork(ep: Episode, seeds: Sequence[int | None]) -> list[Episode]:
+    """One independent copy of `ep` per seed, same history and compute so far (a copy that goes on
+    from here). A live episode's env is cloned for all copies but the last, which takes `ep`'s own;
+    an ended one's copies share its env (they never step again)."""
+    if ep.observation is None and not ep.finished:
+        raise ValueError("fork a started episode: call start(ep) first")
+    envs = [ep.env] * len(seeds) if ep.finished else [ep.env.clone() for _ in seeds[:-1]] + [ep.env]
+    out = []
+    for env, seed in zip(envs, seeds):
+        # A deep copy with `env` standing in for the original's env: the trajectory and any other
+        # field (a search node's scores) are copied, the subclass kept, and the env not deep-copied.
+        child = copy.deepcopy(ep, memo={id(ep.env): env})
+        child.traj.seed = seed
+        out.append(child)
+    return out
+
+
+def sub_seed(seed: int | None, k: int) -> int | None:
+    """The k-th seed derived from `seed` (None stays None: unseeded). Turn t of an episode seeded s
+    samples with `sub_seed(s, t)`; beam search seeds a node's child from its k-th sample `sub_seed(s, k)`."""
     from agentprm.policy.hf import row_seed
 
-    return None if seed is None else row_seed(seed, t)
+    return None if seed is None else row_seed(seed, k)
 
 
-def _generate(policy: Policy, convs: list[list[Message]], seeds: list[int | None], cfg: RolloutConfig):
-    """One batched call; if it fails, retry row by row so one bad row (e.g. a context overflow) cannot
-    sink the batch. Returns a Generation or the exception for each row."""
-    kw = {"n": 1, "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}
+def start(ep: Episode) -> Episode:
+    """Reset the env of an episode that has not started; a failure ends it with `env_error`."""
+    if ep.observation is None and not ep.finished:
+        try:
+            ep.observation = ep.env.reset(ep.traj.task_id)
+            ep.traj.first_observation = ep.observation
+        except Exception as e:  # noqa: BLE001 - errors are data
+            ep.traj.meta["env_error"] = f"{type(e).__name__}: {e}"
+            _finish(ep, "env_error", 0.0, "")
+    return ep
+
+
+def generate_turn(
+    policy: Policy, episodes: Sequence[Episode], cfg: RolloutConfig, n: int = 1
+) -> list[list[Generation] | Exception]:
+    """`n` samples of the next turn of every (started, live) episode in ONE batched call, each row
+    seeded with its episode's turn seed. If the call fails it is retried row by row, so one bad row (e.g.
+    a context overflow) cannot sink the batch; a row that still fails gets its exception."""
+    convs = [ep.messages() for ep in episodes]
+    seeds = [sub_seed(ep.traj.seed, len(ep.traj.steps)) for ep in episodes]
+    kw = {"n": n, "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}
     all_seeded = all(s is not None for s in seeds)
     try:
-        gens = policy.generate(convs, seed=seeds if all_seeded else None, **kw)
-        return [g[0] for g in gens]
+        return list(policy.generate(convs, seed=seeds if all_seeded else None, **kw))
     except Exception:  # noqa: BLE001 - isolated below
         pass
-    out: list[Generation | Exception] = []
+    out: list[list[Generation] | Exception] = []
     for conv, s in zip(convs, seeds):
         try:
-            out.append(policy.generate([conv], seed=[s] if s is not None else None, **kw)[0][0])
+            out.append(policy.generate([conv], seed=[s] if s is not None else None, **kw)[0])
         except Exception as e:  # noqa: BLE001 - recorded as policy_error
             out.append(e)
     return out
@@ -128,8 +177,62 @@ def _finish(ep: Episode, status: str, reward: float, observation: str) -> Episod
     return ep
 
 
+def fail_policy(ep: Episode, error: Exception) -> Episode:
+    """End `ep` with `policy_error`: the policy could not produce its next turn."""
+    ep.traj.meta["policy_error"] = f"{type(error).__name__}: {error}"
+    return _finish(ep, "policy_error", 0.0, ep.observation or "")
+
+
+def advance(ep: Episode, gen: Generation, cfg: RolloutConfig) -> Episode:
+    """Record `gen` as the episode's next turn, send its action to the env and end the episode if it is
+    over (done, max rounds, env error). Mutates and returns `ep`."""
+    traj = ep.traj
+    action = ep.env.parse_action(gen.text)
+    step = Step(
+        t=len(traj.steps),
+        observation=ep.observation or "",
+        output=gen.text,
+        action=action,
+        prompt_tokens=gen.prompt_tokens,
+        generated_tokens=gen.generated_tokens,
+    )
+    if not gen.finished:
+        step.info["truncated"] = True  # the new-token cap cut this turn
+    traj.steps.append(step)
+    traj.compute.policy_prompt_tokens += gen.prompt_tokens
+    traj.compute.policy_generated_tokens += gen.generated_tokens
+    try:
+        res = ep.env.step(action)
+    except Exception as e:  # noqa: BLE001 - errors are data
+        step.env_error = f"{type(e).__name__}: {e}"
+        return _finish(ep, "env_error", 0.0, "")
+    traj.compute.env_steps += 1
+    step.reward, step.done, step.info = float(res.reward), bool(res.done), {**step.info, **res.info}
+    ep.observation = res.observation
+    if res.done:
+        return _finish(ep, "done", step.reward, res.observation)
+    if len(traj.steps) >= (cfg.max_rounds or ep.env.max_rounds):
+        return _finish(ep, "max_rounds", step.reward, res.observation)
+    return ep
+
+
+def step_round(policy: Policy, episodes: Sequence[Episode], cfg: RolloutConfig | None = None) -> list[Episode]:
+    """Advance every live episode by exactly one turn (resetting those not started yet), with one
+    batched `generate` call; ended episodes are left as they are. Returns `episodes`."""
+    cfg = cfg or RolloutConfig()
+    live = [ep for ep in map(start, episodes) if not ep.finished]
+    if live:
+        for ep, g in zip(live, generate_turn(policy, live, cfg), strict=True):
+            if isinstance(g, Exception):
+                fail_policy(ep, g)
+            else:
+                advance(ep, g[0], cfg)
+    return list(episodes)
+
+
 def run_episodes(policy: Policy, episodes: Iterable[Episode], cfg: RolloutConfig | None = None) -> Iterator[Episode]:
-    """Run the episodes with batched generation; yield each one as soon as it has ended."""
+    """Run the episodes with batched generation; yield each one as soon as it has ended (an episode
+    that has ended already, e.g. a fork of a failed reset, is yielded as it is)."""
     cfg = cfg or RolloutConfig()
     stream = iter(episodes)
     exhausted = False
@@ -139,58 +242,12 @@ def run_episodes(policy: Policy, episodes: Iterable[Episode], cfg: RolloutConfig
             ep = next(stream, None)
             if ep is None:
                 exhausted = True
-                break
-            if ep.observation is None:
-                try:
-                    ep.observation = ep.env.reset(ep.traj.task_id)
-                    ep.traj.first_observation = ep.observation
-                except Exception as e:  # noqa: BLE001 - errors are data
-                    ep.traj.meta["env_error"] = f"{type(e).__name__}: {e}"
-                    yield _finish(ep, "env_error", 0.0, "")
-                    continue
-            live.append(ep)
+            elif start(ep).finished:
+                yield ep
+            else:
+                live.append(ep)
         if not live:
             return
-        convs = [ep.messages() for ep in live]
-        seeds = [_turn_seed(ep.traj.seed, len(ep.traj.steps)) for ep in live]
-        gens = _generate(policy, convs, seeds, cfg)
-        still: list[Episode] = []
-        ended: list[Episode] = []
-        for ep, g in zip(live, gens):
-            traj = ep.traj
-            if isinstance(g, Exception):
-                traj.meta["policy_error"] = f"{type(g).__name__}: {g}"
-                ended.append(_finish(ep, "policy_error", 0.0, ep.observation or ""))
-                continue
-            action = ep.env.parse_action(g.text)
-            step = Step(
-                t=len(traj.steps),
-                observation=ep.observation or "",
-                output=g.text,
-                action=action,
-                prompt_tokens=g.prompt_tokens,
-                generated_tokens=g.generated_tokens,
-            )
-            if not g.finished:
-                step.info["truncated"] = True  # the new-token cap cut this turn
-            traj.steps.append(step)
-            traj.compute.policy_prompt_tokens += g.prompt_tokens
-            traj.compute.policy_generated_tokens += g.generated_tokens
-            try:
-                res = ep.env.step(action)
-            except Exception as e:  # noqa: BLE001 - errors are data
-                step.env_error = f"{type(e).__name__}: {e}"
-                ended.append(_finish(ep, "env_error", 0.0, ""))
-                continue
-            traj.compute.env_steps += 1
-            step.reward, step.done, step.info = float(res.reward), bool(res.done), {**step.info, **res.info}
-            max_rounds = cfg.max_rounds or ep.env.max_rounds
-            if res.done:
-                ended.append(_finish(ep, "done", step.reward, res.observation))
-            elif len(traj.steps) >= max_rounds:
-                ended.append(_finish(ep, "max_rounds", step.reward, res.observation))
-            else:
-                ep.observation = res.observation
-                still.append(ep)
-        live = still
-        yield from ended
+        step_round(policy, live, cfg)
+        yield from (ep for ep in live if ep.finished)
+        live = [ep for ep in live if not ep.finished]

@@ -13,9 +13,16 @@ Choices for the paper's ambiguities (§9.8); the literal reading is the default:
   action history equals one already in the task's pool, so duplicates never crowd out distinct paths.
 - `finished="compete"` (design.md: ended candidates keep a slot and compete with their final score);
   `"reserve"` moves them to a side pool, keeps N live nodes, and returns the best of the side pool.
-- Ended nodes whose env failed (`env_error`) rank below every other ended node when choosing the result.
+- Ended nodes whose env or policy failed (`env_error`, `policy_error`) rank below every other ended node
+  when choosing the result.
 - `prm_call="score"`: one `rm.score` over all candidates of all tasks; `"candidates"`: one
   `rm.score_candidates` per node (lets an RM share the prefix across the node's M actions).
+
+A round is the rollout engine's two halves with the choice in between: `generate_turn` (M samples per
+node, each node seeded with its own turn seed) and `advance` (a kept candidate on its own env). Seeds:
+the root of task u is seeded `episode_seed(seed, u, 0)`; the child from a node's k-th sample is seeded
+`sub_seed(node seed, k)`, so every path samples from its own stream and no task's result depends on
+the other tasks in the batch. The chosen trajectory's `seed` is its path's seed.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from dataclasses import dataclass
 
 from agentprm.policy.base import Generation, Policy
 from agentprm.prm.base import RewardModel
-from agentprm.search.core import EnvFactory, Node, SearchResult, advance, fork, root_node, round_seed
+from agentprm.rollout.engine import RolloutConfig, advance, fail_policy, fork, generate_turn, sub_seed
+from agentprm.search.core import EnvFactory, Node, SearchResult, root_node, task_seed
 from agentprm.trajectory import Compute
 
 
@@ -59,6 +67,7 @@ class _Candidate:
     task: int
     parent: Node
     gen: Generation
+    sample: int  # its index among the parent's samples: the child's seed derives from it
     score: float = 0.0
 
 
@@ -68,7 +77,8 @@ def _history_key(node: Node, output: str | None = None) -> tuple[str, ...]:
 
 
 def _rank_key(node: Node) -> tuple[bool, float]:
-    return (node.traj.status != "env_error", node.score if node.score is not None else float("-inf"))
+    failed = node.traj.status in ("env_error", "policy_error")
+    return (not failed, node.score if node.score is not None else float("-inf"))
 
 
 def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute]) -> None:
@@ -101,27 +111,28 @@ def beam_search(
     beams: list[list[Node]] = []
     reserve: list[list[Node]] = [[] for _ in range(n_tasks)]
     for t in task_ids:
-        root = root_node(make_env(), t, traj_id=f"{t}:beam", policy=policy.name, temperature=cfg.temperature, seed=cfg.seed)
+        seed = task_seed(cfg.seed, t)
+        root = root_node(make_env(), t, traj_id=f"{t}:beam", policy=policy.name, temperature=cfg.temperature, seed=seed)
         beams.append([root])
+    rollout = RolloutConfig(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     rnd = 0
     while True:
         live = [(i, node) for i in range(n_tasks) for node in beams[i] if not node.finished]
         if not live:
             break
         n = cfg.expansions * (cfg.expansions if rnd == 0 and cfg.root_copies == "M" else 1)
-        gens = policy.generate(
-            [node.messages() for _, node in live],
-            n=n,
-            temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=round_seed(cfg.seed, rnd),
-        )
+        gens = generate_turn(policy, [node for _, node in live], rollout, n=n)
         cands: list[_Candidate] = []
         for (i, node), g in zip(live, gens, strict=True):
+            if isinstance(g, Exception):
+                fail_policy(node, g)  # the node ends here, ranked below every other ended node
+                if cfg.finished == "reserve":
+                    reserve[i].append(node)
+                continue
             # The prompt is processed once per node however many actions are sampled from it.
             spent[i].policy_prompt_tokens += g[0].prompt_tokens if g else 0
             spent[i].policy_generated_tokens += sum(x.generated_tokens for x in g)
-            cands.extend(_Candidate(i, node, x) for x in g)
+            cands.extend(_Candidate(i, node, x, k) for k, x in enumerate(g))
         if cfg.dedup:
             seen: set[tuple[int, tuple[str, ...]]] = {(i, _history_key(n)) for i in range(n_tasks) for n in beams[i] if n.finished}
             unique = []
@@ -146,9 +157,10 @@ def beam_search(
                 if isinstance(x, _Candidate):
                     children.setdefault(id(x.parent), []).append(x)
             for group in children.values():
-                for node, c in zip(fork(group[0].parent, len(group)), group, strict=True):
+                parent = group[0].parent
+                for node, c in zip(fork(parent, [sub_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True):
                     node.scores.append(c.score)
-                    advance(node, c.gen)
+                    advance(node, c.gen, rollout)
                     spent[i].env_steps += 1
                     if node.finished and cfg.finished == "reserve":
                         reserve[i].append(node)

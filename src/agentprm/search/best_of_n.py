@@ -21,7 +21,8 @@ from typing import Any
 from agentprm.conversation import trajectory_messages
 from agentprm.policy.base import Policy
 from agentprm.prm.base import RewardModel
-from agentprm.search.core import EnvFactory, SearchResult, root_node, run_episodes
+from agentprm.rollout.engine import fork
+from agentprm.search.core import EnvFactory, SearchResult, root_node, run_to_end, task_seed
 from agentprm.trajectory import Compute, Trajectory
 
 AGGREGATIONS = ("last", "min", "mean", "product")
@@ -125,23 +126,21 @@ class BestOfNConfig:
 
 
 def sample_candidates(policy: Policy, make_env: EnvFactory, task_ids: Sequence[str], config: BestOfNConfig) -> list[list[Trajectory]]:
-    """`config.n` episodes per task at `config.temperature`, all tasks and samples in lock-step."""
-    roots = [
-        root_node(make_env(), t, traj_id=t, policy=policy.name, temperature=config.temperature, seed=config.seed)
-        for t in task_ids
-    ]
-    groups = run_episodes(
-        policy, roots, n=config.n, temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=config.seed
-    )
-    out = []
-    for group in groups:
-        trajs = []
-        for j, node in enumerate(group):
-            node.traj.id = f"{node.traj.task_id}:sample:{j}"
-            node.traj.meta["sample_index"] = j
-            trajs.append(node.traj)
-        out.append(trajs)
-    return out
+    """`config.n` episodes per task at `config.temperature`, all tasks and samples in lock-step.
+
+    Sample j of task u is seeded like episode j of u in `collect` (`episode_seed`), so the samples do not
+    depend on which tasks share the batch."""
+    groups = []
+    for t in task_ids:
+        # One env reset per task, cloned for the samples (building and resetting envs can be costly).
+        root = root_node(make_env(), t, traj_id=t, policy=policy.name, temperature=config.temperature, seed=None)
+        group = fork(root, [task_seed(config.seed, t, j) for j in range(config.n)])
+        for j, ep in enumerate(group):
+            ep.traj.id = f"{t}:sample:{j}"
+            ep.traj.meta["sample_index"] = j
+        groups.append(group)
+    run_to_end(policy, [ep for g in groups for ep in g], temperature=config.temperature, max_new_tokens=config.max_new_tokens)
+    return [[ep.traj for ep in g] for g in groups]
 
 
 def score_candidates(rm: RewardModel, groups: Sequence[Sequence[Trajectory]]) -> list[list[Candidate]]:

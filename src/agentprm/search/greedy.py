@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentprm.policy.base import Policy
-from agentprm.search.core import EnvFactory, SearchResult, root_node, run_episodes
+from agentprm.rollout.engine import new_episode
+from agentprm.search.core import EnvFactory, SearchResult, run_to_end, task_seed
 
 
 @dataclass
@@ -18,12 +19,9 @@ class GreedyConfig:
 def greedy(policy: Policy, make_env: EnvFactory, task_ids: Sequence[str], config: GreedyConfig | None = None) -> list[SearchResult]:
     """One greedy episode per task, all tasks in lock-step (one policy call a round)."""
     cfg = config or GreedyConfig()
-    roots = [
-        root_node(make_env(), t, traj_id=f"{t}:greedy", policy=policy.name, temperature=0.0, seed=cfg.seed)
+    episodes = [
+        new_episode(make_env(), t, traj_id=f"{t}:greedy", policy=policy.name, temperature=0.0, seed=task_seed(cfg.seed, t))
         for t in task_ids
     ]
-    groups = run_episodes(policy, roots, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    results = []
-    for t, (node,) in zip(task_ids, groups, strict=True):
-        results.append(SearchResult(t, node.traj, node.traj.compute, "greedy", "1"))
-    return results
+    run_to_end(policy, episodes, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    return [SearchResult(ep.traj.task_id, ep.traj, ep.traj.compute, "greedy", "1") for ep in episodes]
