@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentprm.labels.store import LabelRecord
 from agentprm.trajectory import JsonlWriter
@@ -218,6 +220,7 @@ def test_duplicate_env_across_folders_is_a_one_line_error(two_runs, tmp_path, mo
     assert err.count("\n") == 1 and str(a) in err and str(copy) in err and "scripted" in err
     with pytest.raises(UserError, match="--out"):
         write_report([a, copy])  # several folders need an output folder
+    assert RunSet.scan([a, a]).envs() == ["scripted"]  # the same folder named twice is not a duplicate
 
 
 def test_cli_several_folders_and_one_folder_default(two_runs, tmp_path):
@@ -235,3 +238,29 @@ def test_cli_several_folders_and_one_folder_default(two_runs, tmp_path):
     assert "# AgentPRM report: `default-b`" in text and "![best-of-N scripted-b](plots/bon_scripted-b.png)" in text
     assert "average over envs" not in text  # one env: nothing to average
     assert "Produced by (run folder" in text and "config `config.yaml`" in text
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from([1, 2, 4, 8, 16]), st.floats(0, 100), min_size=1), min_size=2, max_size=4))
+def test_average_curve_is_the_per_budget_mean_over_envs(env_curves):
+    from agentprm.report.build import average_curves
+
+    per_env = {f"e{i}": {"agentprm": c} for i, c in enumerate(env_curves)}
+    avg = average_curves(per_env).get("agentprm", {})
+    common = set.intersection(*(set(c) for c in env_curves))
+    assert set(avg) == common
+    for n, v in avg.items():
+        vals = [c[n] for c in env_curves]
+        assert min(vals) - 1e-9 <= v <= max(vals) + 1e-9 and abs(v - sum(vals) / len(vals)) < 1e-9
+
+
+@given(st.lists(st.tuples(st.integers(1, 64), st.one_of(st.none(), st.floats(0.5, 64))), min_size=1, max_size=4))
+def test_mean_ratio_is_a_lower_bound_when_any_ratio_is_open(parts):
+    from agentprm.report.build import mean_ratio
+    from agentprm.search.efficiency import Ratio
+
+    ratios = [Ratio(8, 50.0, None if b is None else b * 8, mx) for mx, b in parts]
+    m, lower = mean_ratio(ratios)
+    assert lower == any(b is None for _, b in parts)
+    expected = [b if b is not None else mx / 8 for mx, b in parts]
+    assert abs(m - sum(expected) / len(expected)) < 1e-9

@@ -116,7 +116,8 @@ class RunSet:
 
     @classmethod
     def scan(cls, roots: Sequence[str | Path]) -> RunSet:
-        folders = [RunFolder.scan(r) for r in roots]
+        unique = {Path(r).resolve(): Path(r) for r in reversed(list(roots))}  # a folder named twice counts once
+        folders = [RunFolder.scan(r) for r in reversed(list(unique.values()))]
         owner: dict[str, RunFolder] = {}
         for f in folders:
             for env in f.envs():
