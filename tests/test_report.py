@@ -20,7 +20,7 @@ from agentprm.prm.evaluate import auroc as auc
 from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel
-from agentprm.trajectory import Compute, Trajectory, read_trajectories, write_trajectories
+from agentprm.trajectory import read_trajectories
 from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
 
 TASKS = [f"line_{1 + i % 4}_{i}" for i in range(6)]
