@@ -6,18 +6,21 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentprm.labels.store import LabelRecord
 from agentprm.trajectory import JsonlWriter
 from typer.testing import CliRunner
 
 from agentprm.cli import app
-from agentprm.report import write_report
+from agentprm.errors import UserError
+from agentprm.report import RunSet, write_report
 from agentprm.prm.evaluate import auroc as auc
 from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel
-from agentprm.trajectory import Compute, Trajectory, read_trajectories, write_trajectories
+from agentprm.trajectory import read_trajectories
 from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
 
 TASKS = [f"line_{1 + i % 4}_{i}" for i in range(6)]
@@ -29,14 +32,13 @@ def _named(rm, name):
     return rm
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("runs") / "tiny"
-    ev = root / "eval" / "scripted"
-    policy = KeyedPolicy(0.4)
-    (root / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text("env: scripted\n")
-    run_search(policy, None, make_env, TASKS, SearchSpec("greedy", "1"), ev / "greedy.jsonl", command="agentprm search --strategy greedy")
+def build_run(root: Path, env: str = "scripted", p_right: float = 0.4) -> Path:
+    """A run folder like the pipeline's: greedy, every RM's best-of-8 and beam 2x2 on `env`, TD and MC labels."""
+    ev = root / "eval" / env
+    policy = KeyedPolicy(p_right)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(f"env: {env}\n")
+    run_search(policy, None, make_env, TASKS, SearchSpec("greedy", "1"), ev / "greedy.jsonl", command=f"agentprm search --env {env} --strategy greedy")
     rms = {
         "agentprm": _named(PROGRESS, "agentprm"),
         "pvm": _named(ORACLE, "pvm"),
@@ -44,18 +46,30 @@ def run_dir(tmp_path_factory) -> Path:
         "mc": _named(ORACLE, "mc"),
         "agentprm-beta0": RandomRewardModel(2, "agentprm-beta0"),
     }
-    samples = root / "eval" / "scripted" / "samples.jsonl.tmp"
+    samples = ev / "samples.jsonl.tmp"
     for name, rm in rms.items():
-        run_search(policy, rm, make_env, TASKS, SearchSpec("bon", "8"), ev / name / "bon_8.jsonl", samples_path=samples, command=f"agentprm search --rm {name} --strategy bon --budget 8")
+        run_search(policy, rm, make_env, TASKS, SearchSpec("bon", "8"), ev / name / "bon_8.jsonl", samples_path=samples, command=f"agentprm search --env {env} --rm {name} --strategy bon --budget 8")
         run_search(policy, rm, make_env, TASKS, SearchSpec("beam", "2x2"), ev / name / "beam_2x2.jsonl", chunk_size=4)
     labels = root / "labels"
     with JsonlWriter(labels / "td-gae.jsonl") as w:
         for i, t in enumerate(TASKS):
-            w.write(LabelRecord(f"t{i}", t, "td-gae", [0.0], 100, env="scripted").to_dict())
+            w.write(LabelRecord(f"t{i}", t, "td-gae", [0.0], 100, env=env).to_dict())
     with JsonlWriter(labels / "mc.jsonl") as w:
         for i, t in enumerate(TASKS):
-            w.write(LabelRecord(f"m{i}", t, "mc", [0.0], 250, env="scripted").to_dict())
+            w.write(LabelRecord(f"m{i}", t, "mc", [0.0], 250, env=env).to_dict())
     return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_run(tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two run folders, one env each (as `agentprm pipeline --env ...` writes them), with different policies."""
+    base = tmp_path_factory.mktemp("two")
+    return build_run(base / "default", "scripted", 0.4), build_run(base / "default-b", "scripted-b", 0.7)
 
 
 def test_report_has_every_section_plots_and_lists_what_was_not_run(run_dir):
@@ -65,7 +79,7 @@ def test_report_has_every_section_plots_and_lists_what_was_not_run(run_dir):
     assert (run_dir / "plots" / "bon_scripted.png").stat().st_size > 1000
     assert (run_dir / "plots" / "scores_scripted.png").stat().st_size > 1000
     assert "orm beam @8x8" in report and "pvm beam @4x4" in report  # the paper's budgets we did not run
-    assert "agentprm search --rm agentprm --strategy bon --budget 8" in report  # figures name their command
+    assert "agentprm search --env scripted --rm agentprm --strategy bon --budget 8" in report  # figures name their command
     assert "label tokens" in report and "2.5×" in report  # MC spent 250 tokens a trajectory, TD 100
 
 
@@ -131,3 +145,122 @@ def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch
     assert res.exit_code == 0 and len(read_trajectories(out)) == 4
     assert "4 from an earlier run" in res.output
     assert len(read_trajectories(tmp_path / "s.jsonl")) == 16
+
+
+# -- several run folders, one report -------------------------------------------------------------------
+
+
+def _row(report: str, section: str, first_cell: str) -> list[str]:
+    """The cells of the first table row starting with `first_cell` after the heading `section`."""
+    tail = report[report.index(section):]
+    line = next(ln for ln in tail.splitlines() if ln.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_two_run_folders_make_one_report_with_both_envs_and_their_average(two_runs, tmp_path):
+    from agentprm.report.build import curves
+
+    a, b = two_runs
+    out = tmp_path / "report"
+    report = write_report([a, b], out).read_text()
+    assert not (a / "report.md").exists() and not (b / "report.md").exists()  # written to --out only
+    table1 = report[report.index("(a) Table 1"):report.index("(b) Best-of-N")]
+    assert "### scripted\n" in table1 and "### scripted-b\n" in table1
+    for env in ("scripted", "scripted-b"):
+        assert (out / "plots" / f"bon_{env}.png").stat().st_size > 1000
+    assert (out / "plots" / "bon_average.png").stat().st_size > 1000
+    # each env's numbers come from its own folder, named with its config and commands
+    assert f"run folder `{a}`, config `{a / 'config.yaml'}`" in report and f"run folder `{b}`, config `{b / 'config.yaml'}`" in report
+    assert "agentprm search --env scripted-b --rm pvm --strategy bon --budget 8" in report
+    # the averaged curve is the mean of the two envs' curves at every budget
+    ca = {p.n: 100 * p.success for p in curves(RunSet.scan([a]), "scripted")["agentprm"][1]}
+    cb = {p.n: 100 * p.success for p in curves(RunSet.scan([b]), "scripted-b")["agentprm"][1]}
+    assert ca != cb  # different policies: the average is not either env's curve
+    avg = _row(report, "### average over envs", "agentprm")[1:]
+    assert avg == [f"{(ca[n] + cb[n]) / 2:.1f}" for n in sorted(ca)]
+    # efficiency on the averaged curve and the mean of per-env ratios
+    eff = report[report.index("(c) Compute-efficiency"):report.index("(d) Table 3")]
+    assert "### average over envs" in eff and "### mean of the per-env ratios" in eff
+    # the claims name each env, with the numbers they rest on
+    claims = report[report.index("## The paper's claims"):]
+    for env in ("scripted", "scripted-b"):
+        assert re.search(rf"{re.escape(env)}: (holds|does not hold)", claims)
+    assert "mean over envs" in claims and "(paper: ~8×)" in claims
+
+
+def test_claims_verdicts_follow_the_numbers(two_runs):
+    from agentprm.report.build import Check, Claim
+
+    assert Claim("x", "r", [], ["no data"]).verdict == "not measured"
+    c = Claim("x", "r", [Check("a", True, "1 > 0"), Check("b", False, "0 > 1"), Check("b", True, "2 > 1")], [])
+    assert c.verdict == "does not hold" and c.per_env() == {"a": True, "b": False}
+    assert c.per_env_text() == "a: holds; b: does not hold"
+
+
+def test_claim_5_rests_on_measured_label_tokens(run_dir):
+    report = write_report(run_dir).read_text()
+    line = next(ln for ln in report.splitlines() if "MC label tokens" in ln)
+    assert "2.50× TD's (1500 vs 600" in line and line.startswith("- scripted: holds")
+
+
+def test_duplicate_env_across_folders_is_a_one_line_error(two_runs, tmp_path, monkeypatch, capsys):
+    import shutil
+    import sys
+
+    from agentprm.cli import main
+
+    a, _ = two_runs
+    copy = tmp_path / "copy"
+    shutil.copytree(a, copy)
+    monkeypatch.setattr(sys, "argv", ["agentprm", "report", str(a), str(copy), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(a) in err and str(copy) in err and "scripted" in err
+    with pytest.raises(UserError, match="--out"):
+        write_report([a, copy])  # several folders need an output folder
+    assert RunSet.scan([a, a]).envs() == ["scripted"]  # the same folder named twice is not a duplicate
+
+
+def test_cli_several_folders_and_one_folder_default(two_runs, tmp_path):
+    import shutil
+
+    a, b = two_runs
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", str(a), str(b), "--out", str(tmp_path / "combined")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "combined" / "report.md").is_file() and (tmp_path / "combined" / "plots" / "bon_average.png").is_file()
+    b = Path(shutil.copytree(b, tmp_path / "default-b"))  # leave the shared fixture's folder unwritten
+    res = runner.invoke(app, ["report", str(b)])  # one folder, no --out: the report goes into the run folder
+    assert res.exit_code == 0 and (b / "report.md").is_file() and (b / "plots" / "bon_scripted-b.png").is_file()
+    text = (b / "report.md").read_text()
+    assert "# AgentPRM report: `default-b`" in text and "![best-of-N scripted-b](plots/bon_scripted-b.png)" in text
+    assert "average over envs" not in text  # one env: nothing to average
+    assert "Produced by (run folder" in text and "config `config.yaml`" in text
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from([1, 2, 4, 8, 16]), st.floats(0, 100), min_size=1), min_size=2, max_size=4))
+def test_average_curve_is_the_per_budget_mean_over_envs(env_curves):
+    from agentprm.report.build import average_curves
+
+    per_env = {f"e{i}": {"agentprm": c} for i, c in enumerate(env_curves)}
+    avg = average_curves(per_env).get("agentprm", {})
+    common = set.intersection(*(set(c) for c in env_curves))
+    assert set(avg) == common
+    for n, v in avg.items():
+        vals = [c[n] for c in env_curves]
+        assert min(vals) - 1e-9 <= v <= max(vals) + 1e-9 and abs(v - sum(vals) / len(vals)) < 1e-9
+
+
+@given(st.lists(st.tuples(st.integers(1, 64), st.one_of(st.none(), st.floats(0.5, 64))), min_size=1, max_size=4))
+def test_mean_ratio_is_a_lower_bound_when_any_ratio_is_open(parts):
+    from agentprm.report.build import mean_ratio
+    from agentprm.search.efficiency import Ratio
+
+    ratios = [Ratio(8, 50.0, None if b is None else b * 8, mx) for mx, b in parts]
+    m, lower = mean_ratio(ratios)
+    assert lower == any(b is None for _, b in parts)
+    expected = [b if b is not None else mx / 8 for mx, b in parts]
+    assert abs(m - sum(expected) / len(expected)) < 1e-9

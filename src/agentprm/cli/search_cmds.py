@@ -96,14 +96,19 @@ def search(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (runs/NAME) with eval/<env>/... search results.")],
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folder(s) (runs/NAME) with eval/<env>/... search results; one env a folder.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the report (default: the run folder; needed for several).")] = None,
 ) -> None:
-    """Write RUN_DIR/report.md and RUN_DIR/plots/*.png: the paper's tables and plots from the run's results."""
+    """Write report.md and plots/*.png (the paper's tables and plots) from one run folder, or one combined
+    report over several (e.g. runs/default runs/default-babyai runs/default-webshop --out runs/report)."""
     from agentprm.errors import UserError
     from agentprm.report import write_report
 
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist; give the folder a pipeline or search wrote (runs/NAME)")
-    if not (run_dir / "eval").is_dir():
-        raise UserError(f"{run_dir} has no eval/ folder; run `agentprm search --out {run_dir}/eval/<env>/...` first")
-    print(f"wrote {write_report(run_dir)}")
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise UserError(f"run folder {run_dir} does not exist; give the folder a pipeline or search wrote (runs/NAME)")
+        if not (run_dir / "eval").is_dir():
+            raise UserError(f"{run_dir} has no eval/ folder; run `agentprm search --out {run_dir}/eval/<env>/...` first")
+    if out is not None:
+        writable_path(out / "report.md")
+    print(f"wrote {write_report(run_dirs, out)}")

@@ -1,4 +1,9 @@
-"""`write_report(run_dir)`: report.md with the paper's tables and plots from a run folder.
+"""`write_report(run_dirs, out_dir)`: report.md with the paper's tables and plots from one or more run folders.
+
+One folder (the pipeline's `runs/NAME`) gives that folder's report, written into it. Several folders (one a
+env, as `agentprm pipeline --env babyai` writes them) give one combined report in `out_dir`: each env's
+sections come from the folder that holds its results (`RunSet`), and (b), (c) and the claims add the
+average over envs.
 
 Sections: (a) Table 1 per env (greedy SFT; every RM under beam @NxM); (b) best-of-n curves per env and
 averaged over envs; (c) compute-efficiency ratios of AgentPRM against the baselines; (d) Table 3 (TD vs
@@ -15,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentprm.report.layout import ABLATION_RM, EvalFile, RunFolder
+from agentprm.report.layout import ABLATION_RM, EvalFile, RunFolder, RunSet
 from agentprm.search.best_of_n import CurvePoint, bon_curve, budgets_upto, candidates_of
-from agentprm.search.efficiency import efficiency_ratios, mean_curve
+from agentprm.search.efficiency import Ratio, efficiency_ratios, mean_curve
+from agentprm.errors import UserError
 from agentprm.prm.evaluate import auroc
-from agentprm.trajectory import Trajectory, read_trajectories
+from agentprm.trajectory import Trajectory
 
 TABLE1_RMS = ("orm", "pvm", "agentprm")
 PAPER_BEAMS = ("2x2", "4x4", "8x8")
@@ -60,26 +66,42 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 @dataclass
 class _Ctx:
-    run: RunFolder
+    run: RunSet
+    out: Path  # the folder report.md is written to; links and paths are shown relative to it when inside
     plots: Path
     lines: list[str]
     not_run: list[str]
 
     def sources(self, files: Sequence[EvalFile]) -> None:
+        """Name the files, the commands in their records and the config of the run folder they came from."""
         if not files:
             return
         self.lines.append("")
-        self.lines.append("Produced by:")
-        for f in files:
-            cmds = "; ".join(f"`{c}`" for c in f.commands()) or "(empty file)"
-            self.lines.append(f"- `{f.path.relative_to(self.run.root)}` ({len(f.records)} tasks): {cmds}")
+        for root in dict.fromkeys(self._root_of(f) for f in files):
+            cfg = root / "config.yaml"
+            where = f"run folder `{root}`, config " + (f"`{self.show(cfg)}`" if cfg.is_file() else "none (no config.yaml)")
+            self.lines.append(f"Produced by ({where}):")
+            for f in files:
+                if self._root_of(f) == root:
+                    cmds = "; ".join(f"`{c}`" for c in f.commands()) or "(empty file)"
+                    self.lines.append(f"- `{self.show(f.path)}` ({len(f.records)} tasks): {cmds}")
         self.lines.append("")
 
+    def _root_of(self, f: EvalFile) -> Path:
+        return self.run.folder_of(f.env).root
+
+    def show(self, p: Path) -> str:
+        """`p` relative to the report's folder when it lies inside it (one-folder reports), else as given."""
+        try:
+            return str(p.relative_to(self.out))
+        except ValueError:
+            return str(p)
+
     def rel(self, p: Path) -> str:
-        return str(p.relative_to(self.run.root))
+        return str(p.relative_to(self.out))
 
 
-def curves(run: RunFolder, env: str) -> dict[str, tuple[EvalFile, list[CurvePoint]]]:
+def curves(run: RunFolder | RunSet, env: str) -> dict[str, tuple[EvalFile, list[CurvePoint]]]:
     """Each RM's best-of-n curve on `env` (budgets 1, 2, 4, ... up to its largest file)."""
     out = {}
     for rm in run.rms(env):
@@ -108,7 +130,7 @@ def _table1(ctx: _Ctx, env: str, metric: str) -> None:
     if greedy_files:
         rows.append(["SFT (greedy)", _fmt(value(greedy_files[0].records, metric)), *("" for _ in beams)])
     else:
-        ctx.not_run.append(f"{env}: greedy SFT (`eval/{env}/greedy.jsonl`)")
+        ctx.not_run.append(f"{env}: greedy SFT (`{ctx.show(run.folder_of(env).root / 'eval' / env / 'greedy.jsonl')}`)")
     used = list(greedy_files)
     for rm in rms:
         cells = []
@@ -121,7 +143,7 @@ def _table1(ctx: _Ctx, env: str, metric: str) -> None:
     for rm in TABLE1_RMS:
         for b in PAPER_BEAMS:
             if not run.find(env, "beam", rm, b):
-                ctx.not_run.append(f"{env}: {rm} beam @{b} (`eval/{env}/{rm}/beam_{b}.jsonl`)")
+                ctx.not_run.append(f"{env}: {rm} beam @{b} (`{ctx.show(run.folder_of(env).root / 'eval' / env / rm / f'beam_{b}.jsonl')}`)")
     if not rows:
         ctx.lines += ["not run", ""]
         return
@@ -159,6 +181,8 @@ def _plot_curves(path: Path, title: str, series: dict[str, dict[int, float]], or
 def _bon_section(ctx: _Ctx, metrics: dict[str, str]) -> dict[str, dict[str, dict[int, float]]]:
     run = ctx.run
     per_env: dict[str, dict[str, dict[int, float]]] = {}
+    oracles: dict[str, dict[int, float]] = {}
+    greedys: dict[str, float | None] = {}
     for env in run.envs():
         cs = curves(run, env)
         if not cs:
@@ -171,6 +195,7 @@ def _bon_section(ctx: _Ctx, metrics: dict[str, str]) -> dict[str, dict[str, dict
         oracle = {p.n: _point_value(p, metric, oracle=True) for p in first}
         greedy = run.find(env, "greedy")
         g = value(greedy[0].records, metric) if greedy else None
+        oracles[env], greedys[env] = oracle, g
         png = ctx.plots / f"bon_{env}.png"
         _plot_curves(png, f"best-of-N, {env}", series, oracle, g, metric)
         budgets = sorted({n for s in series.values() for n in s})
@@ -180,17 +205,66 @@ def _bon_section(ctx: _Ctx, metrics: dict[str, str]) -> dict[str, dict[str, dict
         ctx.lines += _table(["RM", *(f"N={n}" for n in budgets)], rows)
         ctx.sources([f for f, _ in cs.values()])
     if len(per_env) > 1:
-        rms = sorted({rm for s in per_env.values() for rm in s})
-        avg = {rm: mean_curve([s[rm] for s in per_env.values() if rm in s]) for rm in rms if all(rm in s for s in per_env.values())}
-        png = ctx.plots / "bon_average.png"
-        _plot_curves(png, f"best-of-N, mean over {', '.join(per_env)}", avg, None, None, "metric")
-        ctx.lines += ["### average over envs", "", f"![best-of-N average]({ctx.rel(png)})", ""]
-        per_env["average"] = avg
+        _average_curves(ctx, per_env, oracles, greedys, metrics)
+    elif len(run.envs()) > 1:
+        ctx.not_run.append("best-of-n averaged over envs (needs best-of-n results in at least two envs)")
     return per_env
 
 
-def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict[str, list]]:
-    out: dict[str, dict[str, list]] = {}
+def average_curves(per_env: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict[int, float]]:
+    """Each RM's best-of-n curve averaged over envs (the paper's Fig. 1, upper right): the plain mean of the
+    per-env curves (each env's metric × 100), on the budgets every env has, for the RMs every env has."""
+    envs = [s for e, s in per_env.items() if e != "average"]
+    if len(envs) < 2:
+        return {}
+    rms = [rm for rm in envs[0] if all(rm in s for s in envs)]
+    return {rm: c for rm in rms if (c := mean_curve([s[rm] for s in envs]))}
+
+
+def _average_curves(ctx: _Ctx, per_env: dict, oracles: dict[str, dict[int, float]], greedys: dict[str, float | None], metrics: dict[str, str]) -> None:
+    envs = list(per_env)
+    avg = average_curves(per_env)
+    ctx.lines += ["### average over envs", ""]
+    missing = sorted({rm for s in per_env.values() for rm in s} - set(avg))
+    if not avg:
+        ctx.lines += ["not run (no RM has best-of-n results in every env)", ""]
+        ctx.not_run.append("best-of-n averaged over envs (needs one RM's best-of-n in every env)")
+        return
+    oracle = mean_curve(list(oracles.values())) if len(oracles) == len(envs) else None
+    g = [greedys[e] for e in envs if greedys.get(e) is not None]
+    greedy = sum(g) / len(g) if len(g) == len(envs) else None
+    png = ctx.plots / "bon_average.png"
+    _plot_curves(png, f"best-of-N, mean over {', '.join(envs)}", avg, oracle, greedy, "mean metric")
+    per_env["average"] = avg
+    budgets = sorted({n for c in avg.values() for n in c})
+    rows = [[rm, *(_fmt(c.get(n)) for n in budgets)] for rm, c in avg.items()]
+    if oracle:
+        rows.append(["oracle@N", *(_fmt(oracle.get(n)) for n in budgets)])
+    ctx.lines += [f"![best-of-N average]({ctx.rel(png)})", ""]
+    ctx.lines += _table(["RM", *(f"N={n}" for n in budgets)], rows)
+    kinds = ", ".join(f"{e}: {metrics[e]}" for e in envs)
+    ctx.lines += [
+        "",
+        f"Plain mean over {len(envs)} envs of the per-env curves above (each env's own metric × 100; {kinds}), "
+        "on the budgets every env has. Greedy line: mean of the envs' greedy SFT "
+        + ("(every env has one)." if greedy is not None else "(not drawn: some env has no greedy result).")
+        + (f" Not averaged (missing in some env): {', '.join(missing)}." if missing else "")
+        + " Sources: the per-env files listed above.",
+        "",
+    ]
+
+
+def mean_ratio(ratios: Sequence[Ratio]) -> tuple[float, bool]:
+    """The plain mean of several envs' ratios at one budget, and whether it is only a lower bound (some env's
+    baseline never reached AgentPRM's success: its ratio counts as its lower bound max/N). This is the
+    alternative reading of the paper's "8× on average" (§9); the default, shown first, is the ratio of the
+    env-averaged curves, as in its Fig. 1."""
+    vals = [r.value if r.value is not None else r.baseline_max / r.n for r in ratios]
+    return sum(vals) / len(vals), any(r.value is None for r in ratios)
+
+
+def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict[str, list[Ratio]]]:
+    out: dict[str, dict[str, list[Ratio]]] = {}
     for env, series in per_env.items():
         if "agentprm" not in series:
             ctx.not_run.append(f"{env}: compute-efficiency ratio (needs agentprm best-of-n)")
@@ -199,7 +273,9 @@ def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]
         if not baselines:
             continue
         agent = series["agentprm"]
-        ctx.lines += [f"### {env}", ""]
+        ctx.lines += [f"### {env}" if env != "average" else "### average over envs", ""]
+        if env == "average":
+            ctx.lines += ["On the curves averaged over envs (section b), as the paper's \"8× on average\" (Fig. 1).", ""]
         rows = []
         out[env] = {}
         for b in baselines:
@@ -208,15 +284,40 @@ def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]
             rows.append([b, *(str(r) for r in ratios)])
         ctx.lines += _table(["baseline", *(f"N={n}" for n in sorted(agent))], rows)
         ctx.lines.append("")
+    envs = [e for e in out if e != "average"]
+    if len(envs) > 1:
+        # the alternative reading of "on average": the mean of the per-env ratios, not the ratio of the mean curves
+        baselines = [b for b in out[envs[0]] if all(b in out[e] for e in envs)]
+        budgets = sorted(set.intersection(*({r.n for r in out[e][baselines[0]]} for e in envs))) if baselines else []
+        rows = []
+        for b in baselines:
+            cells = []
+            for n in budgets:
+                m, lower = mean_ratio([next(r for r in out[e][b] if r.n == n) for e in envs])
+                cells.append(f"{'≥ ' if lower else ''}{m:.3g}x")
+            rows.append([b, *cells])
+        if rows:
+            ctx.lines += ["### mean of the per-env ratios", ""]
+            ctx.lines += _table(["baseline", *(f"N={n}" for n in budgets)], rows)
+            ctx.lines += ["", f"Plain mean over {', '.join(envs)} of the ratios above; `≥` where some env's ratio is open-ended (counted as its lower bound).", ""]
     return out
 
 
-def label_cost(run: RunFolder) -> dict[str, dict[str, int]]:
+def label_cost(run: RunFolder | RunSet) -> dict[str, dict[str, int]]:
     """Sampled tokens each label method spent, per env, from `agentprm label`'s records (`sampled_tokens`:
-    the trajectory's own tokens for TD/PVM/ORM, plus the rollouts for MC)."""
+    the trajectory's own tokens for TD/PVM/ORM, plus the rollouts for MC). For a RunSet, each env's cost
+    comes from the label files of the folder that holds that env's results."""
     from agentprm.labels.store import read_labels
 
-    cost: dict[str, dict[str, int]] = {}
+    if isinstance(run, RunSet):
+        cost: dict[str, dict[str, int]] = {}
+        for folder in run.folders:
+            for method, per_env in label_cost(folder).items():
+                for env, tokens in per_env.items():
+                    if env in folder.envs():
+                        cost.setdefault(method, {})[env] = tokens
+        return cost
+    cost = {}
     for method, path in run.label_files().items():
         for rec in read_labels(path).values():
             cost.setdefault(method, {}).setdefault(rec.env, 0)
@@ -224,7 +325,14 @@ def label_cost(run: RunFolder) -> dict[str, dict[str, int]]:
     return cost
 
 
-def _table3(ctx: _Ctx, per_env_curves: dict[str, dict[str, dict[int, float]]], metrics: dict[str, str]) -> dict[str, list[list[str]]]:
+@dataclass
+class Table3Row:
+    tokens: int | None  # label tokens this method spent on the env (None: not recorded)
+    settings: dict[str, float]  # "BoN@16" / "beam @4x4" -> metric × 100, only the settings that were run
+
+
+def _table3(ctx: _Ctx, per_env_curves: dict[str, dict[str, dict[int, float]]], metrics: dict[str, str]) -> dict[str, dict[str, Table3Row]]:
+    """Table 3 per env; returns {env: {"mc": row, "td": row}}."""
     run = ctx.run
     cost = label_cost(run)
     envs = [e for e in run.envs() if "mc" in run.rms(e)]
@@ -233,30 +341,29 @@ def _table3(ctx: _Ctx, per_env_curves: dict[str, dict[str, dict[int, float]]], m
         ctx.lines += ["not run", ""]
         return {}
     td_key = next((k for k in ("td-gae", "td", "agentprm") if k in cost), None)
+    settings = [f"BoN@{n}" for n in TABLE3_BON] + [f"beam @{b}" for b in TABLE3_BEAM]
     out = {}
     for env in envs:
         metric = metrics[env]
         series = per_env_curves.get(env, {})
-        rows = []
-        for label, rm, method in (("MC-based", "mc", "mc"), ("TD-based", "agentprm", td_key)):
-            td_tokens = cost.get(td_key or "", {}).get(env)
+        td_tokens = cost.get(td_key or "", {}).get(env)
+        rows, data = [], {}
+        for label, key, rm, method in (("MC-based", "mc", "mc", "mc"), ("TD-based", "td", "agentprm", td_key)):
             tokens = cost.get(method or "", {}).get(env)
-            rel = f"{tokens / td_tokens:.1f}× ({tokens} tok)" if tokens and td_tokens else "not recorded"
-            bon = [_fmt(series.get(rm, {}).get(n)) if n in series.get(rm, {}) else "not run" for n in TABLE3_BON]
-            beam = []
+            got = {f"BoN@{n}": series[rm][n] for n in TABLE3_BON if n in series.get(rm, {})}
             for b in TABLE3_BEAM:
-                fs = run.find(env, "beam", rm, b)
-                beam.append(_fmt(value(fs[0].records, metric)) if fs else "not run")
-            rows.append([label, rel, *bon, *beam])
-        out[env] = rows
+                if fs := run.find(env, "beam", rm, b):
+                    got[f"beam @{b}"] = value(fs[0].records, metric)
+            data[key] = Table3Row(tokens, got)
+            rel = f"{tokens / td_tokens:.1f}× ({tokens} tok)" if tokens and td_tokens else "not recorded"
+            rows.append([label, rel, *(_fmt(got[k]) if k in got else "not run" for k in settings)])
+        out[env] = data
         ctx.lines += [f"### {env}", ""]
-        ctx.lines += _table(["method", "label tokens", *(f"BoN@{n}" for n in TABLE3_BON), *(f"beam @{b}" for b in TABLE3_BEAM)], rows)
-        ctx.lines += ["", f"Label cost from `labels/*.jsonl` ({', '.join(sorted(cost)) or 'none found'})."]
+        ctx.lines += _table(["method", "label tokens", *settings], rows)
+        where = ctx.show(run.folder_of(env).root / "labels")
+        ctx.lines += ["", f"Label cost from `{where}/*.jsonl` ({', '.join(sorted(cost)) or 'none found'}); relative to TD."]
         ctx.sources(run.find(env, "beam", "mc") + run.find(env, "bon", "mc"))
     return out
-
-
-
 
 
 def _score_distributions(ctx: _Ctx) -> dict[str, dict[str, float]]:
@@ -327,97 +434,203 @@ def _ablation(ctx: _Ctx, metrics: dict[str, str]) -> dict[str, list[tuple[str, f
     return out
 
 
-def _verdict(flags: list[bool]) -> str:
-    if not flags:
-        return "not run"
-    return "held" if all(flags) else ("did not hold" if not any(flags) else "mixed")
+@dataclass
+class Check:
+    """One measured comparison a claim rests on, in one env (or "mean over envs")."""
+
+    env: str
+    ok: bool
+    evidence: str  # the numbers compared, e.g. "AgentPRM BoN@64 45.0 > greedy 30.0"
 
 
-def _claims(ctx: _Ctx, metrics: dict[str, str], bon: dict, eff: dict, t3: dict, aucs: dict, abl: dict) -> None:
-    run = ctx.run
-    rows = []
-    # 1: RM-guided search beats greedy, and gains grow with compute
-    flags, notes = [], []
-    for env in run.envs():
-        g = run.find(env, "greedy")
-        if not g or env not in bon or "agentprm" not in bon[env]:
-            continue
-        gv = value(g[0].records, metrics[env])
-        c = bon[env]["agentprm"]
-        hi, lo = c[max(c)], c[min(c)]
-        flags.append(hi > gv and hi > lo)
-        notes.append(f"{env}: greedy {gv:.1f}, AgentPRM BoN@{min(c)} {lo:.1f} → @{max(c)} {hi:.1f}")
-    rows.append(["1. search beats greedy, more with more compute", _verdict(flags), "; ".join(notes) or "–"])
-    # 2: AgentPRM more compute-efficient, wins in BoN and beam
-    flags, notes = [], []
-    for env, per_b in eff.items():
-        for b, ratios in per_b.items():
-            if b not in ("pvm", "orm"):
-                continue
-            last = ratios[-1]
-            flags.append(last.value is None or last.value > 1)
-            notes.append(f"{env} vs {b}: {last} at N={last.n}")
-    for env in run.envs():
+@dataclass
+class Claim:
+    """A claim of paper.md §8 on these results: "holds" when every check holds, "does not hold" when any
+    fails (a finding, reported as measured), "not measured" when nothing could be checked."""
+
+    title: str
+    rule: str  # what is compared, in words
+    checks: list[Check]
+    missing: list[str]  # the parts that could not be checked, and why
+
+    def per_env(self) -> dict[str, bool]:
+        out: dict[str, bool] = {}
+        for c in self.checks:
+            out[c.env] = out.get(c.env, True) and c.ok
+        return out
+
+    @property
+    def verdict(self) -> str:
+        if not self.checks:
+            return "not measured"
+        return "holds" if all(c.ok for c in self.checks) else "does not hold"
+
+    def per_env_text(self) -> str:
+        return "; ".join(f"{e}: {'holds' if ok else 'does not hold'}" for e, ok in self.per_env().items()) or "–"
+
+
+MEAN_ENV = "mean over envs"
+
+
+def _greedy(run: RunSet, env: str, metric: str) -> float | None:
+    g = run.find(env, "greedy")
+    return value(g[0].records, metric) if g else None
+
+
+def _beams(run: RunSet, env: str, rm: str) -> list[EvalFile]:
+    return sorted(run.find(env, "beam", rm), key=lambda e: tuple(map(int, e.budget.split("x"))))
+
+
+def claim_checks(run: RunSet, metrics: dict[str, str], bon: dict, eff: dict, t3: dict[str, dict[str, Table3Row]], aucs: dict, abl: dict) -> list[Claim]:
+    """Claims 1-5 and 7 of paper.md §8 checked on the measured numbers (pure: reads the sections' results)."""
+    envs = run.envs()
+    claims = []
+
+    # 1: RMs with BoN or search beat greedy SFT, and the gain grows with inference compute
+    checks, missing = [], []
+    for env in envs:
+        m, g = metrics[env], _greedy(run, env, metrics[env])
+        series = bon.get(env, {})
+        if g is None:
+            missing.append(f"{env}: no greedy SFT result")
+        else:
+            for rm in TABLE1_RMS:
+                if rm in series:
+                    c = series[rm]
+                    checks.append(Check(env, c[max(c)] > g, f"{rm} BoN@{max(c)} {c[max(c)]:.1f} vs greedy {g:.1f}"))
+                if bs := _beams(run, env, rm):
+                    v = value(bs[-1].records, m)
+                    checks.append(Check(env, v > g, f"{rm} beam @{bs[-1].budget} {v:.1f} vs greedy {g:.1f}"))
+        if "agentprm" in series and len(series["agentprm"]) > 1:
+            c = series["agentprm"]
+            checks.append(Check(env, c[max(c)] > c[min(c)], f"AgentPRM BoN@{min(c)} {c[min(c)]:.1f} → @{max(c)} {c[max(c)]:.1f}"))
+        bs = _beams(run, env, "agentprm")
+        if len(bs) > 1:
+            lo, hi = value(bs[0].records, m), value(bs[-1].records, m)
+            checks.append(Check(env, hi > lo, f"AgentPRM beam @{bs[0].budget} {lo:.1f} → @{bs[-1].budget} {hi:.1f}"))
+    claims.append(Claim(
+        "1. RMs with BoN or search beat greedy SFT, and the gain grows with compute",
+        "every trained RM (orm, pvm, agentprm) at its largest BoN and beam budget > greedy SFT; AgentPRM's largest budget > its smallest (BoN and beam)",
+        checks, missing))
+
+    # 2: AgentPRM more compute-efficient (paper: ~8x on average), wins consistently in BoN and beam
+    checks, missing = [], []
+    for env in [*envs, "average"]:
+        shown = MEAN_ENV if env == "average" else env
         for b in ("pvm", "orm"):
+            ratios = eff.get(env, {}).get(b)
+            if ratios:
+                last = ratios[-1]
+                paper = " (paper: ~8×)" if env == "average" else ""
+                checks.append(Check(shown, last.value is None or last.value > 1, f"efficiency vs {b} at N={last.n}: {last}{paper}"))
+            if env == "average":
+                continue
+            a, c = bon.get(env, {}).get("agentprm"), bon.get(env, {}).get(b)
+            if a and c:
+                ns = [n for n in sorted(set(a) & set(c)) if n >= 2]  # N = 1 is one sample: every RM picks it
+                lost = [f"N={n} {a[n]:.1f} vs {c[n]:.1f}" for n in ns if a[n] < c[n]]
+                if ns:
+                    checks.append(Check(env, not lost, f"BoN: AgentPRM ≥ {b} at {len(ns) - len(lost)}/{len(ns)} budgets N≥2" + (f" (behind at {', '.join(lost)})" if lost else "")))
             for f in run.find(env, "beam", b):
-                a = run.find(env, "beam", "agentprm", f.budget)
-                if a:
-                    av, bv = value(a[0].records, metrics[env]), value(f.records, metrics[env])
-                    flags.append(av >= bv)
-                    notes.append(f"{env} beam {f.budget}: AgentPRM {av:.1f} vs {b} {bv:.1f}")
-    rows.append(["2. AgentPRM more compute-efficient (paper: ~8×), wins in BoN and beam", _verdict(flags), "; ".join(notes) or "–"])
-    # 3: baselines plateau or degrade while AgentPRM keeps improving
-    flags, notes = [], []
-    for env, series in bon.items():
-        if env == "average" or "agentprm" not in series:
+                if fa := run.find(env, "beam", "agentprm", f.budget):
+                    av, bv = value(fa[0].records, metrics[env]), value(f.records, metrics[env])
+                    checks.append(Check(env, av >= bv, f"beam @{f.budget}: AgentPRM {av:.1f} vs {b} {bv:.1f}"))
+    if "average" not in eff:
+        missing.append("efficiency on the env-averaged curve (needs agentprm and pvm/orm best-of-n in ≥ 2 envs)")
+    claims.append(Claim(
+        "2. AgentPRM is more compute-efficient than PVM/ORM (paper: ~8× on average) and wins in both BoN and beam",
+        "efficiency ratio at AgentPRM's largest N > 1 (per env and on the env-averaged curve); AgentPRM ≥ pvm/orm at every BoN budget N ≥ 2 and every beam budget",
+        checks, missing))
+
+    # 3: scales robustly; ORM and PVM plateau or degrade
+    checks, missing = [], []
+    for env in envs:
+        series = bon.get(env, {})
+        a = series.get("agentprm")
+        if not a or len(a) < 3:
+            missing.append(f"{env}: needs AgentPRM best-of-n with ≥ 3 budgets")
             continue
-        a = series["agentprm"]
         ns = sorted(a)
-        if len(ns) < 3:
-            continue
         mid = ns[len(ns) // 2]
         gain = a[ns[-1]] - a[mid]
         for b in ("pvm", "orm"):
             if b in series and mid in series[b] and ns[-1] in series[b]:
                 bgain = series[b][ns[-1]] - series[b][mid]
-                flags.append(gain >= 0 and gain > bgain)
-                notes.append(f"{env}: gain N={mid}→{ns[-1]} AgentPRM {gain:+.1f}, {b} {bgain:+.1f}")
-    rows.append(["3. scales robustly; ORM/PVM plateau or degrade", _verdict(flags), "; ".join(notes) or "–"])
-    # 4: L_A matters
-    flags, notes = [], []
-    for env, pairs in abl.items():
-        for s, a, b in pairs:
-            flags.append(a > b)
-            notes.append(f"{env} {s}: {a:.1f} vs β=0 {b:.1f}")
-    rows.append(["4. modelling progress (L_A) matters", _verdict(flags), "; ".join(notes) or "–"])
-    # 5: TD cheaper and better than MC
-    flags, notes = [], []
-    for env, (mc_row, td_row) in ((e, r) for e, r in t3.items()):
-        cells = [(m, t) for m, t in zip(mc_row[2:], td_row[2:]) if m not in ("not run", "–") and t not in ("not run", "–")]
-        if cells:
-            flags.append(all(float(t) >= float(m) for m, t in cells))
-        if mc_row[1] != "not recorded":
-            flags.append(float(mc_row[1].split("×")[0]) > 1.0)
-        notes.append(f"{env}: MC cost {mc_row[1]}; TD ≥ MC in {sum(float(t) >= float(m) for m, t in cells)}/{len(cells)} settings")
-    rows.append(["5. TD labels cost fewer tokens than MC and give a better PRM", _verdict(flags), "; ".join(notes) or "–"])
-    # 7: scores separate successful from failed
-    flags = [a > 0.5 for env in aucs.values() for rm, a in env.items() if rm == "agentprm" and a == a]
-    notes = [f"{env}: AUC {a['agentprm']:.3f}" for env, a in aucs.items() if "agentprm" in a]
-    rows.append(["7. AgentPRM scores steps of successful trajectories higher", _verdict(flags), "; ".join(notes) or "–"])
-    ctx.lines += _table(["claim (paper §8)", "on this run", "evidence"], rows)
-    ctx.lines += ["", "A claim that did not hold is a finding about this setting, reported as measured."]
+                checks.append(Check(env, gain >= 0 and gain > bgain, f"gain N={mid}→{ns[-1]}: AgentPRM {gain:+.1f}, {b} {bgain:+.1f}"))
+    claims.append(Claim(
+        "3. AgentPRM scales robustly; ORM and PVM plateau or degrade",
+        "from the middle to the largest BoN budget AgentPRM does not drop and gains more than pvm/orm",
+        checks, missing))
+
+    # 4: modelling progress (L_A) matters
+    checks = [Check(env, a > b, f"{s}: AgentPRM {a:.1f} vs β=0 {b:.1f}") for env, pairs in abl.items() for s, a, b in pairs]
+    claims.append(Claim(
+        "4. Modelling progress (L_A) matters",
+        f"AgentPRM > the same PRM trained with β = 0 (`{ABLATION_RM}`) in every setting run with both",
+        checks, [] if checks else ["no β = 0 results"]))
+
+    # 5: TD + GAE labels need fewer sampled tokens than MC and give better PRMs
+    checks, missing = [], []
+    for env, rows in t3.items():
+        mc, td = rows["mc"], rows["td"]
+        if mc.tokens and td.tokens:
+            checks.append(Check(env, mc.tokens > td.tokens, f"MC label tokens {mc.tokens / td.tokens:.2f}× TD's ({mc.tokens} vs {td.tokens}; paper: 1.5–2.8×)"))
+        else:
+            missing.append(f"{env}: label tokens not recorded for both MC and TD")
+        both = [k for k in mc.settings if k in td.settings]
+        lost = [f"{k} {td.settings[k]:.1f} vs {mc.settings[k]:.1f}" for k in both if td.settings[k] < mc.settings[k]]
+        if both:
+            checks.append(Check(env, not lost, f"TD ≥ MC in {len(both) - len(lost)}/{len(both)} search settings" + (f" (behind at {', '.join(lost)})" if lost else "")))
+    if not t3:
+        missing.append("no MC-trained PRM results")
+    claims.append(Claim(
+        "5. TD labels cost fewer sampled tokens than MC and give a better PRM",
+        "MC's label tokens > TD's; TD-trained AgentPRM ≥ MC-trained PRM in every BoN/beam setting run with both",
+        checks, missing))
+
+    # 7: value estimates separate successful from failed trajectories' steps
+    checks = [Check(env, a["agentprm"] > 0.5, f"AUC {a['agentprm']:.3f}") for env, a in aucs.items() if "agentprm" in a and a["agentprm"] == a["agentprm"]]
+    claims.append(Claim(
+        "7. AgentPRM scores steps of successful trajectories higher than those of failed ones",
+        "AUC (a successful trajectory's step scored above a failed one's) > 0.5 on the best-of-n candidates",
+        checks, [] if checks else ["no AgentPRM best-of-n candidates with both outcomes"]))
+    return claims
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write `run_dir/report.md` and `run_dir/plots/*.png`; returns the report's path."""
-    run = RunFolder.scan(run_dir)
-    plots = run.root / "plots"
+def _claims(ctx: _Ctx, claims: list[Claim]) -> None:
+    ctx.lines += _table(["claim (paper §8)", "verdict", "per env"], [[c.title, f"**{c.verdict}**", c.per_env_text()] for c in claims])
+    ctx.lines += [""]
+    for c in claims:
+        ctx.lines += [f"**{c.title}**: {c.verdict}. Checked: {c.rule}.", ""]
+        ctx.lines += [f"- {k.env}: {'holds' if k.ok else 'does not hold'}: {k.evidence}" for k in c.checks]
+        ctx.lines += [f"- not measured: {m}" for m in c.missing]
+        ctx.lines += [""]
+    ctx.lines += [
+        "A claim that does not hold is a finding about this setting, reported as measured. Claims 6 (PPO, math, "
+        "larger models) and 8 (a stated limitation) are outside what this report measures.",
+    ]
+
+
+def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Path | None = None) -> Path:
+    """Write `report.md` and `plots/*.png` into `out_dir` and return the report's path.
+
+    `run_dirs` is one run folder or several (each env's results in exactly one of them; an env in two is a
+    UserError). `out_dir` defaults to the run folder when there is one; several folders need it.
+    """
+    roots = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
+    if not roots:
+        raise UserError("give at least one run folder (runs/NAME)")
+    if out_dir is None:
+        if len(roots) > 1:
+            raise UserError("several run folders make one combined report: give --out DIR (e.g. runs/report)")
+        out_dir = roots[0]
+    out = Path(out_dir)
+    run = RunSet.scan(roots)
+    plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(run, plots, [], [])
+    ctx = _Ctx(run, out, plots, [], [])
     lines = ctx.lines
-    lines += [f"# AgentPRM report: `{run.root.name}`", ""]
-    cfg = f"`{ctx.rel(run.config_path)}`" if run.config_path.is_file() else "none (no config.yaml in the run folder)"
-    lines += [f"Run folder `{run.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}.", ""]
+    lines += _header(ctx, roots)
     metrics = {env: metric_of(env) for env in run.envs()}
 
     lines += ["## (a) Table 1: greedy SFT against RM-guided beam search", ""]
@@ -446,10 +659,27 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["not run", ""]
     lines += ["## (f) Ablation: without L_A (β = 0)", ""]
     abl = _ablation(ctx, metrics)
-    lines += ["## The paper's claims on this run", ""]
-    _claims(ctx, metrics, bon, eff, t3, aucs, abl)
+    lines += ["## The paper's claims on these results", ""]
+    _claims(ctx, claim_checks(run, metrics, bon, eff, t3, aucs, abl))
     lines += ["", "## Not run", ""]
     lines += [f"- {x}" for x in ctx.not_run] or ["- nothing: every section has results"]
-    out = run.root / "report.md"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
+    run = ctx.run
+    if len(run.folders) == 1:
+        f = run.folders[0]
+        cfg = f"`{ctx.show(f.config_path)}`" if f.config_path.is_file() else "none (no config.yaml in the run folder)"
+        return [f"# AgentPRM report: `{f.root.name}`", "",
+                f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}.", ""]
+    rows = []
+    for f in run.folders:
+        cfg = f"`{ctx.show(f.config_path)}`" if f.config_path.is_file() else "none"
+        rows.append([f"`{f.root}`", ", ".join(f.envs()) or "none", cfg])
+    return [f"# AgentPRM report: {', '.join(f'`{r.name}`' for r in roots)}", "",
+            f"One report over {len(roots)} run folders; each env's results come from the folder that holds them. "
+            f"Environments: {', '.join(run.envs()) or 'none'}.", "",
+            *_table(["run folder", "envs", "config"], rows), ""]

@@ -14,15 +14,21 @@ reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), 
 L_A ablation) and `random`, and shows any other name too. Label files are `agentprm label` output
 (`agentprm.labels.store.LabelRecord`); their `sampled_tokens` is Table 3's label cost (the trajectory's
 own tokens for TD labels, plus the rollouts for MC).
+
+`RunSet` reads several run folders as one (`agentprm pipeline --env babyai` writes `runs/default-babyai`,
+TextCraft `runs/default`, ...): each env's results come from the one folder that has them, so a combined
+report can show every env and their average.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from agentprm.errors import UserError
 from agentprm.trajectory import Trajectory, read_trajectories
 
 KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
@@ -99,3 +105,52 @@ class RunFolder:
 
     def label_files(self) -> dict[str, Path]:
         return {p.stem: p for p in sorted((self.root / "labels").glob("*.jsonl"))}
+
+
+@dataclass
+class RunSet:
+    """Several run folders read as one. Every env's results come from exactly one folder: an env found in
+    two folders is an error, because the report could not tell which results to show."""
+
+    folders: list[RunFolder]
+
+    @classmethod
+    def scan(cls, roots: Sequence[str | Path]) -> RunSet:
+        unique = {Path(r).resolve(): Path(r) for r in reversed(list(roots))}  # a folder named twice counts once
+        folders = [RunFolder.scan(r) for r in reversed(list(unique.values()))]
+        owner: dict[str, RunFolder] = {}
+        for f in folders:
+            for env in f.envs():
+                if env in owner:
+                    raise UserError(
+                        f"env {env!r} has results in two run folders, {owner[env].root} and {f.root}; "
+                        "give each env's run folder once (or move one aside)"
+                    )
+                owner[env] = f
+        return cls(folders)
+
+    @property
+    def evals(self) -> list[EvalFile]:
+        return [e for f in self.folders for e in f.evals]
+
+    def envs(self) -> list[str]:
+        return sorted({env for f in self.folders for env in f.envs()})
+
+    def folder_of(self, env: str) -> RunFolder:
+        return next(f for f in self.folders if env in f.envs())
+
+    def rms(self, env: str | None = None) -> list[str]:
+        if env is not None:
+            return self.folder_of(env).rms(env) if env in self.envs() else []
+        names = {e.rm for e in self.evals if e.rm}
+        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
+
+    def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
+        return self.folder_of(env).find(env, strategy, rm, budget) if env in self.envs() else []
+
+    def largest_bon(self, env: str, rm: str) -> EvalFile | None:
+        return self.folder_of(env).largest_bon(env, rm) if env in self.envs() else None
+
+    def label_files(self, env: str) -> dict[str, Path]:
+        """The label files of the folder that holds `env`'s results (label cost is per env)."""
+        return self.folder_of(env).label_files() if env in self.envs() else {}
