@@ -46,3 +46,11 @@ def test_bad_config_is_one_line(tmp_path):
     assert res.exit_code != 0
     with pytest.raises(Exception, match="unknown config keys"):
         PipelineConfig.load(bad)
+
+
+def test_env_defaults_apply_only_without_a_config(tmp_path):
+    assert PipelineConfig.load(None, env="babyai").demos == 500
+    assert PipelineConfig.load(None, env="textcraft").demos == PipelineConfig().demos
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("demos: 7\n")
+    assert PipelineConfig.load(cfg, env="babyai").demos == 7  # an explicit config is taken as written
