@@ -312,22 +312,19 @@ class Pipeline:
 
     def _run_mc_labels(self) -> str:
         """MC labels of the subset (resumable: trajectories already in mc.jsonl are skipped)."""
-        from agentprm.labels.mc import mc_label_trajectories, policy_rollout_fn
-        from agentprm.labels.run import mc_record
+        from agentprm.labels.run import mc_label_records
         from agentprm.labels.store import read_labels
         from agentprm.trajectory import JsonlWriter
 
         path = self._label_path("mc")
         done = set(read_labels(path)) if path.exists() else set()
         todo = [t for t in self._mc_trajectories() if t.id not in done]
-        by_id = {t.id: t for t in todo}
-        rollout_fn = policy_rollout_fn(self._policy(), temperature=self.cfg.collect_temperature,
-                                       max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
-        info = {"n_mc": self.cfg.n_mc, "soft": False, "temperature": self.cfg.collect_temperature, "binary_outcome": False}
+        records = mc_label_records(todo, self._env_factory(), self._policy(), n_mc=self.cfg.n_mc,
+                                   temperature=self.cfg.collect_temperature,
+                                   max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
         tokens = 0
         with JsonlWriter(path) as w, _bar("mc labels", total=len(todo)) as (bar, job):
-            for res in mc_label_trajectories(todo, self._env_factory(), rollout_fn, n_mc=self.cfg.n_mc):
-                rec = mc_record(by_id[res.trajectory_id], res, info)
+            for rec in records:
                 w.write(rec.to_dict())
                 tokens += rec.sampled_tokens
                 bar.update(job, advance=1, status=f"{tokens} tokens")

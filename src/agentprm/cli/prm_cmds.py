@@ -79,15 +79,12 @@ def label(
         task = bar.add_task(f"label {method}", total=len(todo), status="")
         if method == "mc":
             from agentprm.envs import get_spec
-            from agentprm.labels.mc import mc_label_trajectories, policy_rollout_fn
-            from agentprm.labels.run import mc_record
+            from agentprm.labels.run import mc_label_records
 
-            spec = get_spec(env)
-            rollout_fn = policy_rollout_fn(_load_policy(policy), temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-            by_id = {t.id: t for t in todo}
-            info = {"n_mc": n_mc, "soft": soft, "temperature": temperature, "binary_outcome": binary_outcome}
-            for res in mc_label_trajectories(todo, spec.make, rollout_fn, n_mc=n_mc, soft=soft, binary_outcome=binary_outcome):
-                rec = mc_record(by_id[res.trajectory_id], res, info)
+            records = mc_label_records(todo, get_spec(env).make, _load_policy(policy), n_mc=n_mc, soft=soft,
+                                       binary_outcome=binary_outcome, temperature=temperature,
+                                       max_new_tokens=max_new_tokens, seed=seed)
+            for rec in records:
                 w.write(rec.to_dict())
                 tokens += rec.sampled_tokens
                 bar.update(task, advance=1, status=f"{tokens} tokens")

@@ -197,10 +197,7 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
         found = _bfs_to(env, lambda fp: segment_of.get(_world(fp), -1) > segment, cfg.segment_budget, env.max_rounds - len(plan))
         if found is not None:
             path, fp = found
-            for action in path:
-                env.step(action)
-            plan.extend(path)
-            if env.done:
+            if _follow(env, path, plan):
                 return plan, ""
             segment = segment_of[_world(fp)]
             at = segment_start[segment]
@@ -224,10 +221,7 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
         if found is None:
             return None, f"bot path not expressible in macros after {len(plan)} rounds"
         path, fp = found
-        for action in path:
-            env.step(action)
-        plan.extend(path)
-        if env.done:
+        if _follow(env, path, plan):
             return plan, ""
         at = exact[fp]
     return None, f"bot path needs more than {env.max_rounds} rounds"
@@ -302,6 +296,14 @@ def thought_for(action: str, goal: str, observation: str, first: bool) -> str:
     else:
         why = "I check what I can do."
     return (f"My goal is to {goal}. " if first else "") + why
+
+
+def _follow(env: BabyAIEnv, path: list[str], plan: list[str]) -> bool:
+    """Step `env` along `path`, append it to `plan`; True when the episode ended."""
+    for action in path:
+        env.step(action)
+    plan.extend(path)
+    return env.done
 
 
 def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: str) -> Trajectory:

@@ -50,3 +50,26 @@ def mc_record(traj: Trajectory, res: MCResult, settings: dict[str, Any]) -> Labe
     return LabelRecord(traj.id, traj.task_id, "mc", list(res.labels), res.seed_tokens + res.rollout_tokens,
                        {**settings, "rollout_tokens": res.rollout_tokens, "seed_tokens": res.seed_tokens,
                         "rollouts": res.rollouts, "rollout_errors": res.rollout_errors}, env=traj.env)
+
+
+def mc_label_records(
+    trajectories: Iterable[Trajectory],
+    make_env: Any,
+    policy: Any,
+    *,
+    n_mc: int = 16,
+    soft: bool = False,
+    binary_outcome: bool = False,
+    temperature: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int | None = 0,
+) -> Iterator[LabelRecord]:
+    """MC labels (N_mc rollouts of `policy` from every step, `labels.mc`), one record per trajectory."""
+    from agentprm.labels.mc import mc_label_trajectories, policy_rollout_fn
+
+    trajs = list(trajectories)
+    by_id = {t.id: t for t in trajs}
+    rollout_fn = policy_rollout_fn(policy, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    info = {"n_mc": n_mc, "soft": soft, "temperature": temperature, "binary_outcome": binary_outcome}
+    for res in mc_label_trajectories(trajs, make_env, rollout_fn, n_mc=n_mc, soft=soft, binary_outcome=binary_outcome):
+        yield mc_record(by_id[res.trajectory_id], res, info)
