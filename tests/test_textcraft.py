@@ -359,3 +359,62 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
 def test_registry_builds_textcraft():
     env = make_env("textcraft")
     assert isinstance(env, TextCraftEnv) and env.max_rounds == 20
+
+
+# -- renamed demo copies (envs/textcraft_augment.py) ------------------------------------------------------
+
+
+def test_renamed_copy_is_a_consistent_world(env):
+    from agentprm.envs.textcraft_augment import _WORD, item_words, rename_items
+
+    demo = expert_trajectory(env, "textcraft_3", seed=0)
+    assert demo.success
+    copy = rename_items(demo, random.Random(1), copy_index=2)
+    assert copy.task_id == "textcraft_3~rename2" and copy.meta["source"] == demo.id
+    assert copy.system_prompt == demo.system_prompt
+    # Item words are replaced by other item words, one to one, over the whole conversation.
+    words = set(item_words())
+    pairs = set()
+    for a, b in [(demo.first_observation, copy.first_observation)] + [
+        (x, y) for s, c in zip(demo.steps, copy.steps) for x, y in ((s.output, c.output), (s.observation, c.observation))
+    ]:
+        wa, wb = _WORD.findall(a), _WORD.findall(b)
+        assert len(wa) == len(wb)
+        # Everything that is not an item word (numbers, env grammar, capitalised replies) is untouched.
+        assert _WORD.sub("#", a) == _WORD.sub("#", b)
+        pairs |= {(x, y) for x, y in zip(wa, wb) if x in words}
+    forward = dict(pairs)
+    assert len(forward) == len(pairs), "one word renamed two ways"
+    assert len(set(forward.values())) == len(forward), "two words renamed alike"
+    assert any(x != y for x, y in forward.items())
+    # The copy still reads: its goal is the renamed goal and every craft it does is a listed command.
+    goal = re.search(r"Goal: craft (.*)\.", demo.first_observation).group(1)
+    assert f"Goal: craft {' '.join(forward[w] for w in goal.split())}." in copy.first_observation
+    listed = copy.first_observation.splitlines()
+    targets = {m.group(1) for m in re.finditer(r"^craft \d+ (.*?) using ", copy.first_observation, re.M)}
+    crafted = [re.match(r"craft \d+ (.*?) using ", c.action).group(1) for c in copy.steps if c.action.startswith("craft")]
+    assert crafted and set(crafted) <= targets
+    for s, c in zip(demo.steps, copy.steps):
+        assert c.action == _WORD.sub(lambda m: forward.get(m.group(0), m.group(0)), s.action)
+
+
+def test_demos_write_renamed_copies_and_resume_the_same(tmp_path, env):
+    from agentprm.envs.demos import run_expert
+    from agentprm.trajectory import read_trajectories
+
+    out = tmp_path / "d.jsonl"
+    s = run_expert("textcraft", "train", 3, out, renamed_copies=2)
+    trajs = list(read_trajectories(out))
+    assert s.tried == 3 and len(trajs) == 3 + 2 * s.ok
+    assert sum(t.meta.get("augmented") == "rename-items" for t in trajs) == 2 * s.ok
+    again = tmp_path / "e.jsonl"
+    run_expert("textcraft", "train", 3, again, renamed_copies=2)
+    def content(path):  # trajectory ids carry a random suffix; everything else must be the same
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in recs:
+            r.pop("id"), r["meta"].pop("source", None)
+        return recs
+
+    assert content(out) == content(again)  # seeded per task: a resumed run writes the same copies
+    with pytest.raises(UserError, match="no demo augmentation"):
+        run_expert("babyai", "train", 1, tmp_path / "b.jsonl", renamed_copies=1)

@@ -36,6 +36,9 @@ class PipelineConfig:
     # uses "none" (action-only turns): as good as full thoughts on held-out goals (2% vs 4% greedy, both
     # noise) at half the SFT time, and 3x shorter turns to sample (docs/policy.md).
     thought_style: str | None = "none"
+    # Item-renamed copies written after every successful demo (textcraft; 0 elsewhere): see
+    # envs/textcraft_augment.py and docs/policy.md for what they measured.
+    demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
     sft: dict[str, Any] = field(default_factory=lambda: {"epochs": 4.0, "lr": 3e-3, "bf16": True})
     # collect: N trajectories per training task at temperature 1.0 (paper)
@@ -206,6 +209,7 @@ class Pipeline:
         with _bar("demos") as (bar, job):
             s = run_expert(self.cfg.env, "train", self.cfg.demos, self.demos_path, seed=self.cfg.seed,
                            keep_failures=False, thought_style=self.cfg.thought_style,
+                           renamed_copies=self.cfg.demo_renamed_copies,
                            on_start=lambda n: bar.update(job, total=n),
                            on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"))
         (self.dir / "demos.done").write_text(f"{s.ok}/{s.tried} successful, {s.skipped} resumed\n")

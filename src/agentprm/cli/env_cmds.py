@@ -9,6 +9,7 @@ import typer
 
 from agentprm.cli import app
 from agentprm.cli.common import progress, writable_path
+from agentprm.errors import UserError
 
 
 @app.command()
@@ -83,6 +84,11 @@ def demos(
         str | None,
         typer.Option(help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief)."),
     ] = None,
+    renamed_copies: Annotated[
+        int,
+        typer.Option(help="After every successful demo, write K copies with the item words renamed "
+                     "(textcraft): teaches a from-scratch policy to read names instead of recalling them."),
+    ] = 0,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
     from agentprm.envs.base import check_split, get_spec
@@ -91,6 +97,10 @@ def demos(
     get_spec(env)
     check_split(split)
     make_expert(env, thought_style)  # a bad style fails here, before any output
+    if renamed_copies < 0:
+        raise UserError("--renamed-copies must be 0 or more")
+    if renamed_copies:
+        get_spec(env).make_augmenter()  # an env without augmentation fails here
     writable_path(out)
     if force and out.exists():
         out.unlink()
@@ -98,7 +108,7 @@ def demos(
         job = bar.add_task(f"demos {env}/{split}", total=None, status="")
         summary = run_expert(
             env, split, n, out, seed=seed, keep_failures=keep_failures, thought_style=thought_style,
-            on_start=lambda total: bar.update(job, total=total),
+            renamed_copies=renamed_copies, on_start=lambda total: bar.update(job, total=total),
             on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
         )
     if len(summary.groups) > 1:

@@ -8,6 +8,7 @@ register(
         factory="agentprm.envs.textcraft:TextCraftEnv",
         expert="agentprm.envs.textcraft_expert:expert_trajectory",
         expert_observation_only=True,
+        augmenter="agentprm.envs.textcraft_augment:rename_items",
         description="Minecraft crafting (AgentGym TextCraft semantics over the 1.16.5 recipes)",
     )
 )

@@ -89,6 +89,9 @@ class EnvSpec:
     # `agentprm demos` default: write failed expert episodes too (TextCraft's issue asks for every task
     # with a `success` field) or only successful ones (BabyAI's demos are SFT data).
     demos_keep_failures: bool = True
+    # "module:callable" (traj, rng, copy_index) -> Trajectory: a changed copy of a demo for SFT
+    # (`agentprm demos --renamed-copies K`); None where the env has no such augmentation.
+    augmenter: str | None = None
 
     def make(self, **kwargs: Any) -> Env:
         return _load(self.factory)(**kwargs)
@@ -97,6 +100,11 @@ class EnvSpec:
         if self.expert is None:
             raise UserError(f"env {self.name!r} has no expert solver")
         return _load(self.expert)
+
+    def make_augmenter(self) -> Callable[..., Any]:
+        if self.augmenter is None:
+            raise UserError(f"env {self.name!r} has no demo augmentation; drop --renamed-copies")
+        return _load(self.augmenter)
 
 
 def _load(ref: str) -> Any:

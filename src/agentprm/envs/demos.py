@@ -51,6 +51,7 @@ def run_expert(
     seed: int = 0,
     keep_failures: bool | None = None,
     thought_style: str | None = None,
+    renamed_copies: int = 0,
     on_start: Callable[[int], None] | None = None,
     on_episode: Callable[[Trajectory, DemoSummary], None] | None = None,
 ) -> DemoSummary:
@@ -58,7 +59,12 @@ def run_expert(
 
     `keep_failures=None` takes the env's default (`EnvSpec.demos_keep_failures`). `thought_style`
     picks the expert's thoughts where its module lists `THOUGHT_STYLES` (TextCraft); None: its default.
+    `renamed_copies=K` writes K augmented copies after every successful demo (`EnvSpec.augmenter`,
+    TextCraft: item words renamed, see `envs/textcraft_augment.py`); they are SFT data, not episodes,
+    and are not counted in the summary's tried/ok.
     """
+    import random
+
     spec = get_spec(env_name)
     check_split(split)
     if n < 1:
@@ -66,6 +72,7 @@ def run_expert(
     keep = spec.demos_keep_failures if keep_failures is None else keep_failures
     env = spec.make()
     expert = make_expert(env_name, thought_style)
+    augment = spec.make_augmenter() if renamed_copies > 0 else None
     task_ids = env.task_ids(split, n)
     done = done_task_ids(out)
     todo = [t for t in task_ids if t not in done]
@@ -82,6 +89,10 @@ def run_expert(
             summary.groups_ok[group] += traj.success
             if traj.success or keep:
                 writer.write(traj)
+            if augment is not None and traj.success:
+                rng = random.Random(f"{seed}:{task_id}")  # the same copies on a resumed run
+                for k in range(renamed_copies):
+                    writer.write(augment(traj, rng, k))
             if on_episode:
                 on_episode(traj, summary)
     return summary
