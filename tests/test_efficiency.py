@@ -61,3 +61,13 @@ def test_shifting_a_curve_by_2_to_the_k_gives_ratio_2_to_the_k(increments, k):
 
 def test_mean_curve_uses_common_budgets():
     assert mean_curve([{1: 0.2, 2: 0.4, 4: 0.5}, {1: 0.4, 2: 0.6}]) == {1: 0.30000000000000004, 2: 0.5}
+
+
+def test_no_success_has_no_ratio():
+    # Flat at 0: "the budget to reach 0" is the smallest budget, which would read 1/N whatever the RMs do.
+    zero = {1: 0.0, 4: 0.0, 16: 0.0}
+    ratios = efficiency_ratios(zero, {1: 0.0, 4: 0.1, 16: 0.2})
+    assert [r.defined for r in ratios] == [False] * 3
+    assert all(r.value is None and str(r) == "n/a" for r in ratios)
+    some = efficiency_ratios({1: 0.0, 4: 0.2}, {1: 0.0, 4: 0.0})
+    assert not some[0].defined and some[1].defined and str(some[1]) == "> 1x"

@@ -15,6 +15,7 @@ filled in: a missing piece is listed as "not run".
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -259,8 +260,11 @@ def mean_ratio(ratios: Sequence[Ratio]) -> tuple[float, bool]:
     baseline never reached AgentPRM's success: its ratio counts as its lower bound max/N). This is the
     alternative reading of the paper's "8× on average" (§9); the default, shown first, is the ratio of the
     env-averaged curves, as in its Fig. 1."""
-    vals = [r.value if r.value is not None else r.baseline_max / r.n for r in ratios]
-    return sum(vals) / len(vals), any(r.value is None for r in ratios)
+    defined = [r for r in ratios if r.defined]  # an env where AgentPRM solved nothing has no ratio
+    if not defined:
+        return float("nan"), False
+    vals = [r.value if r.value is not None else r.baseline_max / r.n for r in defined]
+    return sum(vals) / len(vals), any(r.value is None for r in defined)
 
 
 def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict[str, list[Ratio]]]:
@@ -294,7 +298,7 @@ def _efficiency_section(ctx: _Ctx, per_env: dict[str, dict[str, dict[int, float]
             cells = []
             for n in budgets:
                 m, lower = mean_ratio([next(r for r in out[e][b] if r.n == n) for e in envs])
-                cells.append(f"{'≥ ' if lower else ''}{m:.3g}x")
+                cells.append("n/a" if math.isnan(m) else f"{'≥ ' if lower else ''}{m:.3g}x")
             rows.append([b, *cells])
         if rows:
             ctx.lines += ["### mean of the per-env ratios", ""]
@@ -522,7 +526,7 @@ def claim_checks(run: RunSet, metrics: dict[str, str], bon: dict, eff: dict, t3:
             if ratios:
                 last = ratios[-1]
                 paper = " (paper: ~8×)" if env == "average" else ""
-                checks.append(Check(shown, last.value is None or last.value > 1, f"efficiency vs {b} at N={last.n}: {last}{paper}"))
+                checks.append(Check(shown, last.defined and (last.value is None or last.value > 1), f"efficiency vs {b} at N={last.n}: {last}{paper}"))
             if env == "average":
                 continue
             a, c = bon.get(env, {}).get("agentprm"), bon.get(env, {}).get(b)

@@ -4,7 +4,9 @@ The paper gives no formula (§9.9); compute there is the number of best-of-n sam
 for each budget N of AgentPRM's best-of-n curve, the budget N' a baseline needs to reach the same
 success, with the baseline's curve interpolated linearly in log2 N (first crossing), divided by N.
 A ratio of 8 at N = 8 means the baseline needs 64 samples for what AgentPRM does with 8. When the
-baseline never reaches it within its largest budget the ratio is open-ended: "> max/N".
+baseline never reaches it within its largest budget the ratio is open-ended: "> max/N". Where
+AgentPRM solved nothing at N the ratio is undefined ("n/a"): every curve starts at 0, so "the budget
+to reach 0" is the smallest one and the ratio would read 1/N whatever the RMs do.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ class Ratio:
     baseline_max: int  # the baseline curve's largest budget
 
     @property
+    def defined(self) -> bool:
+        return self.target > 0
+
+    @property
     def value(self) -> float | None:
-        return None if self.baseline_budget is None else self.baseline_budget / self.n
+        """baseline budget / n; None when open-ended (never reached) or undefined (see `defined`)."""
+        if not self.defined or self.baseline_budget is None:
+            return None
+        return self.baseline_budget / self.n
 
     def __str__(self) -> str:
+        if not self.defined:
+            return "n/a"
         if self.value is None:
             return f"> {self.baseline_max / self.n:.3g}x"
         return f"{self.value:.3g}x"
