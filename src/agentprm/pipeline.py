@@ -40,7 +40,8 @@ class PipelineConfig:
     # envs/textcraft_augment.py and docs/policy.md for what they measured.
     demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
-    sft: dict[str, Any] = field(default_factory=lambda: {"epochs": 4.0, "lr": 3e-3, "bf16": True})
+    # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
+    sft: dict[str, Any] = field(default_factory=lambda: {"epochs": 3.0, "batch_size": 8, "lr": 2e-3, "bf16": True})
     # collect: N trajectories per training task at temperature 1.0 (paper)
     collect_tasks: int = 24
     n_per_task: int = 16
@@ -90,7 +91,8 @@ class PipelineConfig:
 # The embedded default's changes for other envs (`agentprm pipeline --env E` without a config).
 # BabyAI's expert runs BFS and minigrid's bot (~0.3 s a demo, 78% solved): fewer demos.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "babyai": {"env": "babyai", "demos": 500, "thought_style": None, "max_new_tokens": 96},
+    "babyai": {"env": "babyai", "demos": 500, "thought_style": None, "max_new_tokens": 96,
+               "sft": {"epochs": 10.0, "batch_size": 8, "lr": 2e-3, "bf16": True}},  # docs/policy.md
     "webshop": {"env": "webshop", "thought_style": None, "max_new_tokens": 96},
 }
 
