@@ -234,6 +234,23 @@ def test_sft_resume_after_crash_gives_the_uninterrupted_result(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     meta = json.loads((tmp_path / "full" / "agentprm_policy.json").read_text())
     assert meta["env"] == "scripted" and meta["num_demos"] == 12
+    assert full.num_truncated == 0 and "cut at max_length" not in full.summary()
+
+
+def test_sft_counts_and_reports_demos_cut_at_max_length(tmp_path):
+    from agentprm.conversation import trajectory_messages
+    from agentprm.policy.tiny import build_tiny
+
+    demos = tmp_path / "demos.jsonl"
+    write_trajectories(demos, scripted_demos(6))
+    tiny = TinyPolicyConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, vocab_size=300)
+    convs = [trajectory_messages(t) for t in scripted_demos(6)]
+    _, tok = build_tiny(convs, tiny)  # the tokenizer SFT builds from the same demos
+    lengths = [len(sft_example(tok, c)[0]) for c in convs]
+    cut = sorted(lengths)[2]
+    res = train_sft(demos, "tiny", tmp_path / "p", SFTConfig(max_steps=1, batch_size=2, max_length=cut, tiny=tiny))
+    assert res.num_truncated == sum(n > cut for n in lengths) >= 1
+    assert f"{res.num_truncated} of 6 demos cut at max_length" in res.summary()
 
 
 def test_tiny_tokenizer_reads_the_system_prompt_as_one_token_and_round_trips():

@@ -93,7 +93,9 @@ class PipelineConfig:
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "babyai": {"env": "babyai", "demos": 500, "thought_style": None, "max_new_tokens": 96,
                "sft": {"epochs": 10.0, "batch_size": 8, "lr": 2e-3, "bf16": True}},  # docs/policy.md
-    "webshop": {"env": "webshop", "thought_style": None, "max_new_tokens": 96},
+    # WebShop demos average ~1100 tokens (results pages): half would lose their last turns at 1024.
+    "webshop": {"env": "webshop", "thought_style": None, "max_new_tokens": 96,
+                "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304}},
 }
 
 
@@ -240,7 +242,7 @@ class Pipeline:
                 bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
 
             res = train_sft(self.demos_path, self.cfg.base, self.policy_dir, cfg, on_step=on_step)
-        return f"policy -> {self.policy_dir} ({_short(res)})"
+        return f"policy -> {self.policy_dir} ({res.summary()})"
 
     # collect
     def _collect_ids(self) -> list[str]:

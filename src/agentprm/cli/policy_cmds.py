@@ -22,6 +22,7 @@ def sft(
     max_steps: Annotated[int, typer.Option(help="Cap on optimiser steps (0: none).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Conversations per step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (tiny 2e-3; pretrained ~1e-5, LoRA ~2e-4).")] = 2e-3,
+    max_length: Annotated[int, typer.Option(help="Tokens per conversation; longer ones lose their tail.")] = 1024,
     lora_r: Annotated[int, typer.Option(help="LoRA rank for pretrained bases (0: full fine-tuning).")] = 0,
     layers: Annotated[int, typer.Option(help="Tiny model: decoder layers.")] = 4,
     hidden: Annotated[int, typer.Option(help="Tiny model: hidden size.")] = 128,
@@ -59,6 +60,7 @@ def sft(
         max_steps=max_steps or None,
         batch_size=batch_size,
         lr=lr,
+        max_length=max_length,
         lora_r=lora_r,
         checkpoint_every=checkpoint_every,
         seed=seed,
@@ -73,8 +75,7 @@ def sft(
             bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
 
         res = train_sft(demos, base, out, cfg, on_step=on_step)
-    resumed = f", resumed at step {res.resumed_from}" if res.resumed_from else ""
-    print(f"trained on {res.num_demos} demos, {res.steps} steps, final loss {res.final_loss:.3f}{resumed}; wrote {out}")
+    print(f"{res.summary()}; wrote {out}")
 
 
 def _load_policy(policy: Path, env_name: str, batch_size: int):

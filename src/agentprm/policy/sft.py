@@ -60,6 +60,13 @@ class SFTResult:
     num_demos: int
     num_train_tokens: int  # assistant tokens per epoch
     resumed_from: int = 0
+    num_truncated: int = 0  # conversations longer than max_length: their tail (last turns) is not trained
+
+    def summary(self) -> str:
+        resumed = f", resumed at step {self.resumed_from}" if self.resumed_from else ""
+        cut = (f"; {self.num_truncated} of {self.num_demos} demos cut at max_length (their last turns are not "
+               "trained: raise --max-length)") if self.num_truncated else ""
+        return f"trained on {self.num_demos} demos, {self.steps} steps, final loss {self.final_loss:.3f}{resumed}{cut}"
 
 
 def sft_example(tokenizer: Any, messages: list[Message], train_on_ack: bool = False) -> tuple[list[int], list[int]]:
@@ -180,6 +187,7 @@ def train_sft(
             model = get_peft_model(model, lora_cfg)
 
     examples = [sft_example(tokenizer, c, cfg.train_on_ack) for c in convs]
+    num_truncated = sum(len(ids) > cfg.max_length for ids, _ in examples)
     examples = [(ids[: cfg.max_length], lab[: cfg.max_length]) for ids, lab in examples]
     n_train_tokens = sum(sum(x != IGNORE for x in lab) for _, lab in examples)
     schedule = _schedule([len(ids) for ids, _ in examples], cfg)
@@ -240,11 +248,13 @@ def train_sft(
         "num_demos": len(convs),
         "steps": total,
         "final_loss": loss_val,
+        "num_truncated": num_truncated,
         "config": _jsonable(cfg),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     shutil.rmtree(ckpt, ignore_errors=True)
-    return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start)
+    return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start,
+                     num_truncated=num_truncated)
 
 
 def is_trained(out_dir: str | Path) -> bool:
