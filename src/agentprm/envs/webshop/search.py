@@ -45,7 +45,10 @@ class Analyzer:
                 tok = tok[:-2]
             if tok and tok not in LUCENE_STOP_WORDS:
                 tokens.append(tok)
-        return self._stemmer.stemWords(tokens)
+        # Lucene's PorterStemmer leaves words of 1-2 letters alone; Snowball's porter stems "s" to "",
+        # a token bm25s's index has no column for (a query holding it raised ValueError).
+        stems = self._stemmer.stemWords(tokens)
+        return [t if len(t) <= 2 else s for t, s in zip(tokens, stems)]
 
 
 def document_text(product: dict[str, Any]) -> str:
