@@ -264,3 +264,12 @@ def test_mean_ratio_is_a_lower_bound_when_any_ratio_is_open(parts):
     assert lower == any(b is None for _, b in parts)
     expected = [b if b is not None else mx / 8 for mx, b in parts]
     assert abs(m - sum(expected) / len(expected)) < 1e-9
+
+
+def test_an_empty_result_file_is_a_search_not_yet_run(tmp_path):
+    from agentprm.report.layout import RunFolder
+
+    (tmp_path / "eval" / "babyai" / "agentprm").mkdir(parents=True)
+    (tmp_path / "eval" / "babyai" / "agentprm" / "beam_2x2.jsonl").write_text("")  # a search just started
+    (tmp_path / "eval" / "babyai" / "greedy.jsonl").write_text("")
+    assert RunFolder.scan(tmp_path).evals == []

@@ -61,6 +61,10 @@ class EvalFile:
         return seen
 
 
+def _has_records(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
 @dataclass
 class RunFolder:
     root: Path
@@ -72,12 +76,13 @@ class RunFolder:
         evals = []
         for env_dir in sorted(p for p in (root / "eval").glob("*") if p.is_dir()):
             env = env_dir.name
-            if (env_dir / "greedy.jsonl").is_file():
+            # An empty file is a search that has only started (the pipeline opens its output first): not a result.
+            if _has_records(env_dir / "greedy.jsonl"):
                 evals.append(EvalFile(env, None, "greedy", "1", env_dir / "greedy.jsonl"))
             for rm_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
                 for f in sorted(rm_dir.glob("*.jsonl")):
                     m = _FILE.match(f.stem)
-                    if m:
+                    if m and _has_records(f):
                         strategy, budget = (m[1], m[2]) if m[1] else (m[3], m[4])
                         evals.append(EvalFile(env, rm_dir.name, strategy, budget, f))
         return cls(root, evals)
