@@ -35,4 +35,15 @@ register(
     )
 )
 
+register(
+    EnvSpec(
+        name="math",
+        factory="agentprm.envs.math.env:MathEnv",
+        expert="agentprm.envs.math.env:expert_trajectory",
+        metric="success",
+        description="Math word problems, one reasoning step per turn (generated GSM8K-style problems, or a "
+        "GSM8K data dir via AGENTPRM_MATH_DATA)",
+    )
+)
+
 __all__ = ["REGISTRY", "Env", "EnvSpec", "StepResult", "get_spec", "make_env", "register"]
