@@ -13,7 +13,7 @@ from agentprm.cli import app
 @app.command()
 def pipeline(
     config: Annotated[Path | None, typer.Argument(help="YAML of PipelineConfig fields (default: the embedded default).")] = None,
-    env: Annotated[str | None, typer.Option(help="Environment (overrides the config): textcraft | babyai | webshop.")] = None,
+    env: Annotated[str | None, typer.Option(help="Environment (overrides the config): textcraft | babyai | webshop | math.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name: the folder runs/NAME (overrides the config).")] = None,
     runs: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
     force: Annotated[bool, typer.Option(help="Redo every stage instead of skipping complete ones.")] = False,
