@@ -14,7 +14,7 @@ from agentprm.envs import get_spec, make_env
 from agentprm.envs.math.answer import answers_match, extract_answer, final_answer, has_final_answer, parse_number
 from agentprm.envs.math.env import CONTINUE, NUM_TEST, MathEnv, expert_trajectory
 from agentprm.envs.math.gsm8k import load_jsonl, load_splits
-from agentprm.envs.math.problems import MAX_LINES, MIN_LINES, check_line, generate_problem
+from agentprm.envs.math.problems import MAX_LINES, MAX_VALUE, MIN_LINES, check_line, generate_problem
 from agentprm.errors import UserError
 
 
@@ -71,7 +71,8 @@ def test_comparison_is_exact_and_numeric():
     assert answers_match(parse_number("$1,000"), "1000")
     assert answers_match(parse_number("-7 degrees"), "-7")
     assert not answers_match(parse_number("7"), "-7")
-    assert not answers_match(parse_number("0.333"), "1/3")  # no tolerance
+    assert not answers_match(parse_number("0.333"), Fraction(1, 3))  # no tolerance
+    assert answers_match(parse_number("0.25"), Fraction(1, 4))
     assert not answers_match(None, "0")
 
 
@@ -109,7 +110,7 @@ def test_generator_varies_kinds_lengths_and_operations():
     assert {p.key.split("|")[0] for p in ps} == {"chain", "money", "pair"}
     text = "\n".join(line for p in ps for line in p.lines)
     assert all(f" {op} " in text for op in "+-*/")
-    assert max(p.answer for p in ps) <= 300 and min(p.answer for p in ps) >= 1
+    assert max(p.answer for p in ps) <= MAX_VALUE and min(p.answer for p in ps) >= 1
     assert len({p.question for p in ps}) == len(ps)
 
 

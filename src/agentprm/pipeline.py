@@ -96,10 +96,12 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # WebShop demos average ~1100 tokens (results pages): half would lose their last turns at 1024.
     "webshop": {"env": "webshop", "thought_style": None, "max_new_tokens": 96,
                 "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304}},
-    # Math (docs/math.md): generated demos are free and short (~5 one-line steps, ~100 tokens), so more
-    # of them; a step is one line (<= ~25 tokens); episodes are cheap, so more test tasks and beam 4x4.
-    "math": {"env": "math", "demos": 3000, "thought_style": None, "max_new_tokens": 40,
-             "sft": {"epochs": 3.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
+    # Math (docs/math.md): generated demos are free and short (~5 one-line steps, ~100 tokens), so many
+    # fresh ones rather than epochs (750 steps of 16; after 200 steps the policy had the format but not
+    # yet the question's numbers); a step is one line (<= ~25 tokens); episodes are cheap, so more test
+    # tasks and beam 4x4.
+    "math": {"env": "math", "demos": 6000, "thought_style": None, "max_new_tokens": 40,
+             "sft": {"epochs": 2.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
              "eval_tasks": 50, "beams": ["2x2", "4x4"]},
 }
 

@@ -9,9 +9,9 @@ problem has 2-6 solution lines, each one calculation written as GSM8K writes the
 - money: items at a price each (and maybe one at a fixed price), the total, the change from a bill;
 - pair: two or three people whose counts are given relative to each other, and the total.
 
-Numbers stay small (operands up to 20, multipliers 2-5, every intermediate 1..300, divisions exact), so
-a ~1M-parameter policy trained from scratch can learn the format and most single calculations while
-chaining 4-6 of them stays hard: headroom for search.
+Numbers stay small (start values up to 20, other operands up to 10, multipliers 2-4, prices up to $9,
+every intermediate 1..100, divisions exact), so a ~1M-parameter policy trained from scratch can learn
+the format and many single calculations while chaining 4-6 of them stays hard: headroom for search.
 
 Determinism: problem `i` of generator seed `s` comes from `random.Random(f"agentprm-math/{s}/{i}")`
 alone (no global state, no hash order), so the same id is the same problem in every process.
@@ -29,7 +29,7 @@ ITEMS = ["apples", "marbles", "stickers", "cards", "books", "pencils", "shells",
 GOODS = [("notebook", "notebooks"), ("pen", "pens"), ("cup", "cups"), ("ball", "balls"), ("kite", "kites"),
          ("hat", "hats"), ("sock", "socks"), ("plate", "plates")]
 CONTAINERS = ["boxes", "bags", "jars", "packs"]
-MAX_VALUE = 300
+MAX_VALUE = 100
 MIN_LINES, MAX_LINES = 2, 6
 
 
@@ -65,7 +65,7 @@ def _chain(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     lines: list[str] = []
     budget = n_lines
     if budget >= 3 and rng.random() < 0.4:  # start from equal containers: one line a * b
-        a, b, box = rng.randint(2, 6), rng.randint(2, 12), rng.choice(CONTAINERS)
+        a, b, box = rng.randint(2, 6), rng.randint(2, 10), rng.choice(CONTAINERS)
         v = _check(a * b)
         sents.append(f"{name} has {a} {box} of {item} with {b} {item} in each.")
         lines.append(f"{name} has {a} * {b} = {v} {item}.")
@@ -80,19 +80,19 @@ def _chain(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     for _ in range(steps):
         op = rng.choice(["add", "add", "sub", "sub", "mul", "div"])
         if op == "add":
-            x = rng.randint(2, 20)
+            x = rng.randint(2, 10)
             sents.append(rng.choice([f"{He} buys {x} more.", f"{He} finds {x} more {item}.", f"A friend gives {name} {x} {item}."]))
             r = _check(v + x)
             lines.append(f"Now {name} has {v} + {x} = {r} {item}.")
         elif op == "sub":
             if v < 3:
                 raise _Retry
-            x = rng.randint(2, min(20, v - 1))
+            x = rng.randint(2, min(10, v - 1))
             sents.append(rng.choice([f"{He} gives away {x} {item}.", f"{He} loses {x} of them.", f"{He} uses {x} {item}."]))
             r = _check(v - x)
             lines.append(f"Now {name} has {v} - {x} = {r} {item}.")
         elif op == "mul":
-            x = rng.randint(2, 3 if v > 20 else 5)
+            x = rng.randint(2, 3 if v > 20 else 4)
             word = {2: "doubles", 3: "triples"}.get(x)
             sents.append(f"{He} {word} the {item}." if word and rng.random() < 0.5 else f"{He} ends up with {x} times as many {item}.")
             r = _check(v * x)
@@ -109,7 +109,7 @@ def _chain(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
         ops.append(f"{op}{x}")
         v = r
     if friend:
-        (other, _), x = rng.choice([n for n in NAMES if n[0] != name]), rng.randint(2, 15)
+        (other, _), x = rng.choice([n for n in NAMES if n[0] != name]), rng.randint(2, 10)
         more = v <= x or rng.random() < 0.5
         if more:
             sents.append(f"{other} has {x} more {item} than {name} has now.")
@@ -135,14 +135,14 @@ def _money(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     goods = rng.sample(GOODS, kinds + (1 if single else 0))
     buys, lines, costs = [], [], []
     for one, many in goods[:kinds]:
-        a, p = rng.randint(2, 6), rng.randint(2, 9)
+        a, p = rng.randint(2, 5), rng.randint(2, 9 if kinds <= 2 else 5)
         buys.append(f"{a} {many} for ${p} each")
         c = a * p
         lines.append(f"The {many} cost {a} * {p} = ${c}.")
         costs.append(c)
         ops.append(f"buy{a}*{p}")
     if single:
-        q = rng.randint(2, 15)
+        q = rng.randint(2, 10)
         buys.append(f"a {goods[-1][0]} for ${q}")
         costs.append(q)
         ops.append(f"one{q}")
@@ -168,18 +168,18 @@ def _pair(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[s
     for (who, _), (prev, _) in zip(people[1:], people):
         rel = rng.choice(["more", "fewer", "times"])
         last = counts[-1]
-        if rel == "times" and last <= 30:
+        if rel == "times" and last <= 25:
             x = rng.randint(2, 4)
             r = _check(last * x)
             sents.append(f"{who} has {x} times as many {item} as {prev}.")
             lines.append(f"{who} has {last} * {x} = {r} {item}.")
         elif rel == "fewer" and last > 3:
-            x = rng.randint(2, min(15, last - 1))
+            x = rng.randint(2, min(10, last - 1))
             r = _check(last - x)
             sents.append(f"{who} has {x} fewer {item} than {prev}.")
             lines.append(f"{who} has {last} - {x} = {r} {item}.")
         else:
-            rel, x = "more", rng.randint(2, 15)
+            rel, x = "more", rng.randint(2, 10)
             r = _check(last + x)
             sents.append(f"{who} has {x} more {item} than {prev}.")
             lines.append(f"{who} has {last} + {x} = {r} {item}.")
