@@ -5,6 +5,7 @@ with a PRM and a policy; the training curves' event files."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import socket
 import threading
@@ -182,6 +183,8 @@ def served(smoke_run):
 @pytest.fixture()
 def browser():
     found = _chromium()
+    if found is None and os.environ.get("CI") == "true":
+        pytest.fail("CI must run the browser test: .ci/run installs chromium and chromium-driver")
     if found is None:
         pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver; "
                     ".ci/run installs them)")
