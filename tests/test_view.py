@@ -208,7 +208,16 @@ def test_viewer_in_a_real_browser(smoke_run, served, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
     shots = []
+
+    def click_and_wait(selector: str) -> None:
+        """Click, then wait until the old page is gone (else the old rows may still be read)."""
+        old = browser.find_element(By.ID, "trajectories")
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        WebDriverWait(browser, 120).until(EC.staleness_of(old))
 
     def shot(name: str) -> None:
         path = tmp_path / f"{name}.png"
@@ -236,16 +245,16 @@ def test_viewer_in_a_real_browser(smoke_run, served, browser, tmp_path):
     assert len(rows) == 4 + 2 + 4  # collected 2x2, greedy 2 test tasks, best-of-2 candidates
     task = trajs[0].task_id
     Select(browser.find_element(By.NAME, "task")).select_by_visible_text(task)
-    browser.find_element(By.ID, "apply").click()
+    click_and_wait("#apply")
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.traj-row")
     assert len(rows) == sum(t.task_id == task for t in trajs) and {r.get_attribute("data-task") for r in rows} == {task}
     Select(browser.find_element(By.NAME, "task")).select_by_visible_text("all")
     Select(browser.find_element(By.NAME, "split")).select_by_visible_text("test")
-    browser.find_element(By.ID, "apply").click()
+    click_and_wait("#apply")
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.traj-row")
     assert len(rows) == 6 and {r.get_attribute("data-split") for r in rows} == {"test"}
     # sorting by AgentPRM's score (computed for the rows that lack one)
-    browser.find_element(By.CSS_SELECTOR, 'a.sort[data-sort="agentprm"]').click()
+    click_and_wait('a.sort[data-sort="agentprm"]')
     cells = browser.find_elements(By.CSS_SELECTOR, 'tr.traj-row td[data-rm="agentprm"]')
     vals = [float(c.text) for c in cells]
     assert len(vals) == 6 and vals == sorted(vals, reverse=True)
@@ -366,3 +375,28 @@ def test_sft_and_prm_training_write_curves(smoke_run):
     assert all(v > 0 for _, v in sft["sft/tokens_per_s"])
     prm = read_scalars(smoke_run / "prm" / "pvm" / "tb")
     assert {"prm/loss", "prm/l_q", "prm/l_a", "prm/lr", "prm/tokens_per_s"} <= set(prm)
+
+
+def test_a_run_in_progress_and_several_runs(smoke_run, tmp_path):
+    """A folder the pipeline is still writing (collect half done, its last line torn mid-write) is
+    shown as it is; several run folders get an index page."""
+    from fastapi.testclient import TestClient
+
+    from agentprm.view.app import create_app
+    from agentprm.view.data import Filters, table
+
+    run = tmp_path / "smoke"
+    run.mkdir()
+    shutil.copy(smoke_run / "config.yaml", run / "config.yaml")
+    lines = (smoke_run / "trajectories.jsonl").read_text().splitlines()
+    (run / "trajectories.jsonl").write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][:100])
+    (run / "stages.jsonl").write_text(json_line({"stage": "collect", "event": "start", "time": time.time()}))
+    app = create_app([smoke_run, run])
+    client = TestClient(app)
+    index = client.get("/")
+    assert index.status_code == 200 and index.text.count('href="/run/') == 2
+    page = client.get("/run/1")
+    assert page.status_code == 200 and "running" in page.text and "No report.md yet" in page.text
+    rows, _ = table(app.state.runs[1], Filters())
+    assert len(rows) == 2
+    assert client.get("/run/1/trajectories").text.count('class="traj-row"') == 2
