@@ -42,8 +42,10 @@ def _sparkline(points: list[tuple[int, float]], width: int = 320, height: int = 
     sx = (width - 4) / ((x1 - x0) or 1)
     sy = (height - 4) / ((y1 - y0) or 1)
     coords = " ".join(f"{2 + (x - x0) * sx:.1f},{height - 2 - (y - y0) * sy:.1f}" for x, y in pts)
-    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-            f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{coords}"/></svg>')
+    mark = (f'<circle cx="{coords.split(",")[0]}" cy="{height / 2}" r="3" fill="currentColor"/>' if len(pts) == 1
+            else f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{coords}"/>')
+    return f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{mark}</svg>'
+
 
 
 def create_app(run_dirs: Sequence[str | Path], device: str | None = None) -> FastAPI:
