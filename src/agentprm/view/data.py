@@ -256,7 +256,9 @@ class Run:
         rms = self.rm_names()
         scores, computed, errors = self.scores(src, [traj], rms)
         mine = scores[traj.id]
-        labels = {m: v[traj.id] for m, v in self.labels().items() if traj.id in v}
+        # labels carried in the trajectory record itself, then the run's label files (which win)
+        labels = {**{m: list(v) for m, v in traj.labels.items()},
+                  **{m: v[traj.id] for m, v in self.labels().items() if traj.id in v}}
         # The TD-GAE target Algorithm 1 trains on is bootstrapped from AgentPRM's own Q (the label
         # file's is from the Q it was written with, usually 0): show the one from the current PRM too.
         if "agentprm" in mine:
