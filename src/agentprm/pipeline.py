@@ -197,10 +197,19 @@ class Pipeline:
                 self.log(f"{head}: already complete, skipped")
                 continue
             ts = time.time()
+            self._stage_event(stage.name, "start")
             summary = stage.run()
+            self._stage_event(stage.name, "end", seconds=round(time.time() - ts, 3), summary=summary)
             self.log(f"{head}: {summary} ({time.time() - ts:.0f} s)")
         self.log(f"pipeline finished in {(time.time() - t0) / 60:.1f} min: {self.dir / 'report.md'}")
         return self.dir / "report.md"
+
+    def _stage_event(self, stage: str, event: str, **extra: Any) -> None:
+        """Append to stages.jsonl: `agentprm view` shows each stage's status and time (a run in progress too)."""
+        from agentprm.trajectory import JsonlWriter
+
+        with JsonlWriter(self.dir / "stages.jsonl") as w:
+            w.write({"stage": stage, "event": event, "time": time.time(), **extra})
 
     def _write_config(self) -> None:
         import yaml

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -39,3 +42,9 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+
+
+# Training curves (agentprm.tracking), Hugging Face's option name and values.
+ReportToOpt = Annotated[str, typer.Option(
+    "--report-to", help="Where training curves go: tensorboard (event files in OUT/tb), wandb (needs the wandb "
+    "package), none, or a comma list.")]

@@ -38,29 +38,29 @@ def envs() -> None:
 def play(
     env: Annotated[str, typer.Option(help="Environment name (see `agentprm envs`).")] = "textcraft",
     task: Annotated[str, typer.Option(help="Task id, e.g. textcraft_12.")] = "",
+    rm: Annotated[Path | None, typer.Option(help="A trained PRM dir: show its score of every step and the change.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="A policy dir: the policy acts (greedy) instead of you.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Token cap of the policy's turns.")] = 128,
 ) -> None:
-    """Play a task yourself in the terminal: read the observation, type an action (`quit` to stop)."""
+    """Play a task in the terminal: read the observation, type an action (`quit` to stop); with --policy
+    the policy acts; with --rm every step shows the PRM's score and its change from the step before."""
     from agentprm.envs import make_env
+    from agentprm.search.loading import load_policy, load_reward_model
+    from agentprm.view.play import play_episode
 
     e = make_env(env)
     task_id = task or e.task_ids("test")[0]
-    first = e.reset(task_id)  # before any output, so a bad task id ends in just the one error line
-    print(e.system_prompt, "\n")
-    print(first)
-    for rnd in range(1, e.max_rounds + 1):
+    e.reset(task_id)  # before any output or model loading, so a bad task id ends in just the one error line
+    scorer = load_reward_model(str(rm)) if rm is not None else None
+    actor = load_policy(policy) if policy is not None else None
+
+    def read(prompt: str) -> str | None:
         try:
-            action = input(f"\n[{rnd}/{e.max_rounds}] action> ").strip()
+            return input(prompt)
         except EOFError:
-            break
-        if action in ("quit", "exit"):
-            break
-        res = e.step(e.parse_action(action))
-        print(res.observation)
-        print(f"reward={res.reward} done={res.done}")
-        if res.done:
-            print("success" if e.is_success(res.reward, res.done) else "episode over")
-            return
-    print("no more rounds" if rnd == e.max_rounds else "stopped")
+            return None
+
+    play_episode(e, task_id, read, rm=scorer, policy=actor, max_new_tokens=max_new_tokens)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agentprm.cli import app
-from agentprm.cli.common import progress, writable_path
+from agentprm.cli.common import ReportToOpt, progress, writable_path
 from agentprm.errors import UserError
 
 
@@ -32,6 +32,7 @@ def sft(
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (faster on CPUs with bf16 support).")] = False,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT already holds a trained policy.")] = False,
+    report_to: ReportToOpt = "tensorboard",
 ) -> None:
     """Supervised fine-tuning on expert demos: loss on assistant turns only; checkpoints; resume."""
     import shutil
@@ -43,6 +44,9 @@ def sft(
 
     if not demos.is_file():
         raise UserError(f"demos file {demos} does not exist; make one with `agentprm demos --out {demos}`")
+    from agentprm.tracking import check_report_to
+
+    check_report_to(report_to)
     if base in PRESETS:  # written once next to OUT as a plain HF dir, then trained like any base
         base = str(materialize_preset(base, out.parent / f"{base}-base"))
     if base != "tiny" and not Path(base).is_dir():
@@ -74,7 +78,7 @@ def sft(
         def on_step(step: int, total: int, loss: float) -> None:
             bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
 
-        res = train_sft(demos, base, out, cfg, on_step=on_step)
+        res = train_sft(demos, base, out, cfg, on_step=on_step, report_to=report_to)
     print(f"{res.summary()}; wrote {out}")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from agentprm.cli import app
-from agentprm.cli.common import existing_file, progress, writable_path
+from agentprm.cli.common import ReportToOpt, existing_file, progress, writable_path
 from agentprm.errors import UserError
 
 TrajOpt = Annotated[Path, typer.Option(help="Trajectories JSONL (from `agentprm collect`).")]
@@ -129,9 +129,13 @@ def train_prm_cmd(
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished PRM.")] = False,
+    report_to: ReportToOpt = "tensorboard",
 ) -> None:
     """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint."""
     from agentprm.prm.train import OBJECTIVES, PRMTrainConfig, is_trained, train_prm
+    from agentprm.tracking import check_report_to
+
+    check_report_to(report_to)
 
     if objective not in OBJECTIVES:
         raise UserError(f"unknown --objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
@@ -172,7 +176,7 @@ def train_prm_cmd(
             bar.update(task, completed=step, total=total, status=f"L_Q {lq:.4f}  L_A {la:.4f}")
 
         try:
-            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step)
+            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to)
         except ValueError as e:
             raise UserError(str(e)) from None
     note = f", resumed at step {res.resumed_from_step}" if res.resumed_from_step else ""

@@ -145,10 +145,14 @@ def train_sft(
     out_dir: str | Path,
     cfg: SFTConfig | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    report_to: str | None = "tensorboard",
+    logging_dir: str | Path | None = None,
 ) -> SFTResult:
     """Train a policy on the demos and save it to `out_dir`; resumes from `out_dir/checkpoint`.
 
     `on_step(step, total_steps, loss)` is called after every optimiser step (progress bars).
+    Loss, lr and tokens/s go to `report_to` (`agentprm.tracking`; event files in `logging_dir`,
+    default `out_dir/tb`).
     """
     import torch
 
@@ -209,6 +213,9 @@ def train_sft(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.train()
     loss_val = float("nan")
+    from agentprm.tracking import TB_DIR, Tracker
+
+    tracker = Tracker(logging_dir or out / TB_DIR, report_to, run_name=f"sft {out}", config=_jsonable(cfg))
     for step in range(start, total):
         batch = [examples[i] for i in schedule[step]]
         width = max(len(ids) for ids, _ in batch)
@@ -230,11 +237,15 @@ def train_sft(
         opt.step()
         loss_val = float(loss.detach())
         done = step + 1
+        if tracker.active:
+            tracker.log({"sft/loss": loss_val, "sft/lr": lr_at(step),
+                         "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in batch))}, done)
         if on_step:
             on_step(done, total, loss_val)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
             _save_checkpoint(model, tokenizer, opt, ckpt, done, cfg, base, lora)
 
+    tracker.close()
     model.eval()
     if lora:
         model = model.merge_and_unload()  # downstream loads a plain HF dir

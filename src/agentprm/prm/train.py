@@ -230,11 +230,15 @@ def train_prm(
     mc_labels: dict[str, list[float]] | None = None,
     on_step: Callable[[int, int, float, float], None] | None = None,
     stop_after_steps: int | None = None,
+    report_to: str | None = "tensorboard",
+    logging_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a PRM initialised from the HF dir `init` and save it to `out` (HF dir + head + config).
 
     `on_step(step, total_steps, L_Q, L_A)` is called after every optimiser step (the CLI's progress bar).
     `stop_after_steps` stops early after writing a checkpoint (used to test resume).
+    Loss, L_Q, L_A, lr and tokens/s go to `report_to` (`agentprm.tracking`; event files in
+    `logging_dir`, default `out/tb`).
     """
     from transformers import AutoTokenizer
 
@@ -290,6 +294,9 @@ def train_prm(
 
     if on_step is not None and step:
         on_step(step, total, float("nan"), float("nan"))
+    from agentprm.tracking import TB_DIR, Tracker
+
+    tracker = Tracker(logging_dir or out / TB_DIR, report_to, run_name=f"prm {out}", config=asdict(cfg))
     for epoch in range(cfg.epochs):
         for b, idx in enumerate(batches_of_epoch(len(items), cfg.batch_size, cfg.seed, epoch)):
             if epoch * per_epoch + b < step:
@@ -306,6 +313,9 @@ def train_prm(
             sched.step()
             step += 1
             log_rows.append({"step": step, "epoch": epoch, "loss": loss.item(), "l_q": lq, "l_a": la})
+            if tracker.active:
+                tracker.log({"prm/loss": loss.item(), "prm/l_q": lq, "prm/l_a": la, "prm/lr": sched.get_last_lr()[0],
+                             "prm/tokens_per_s": tracker.throughput(sum(len(it.encoded.input_ids) for it in batch))}, step)
             if on_step is not None:
                 on_step(step, total, lq, la)
             last_of_epoch = b == per_epoch - 1
@@ -313,8 +323,10 @@ def train_prm(
                 save_checkpoint()
             if stop_after_steps is not None and step >= stop_after_steps:
                 save_checkpoint()
+                tracker.close()
                 return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from)
 
+    tracker.close()
     model.eval()
     train_info = {**asdict(cfg), "steps": step, "items": len(items), "skipped": skipped, "complete": True}
     model.save(out, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length, train_info))

@@ -1,0 +1,1 @@
+"""`agentprm view`: a local web viewer of run folders (see `agentprm.view.app`)."""
