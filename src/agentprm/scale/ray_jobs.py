@@ -32,10 +32,11 @@ class Stage:
     env_factory: Callable[[], Any] | None = None  # a picklable factory (tests: a class), instead of `env`
     batch_size: int = 64
     threads: int = 1  # torch threads per actor
+    backend: str = "hf"  # generation backend: hf | vllm (give each actor a GPU: RayOptions.gpus_per_worker)
 
     def load_key(self) -> tuple:
         """What `load` depends on: an actor reloads only when this changes."""
-        return (self.policy, self.env, self.env_factory, self.batch_size, self.threads)
+        return (self.policy, self.env, self.env_factory, self.batch_size, self.threads, self.backend)
 
     def make_env_factory(self) -> Callable[[], Any]:
         if self.env_factory is not None:
@@ -45,9 +46,9 @@ class Stage:
         return get_spec(self.env).make
 
     def load_policy(self) -> Any:
-        from agentprm.policy.hf import HFPolicy, check_policy_dir
+        from agentprm.policy.vllm import load_policy_backend
 
-        return HFPolicy.load(str(check_policy_dir(self.policy)), batch_size=self.batch_size)
+        return load_policy_backend(self.policy, self.backend, batch_size=self.batch_size)
 
     def load(self) -> dict[str, Any]:
         import torch

@@ -29,10 +29,12 @@ def _import(module: str, attr: str, what: str) -> Any:
     return getattr(mod, attr)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, backend: str = "hf") -> Policy:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"policy directory {path} does not exist; give --policy a model dir (e.g. runs/NAME/policy)")
+    if backend != "hf":  # vLLM (GPU extra): agentprm.policy.vllm
+        return _import("agentprm.policy.vllm", "load_policy_backend", "the --backend option")(path, backend)
     hf_policy = _import("agentprm.policy.hf", "HFPolicy", "loading a policy")
     return hf_policy.load(str(path))
 
