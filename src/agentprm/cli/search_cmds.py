@@ -29,7 +29,7 @@ def search(
     ctx: typer.Context,
     policy: Annotated[Path, typer.Option(help="Policy directory (an HF model dir, e.g. runs/NAME/policy).")],
     out: Annotated[Path, typer.Option(help="Output JSONL, one chosen trajectory a task (appended to: a rerun resumes).")],
-    rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), or random[:SEED].")] = "random",
+    rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), a PRM server URL (http://HOST:PORT from `agentprm serve-prm`), or random[:SEED].")] = "random",
     strategy: Annotated[str, typer.Option(help="greedy | bon | beam.")] = "bon",
     budget: Annotated[str, typer.Option(help="bon: N samples (e.g. 16); beam: NxM (e.g. 4x4); greedy: ignored.")] = "16",
     env: Annotated[str, typer.Option(help="Environment name (see `agentprm envs`).")] = "textcraft",
