@@ -1,7 +1,6 @@
 """`agentprm serve-prm` on a real uvicorn (127.0.0.1): scores equal in-process scoring, concurrent
 requests are batched, limits answer 4xx, and a server that is down is an error, never a score."""
 
-import random
 import threading
 
 import httpx
