@@ -80,7 +80,7 @@ def search(
         reward_model, pol = (None if strategy == "greedy" else rm), None
     else:
         reward_model = None if strategy == "greedy" else load_reward_model(rm)
-        pol = load_policy(policy, backend)
+        pol = load_policy(policy) if backend == "hf" else load_policy(policy, backend)
     task_ids = spec_env.make().task_ids(split, n or None)
     command = _command_line(ctx, "search")
     ok = total = 0
