@@ -7,3 +7,12 @@ class UserError(Exception):
 
 class EnvError(Exception):
     """The environment itself failed (crashed, server down). Recorded as `env_error`, never as reward 0."""
+
+
+class RewardModelError(Exception):
+    """The reward model could not score (its server is down or answered an error). Never turned into a score."""
+
+    def __init__(self, where: str, reason: str):
+        super().__init__(f"reward model at {where} failed: {reason}")
+        self.where = where
+        self.reason = reason

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from agentprm.errors import UserError
+from agentprm.errors import RewardModelError, UserError
 
 app = typer.Typer(
     name="agentprm",
@@ -25,6 +25,7 @@ from agentprm.cli import prm_cmds  # noqa: E402,F401
 from agentprm.cli import policy_cmds  # noqa: E402,F401
 from agentprm.cli import pipeline_cmds  # noqa: E402,F401
 from agentprm.cli import view_cmds  # noqa: E402,F401
+from agentprm.cli import scale_cmds  # noqa: E402,F401
 
 
 def main() -> None:
@@ -33,3 +34,6 @@ def main() -> None:
     except UserError as e:
         print(f"agentprm: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RewardModelError as e:  # a runtime failure, not bad input: finished work is saved, a rerun resumes
+        print(f"agentprm: error: {e}; finished results are saved: rerun the same command to resume", file=sys.stderr)
+        sys.exit(1)

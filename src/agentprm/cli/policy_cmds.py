@@ -82,17 +82,18 @@ def sft(
     print(f"{res.summary()}; wrote {out}")
 
 
-def _load_policy(policy: Path, env_name: str, batch_size: int):
-    from agentprm.policy.hf import HFPolicy
+def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "hf"):
+    from agentprm.policy.vllm import load_policy_backend
 
-    pol = HFPolicy.load(policy, batch_size=batch_size)
+    pol = load_policy_backend(policy, backend, batch_size=batch_size)
     trained_on = pol.meta.get("env")
     if trained_on and trained_on != env_name:
         raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
     return pol
 
 
-def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads):
+def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads,
+         ray=None, ray_workers=0, backend="hf"):
     import torch
 
     from agentprm.envs import get_spec
@@ -105,7 +106,9 @@ def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, b
     spec = get_spec(env)
     check_split(split)
     writable_path(out)
-    pol = _load_policy(policy, env, batch_size)
+    if ray:  # the policy loads on the workers; the driver only checks it and writes the file
+        return spec, _run_on_ray(policy, env, spec, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads, ray, ray_workers, backend)
+    pol = _load_policy(policy, env, batch_size, backend)
     first = spec.make()
     task_ids = first.task_ids(split, n_tasks or None)
     made = [first]
@@ -125,6 +128,33 @@ def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, b
     return spec, summary
 
 
+def _run_on_ray(policy, env, spec, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads, ray, ray_workers, backend):
+    from agentprm.policy.hf import check_policy_dir, read_policy_meta
+    from agentprm.scale.ray_jobs import RayOptions, RolloutStage, rollout_on_ray
+
+    check_policy_dir(policy)
+    trained_on = read_policy_meta(policy).get("env")
+    if trained_on and trained_on != env:
+        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env}")
+    task_ids = spec.make().task_ids(split, n_tasks or None)
+    stage = RolloutStage(policy=str(policy), env=env, batch_size=batch_size, threads=threads or 1, backend=backend,
+                         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    with progress() as bar:
+        job = bar.add_task(f"{what} {env}/{split} on ray", total=len(task_ids) * n_per_task, status="")
+
+        def on_done(traj, s):
+            bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
+
+        summary = rollout_on_ray(stage, task_ids, n_per_task, out, RayOptions(address=ray, workers=ray_workers), on_done=on_done)
+        bar.update(job, completed=summary.written + summary.skipped)
+    return summary
+
+
+RayOpt = Annotated[str | None, typer.Option(help="Run on Ray: `auto` (a running local cluster, else start one) or a cluster address (HOST:PORT, ray://...). Needs the `ray` extra.")]
+RayWorkersOpt = Annotated[int, typer.Option(help="--ray: actors, each with a policy replica (0: one per cluster CPU).")]
+BackendOpt = Annotated[str, typer.Option(help="Generation backend: hf (default; transformers, CPU or GPU) | vllm (GPU; the `vllm` extra).")]
+
+
 @app.command()
 def collect(
     policy: Annotated[Path, typer.Option(help="Policy dir (`agentprm sft --out`).")] = Path("policy"),
@@ -138,12 +168,15 @@ def collect(
     seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     out: Annotated[Path, typer.Option(help="Output JSONL (a rerun resumes it).")] = Path("trajectories.jsonl"),
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = 0,
+    backend: BackendOpt = "hf",
 ) -> None:
     """Sample N trajectories per task with the policy (resumable; batched across envs)."""
     from agentprm.rollout.jobs import pass_at_n
     from agentprm.trajectory import read_trajectories
 
-    spec, s = _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, "collect", threads)
+    spec, s = _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, "collect", threads, ray, ray_workers, backend)
     trajs = read_trajectories(out)
     rate = sum(t.success for t in trajs) / len(trajs) if trajs else float("nan")
     print(
@@ -162,11 +195,14 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     out: Annotated[Path, typer.Option(help="Per-task JSONL (a rerun resumes it).")] = Path("eval.jsonl"),
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = 0,
+    backend: BackendOpt = "hf",
 ) -> None:
     """Greedy (T = 0) evaluation: one trajectory per task, then a one-line summary."""
     from agentprm.trajectory import read_trajectories
 
-    spec, s = _run(policy, env, split, n_tasks, 1, 0.0, max_new_tokens, batch_size, 0, out, "eval", threads)
+    spec, s = _run(policy, env, split, n_tasks, 1, 0.0, max_new_tokens, batch_size, 0, out, "eval", threads, ray, ray_workers, backend)
     trajs = read_trajectories(out)
     n = len(trajs)
     rate = sum(t.success for t in trajs) / n if n else float("nan")

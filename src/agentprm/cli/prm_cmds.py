@@ -56,6 +56,8 @@ def label(
     temperature: Annotated[float, typer.Option(help="mc: rollout temperature.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="mc: token cap per turn.")] = 128,
     seed: Annotated[int, typer.Option(help="mc: sampling seed.")] = 0,
+    ray: Annotated[str | None, typer.Option(help="mc: run the rollouts on Ray: `auto` (local cluster) or a cluster address. Needs the `ray` extra.")] = None,
+    ray_workers: Annotated[int, typer.Option(help="mc --ray: actors, each with a policy replica (0: one per cluster CPU).")] = 0,
 ) -> None:
     """Write per-step labels of a trajectory file (one record per trajectory) with their token cost."""
     from agentprm.labels.outcome import LabelSettings
@@ -77,7 +79,22 @@ def label(
     tokens = 0
     with JsonlWriter(out) as w, progress() as bar:
         task = bar.add_task(f"label {method}", total=len(todo), status="")
-        if method == "mc":
+        if method == "mc" and ray:
+            from agentprm.envs import get_spec
+            from agentprm.scale.ray_jobs import MCLabelStage, RayOptions, mc_label_on_ray
+
+            get_spec(env)
+            stage = MCLabelStage(policy=policy, env=env, n_mc=n_mc, soft=soft, binary_outcome=binary_outcome,
+                                 temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+
+            def on_record(d):
+                nonlocal tokens
+                tokens += d["sampled_tokens"]
+                bar.update(task, advance=1, status=f"{tokens} tokens")
+
+            w.close()  # the Ray driver appends to OUT itself
+            mc_label_on_ray(stage, todo, out, RayOptions(address=ray, workers=ray_workers), on_record=on_record)
+        elif method == "mc":
             from agentprm.envs import get_spec
             from agentprm.labels.run import mc_label_records
 

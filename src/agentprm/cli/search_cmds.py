@@ -29,7 +29,7 @@ def search(
     ctx: typer.Context,
     policy: Annotated[Path, typer.Option(help="Policy directory (an HF model dir, e.g. runs/NAME/policy).")],
     out: Annotated[Path, typer.Option(help="Output JSONL, one chosen trajectory a task (appended to: a rerun resumes).")],
-    rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), or random[:SEED].")] = "random",
+    rm: Annotated[str, typer.Option(help="Reward model: a PRM directory (runs/NAME/prm/agentprm), a PRM server URL (http://HOST:PORT from `agentprm serve-prm`), or random[:SEED].")] = "random",
     strategy: Annotated[str, typer.Option(help="greedy | bon | beam.")] = "bon",
     budget: Annotated[str, typer.Option(help="bon: N samples (e.g. 16); beam: NxM (e.g. 4x4); greedy: ignored.")] = "16",
     env: Annotated[str, typer.Option(help="Environment name (see `agentprm envs`).")] = "textcraft",
@@ -45,6 +45,9 @@ def search(
     samples: Annotated[Path | None, typer.Option(help="bon: JSONL of sampled candidates, reused by later runs (other RMs, smaller N).")] = None,
     chunk: Annotated[int, typer.Option(help="Tasks searched together in one batched search.")] = 32,
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
+    ray: Annotated[str | None, typer.Option(help="Run on Ray: `auto` (a running local cluster, else start one) or a cluster address; each actor holds a policy and RM replica, one --chunk of tasks a shard. Needs the `ray` extra.")] = None,
+    ray_workers: Annotated[int, typer.Option(help="--ray: actors (0: one per cluster CPU).")] = 0,
+    backend: Annotated[str, typer.Option(help="Generation backend: hf (default) | vllm (GPU; the `vllm` extra).")] = "hf",
 ) -> None:
     """Search the tasks of a split with a policy and a reward model; write the chosen trajectory per task."""
     from agentprm.envs import get_spec
@@ -66,8 +69,18 @@ def search(
     writable_path(out)
     if force and out.exists():
         out.unlink()
-    reward_model = None if strategy == "greedy" else load_reward_model(rm)
-    pol = load_policy(policy)
+    if ray and samples is not None:
+        raise UserError("--samples is not supported with --ray yet; drop one of them")
+    if ray:  # the workers load the policy and RM; the driver only checks that they are there
+        from agentprm.policy.hf import check_policy_dir
+
+        check_policy_dir(policy)
+        if strategy != "greedy" and not (rm == "random" or rm.startswith(("random:", "http://", "https://")) or Path(rm).is_dir()):
+            raise UserError(f"reward model directory {rm} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random")
+        reward_model, pol = (None if strategy == "greedy" else rm), None
+    else:
+        reward_model = None if strategy == "greedy" else load_reward_model(rm)
+        pol = load_policy(policy) if backend == "hf" else load_policy(policy, backend)
     task_ids = spec_env.make().task_ids(split, n or None)
     command = _command_line(ctx, "search")
     ok = total = 0
@@ -81,12 +94,19 @@ def search(
             bar.update(job, advance=k, status=f"success {ok}/{total}")
 
         done_before = len(task_ids)
-        records = run_search(
-            pol, reward_model, spec_env.make, task_ids, spec, out,
-            chunk_size=chunk, samples_path=samples, command=command,
-            extra_config={"policy": str(policy), "rm": None if reward_model is None else rm, "env": env, "split": split},
-            on_progress=advance,
-        )
+        extra = {"policy": str(policy), "rm": None if reward_model is None else rm, "env": env, "split": split}
+        if ray:
+            from agentprm.scale.ray_jobs import RayOptions, SearchStage, search_on_ray
+
+            fields = ("strategy", "budget", "temperature", "aggregation", "max_new_tokens", "seed", "root_copies", "dedup", "finished", "prm_call")
+            stage = SearchStage(policy=str(policy), env=env, backend=backend, rm=None if reward_model is None else rm,
+                                spec={k: getattr(spec, k) for k in fields}, config={**spec.to_dict(), **extra}, command=command)
+            records = search_on_ray(stage, task_ids, out, RayOptions(address=ray, workers=ray_workers), chunk_size=chunk, on_progress=advance)
+        else:
+            records = run_search(
+                pol, reward_model, spec_env.make, task_ids, spec, out,
+                chunk_size=chunk, samples_path=samples, command=command, extra_config=extra, on_progress=advance,
+            )
         done_before -= total
         bar.update(job, completed=len(task_ids))
     rate = sum(t.success for t in records) / len(records) if records else float("nan")

@@ -57,6 +57,44 @@ class JobSummary:
         return self.reward_sum / self.written if self.written else float("nan")
 
 
+def rollout_episodes(
+    policy: Policy,
+    make_env: Callable[[], Env],
+    pairs: list[tuple[str, int]],
+    *,
+    cfg: RolloutConfig,
+    seed: int = 0,
+) -> Iterator[Trajectory]:
+    """Run episode `k` of task `u` for every `(u, k)` in `pairs` (batched), yielding each trajectory as it
+    ends. What an episode samples depends only on (seed, u, k), so any split of `pairs` across calls or
+    machines (`agentprm.scale`) gives the same trajectories."""
+    free: list[Env] = []  # env instances are reused: building one can be costly (recipe parsing)
+
+    def episodes() -> Iterator[Episode]:
+        for u, k in pairs:
+            env = free.pop() if free else make_env()
+            yield new_episode(
+                env,
+                u,
+                traj_id=episode_id(u, k),
+                policy=getattr(policy, "name", ""),
+                temperature=cfg.temperature,
+                seed=episode_seed(seed, u, k) if cfg.temperature > 0 else None,
+                meta={"sample": k},
+            )
+
+    for ep in run_episodes(policy, episodes(), cfg):
+        if ep.traj.status != "env_error":  # a crashed env is not handed to the next episode
+            free.append(ep.env)
+        yield ep.traj
+
+
+def todo_pairs(task_ids: list[str], n_per_task: int, out: str | Path) -> list[tuple[str, int]]:
+    """The (task, sample) episodes of a job that `out` does not hold yet (resume)."""
+    have = done_ids(out)
+    return [(u, k) for u in task_ids for k in range(n_per_task) if episode_id(u, k) not in have]
+
+
 def rollout_tasks(
     policy: Policy,
     make_env: Callable[[], Env],
@@ -70,32 +108,14 @@ def rollout_tasks(
 ) -> JobSummary:
     """Run `n_per_task` episodes of every task, appending each finished trajectory to `out`."""
     cfg = cfg or RolloutConfig()
-    have = done_ids(out)
-    todo = [(u, k) for u in task_ids for k in range(n_per_task) if episode_id(u, k) not in have]
+    todo = todo_pairs(task_ids, n_per_task, out)
     summary = JobSummary(skipped=len(task_ids) * n_per_task - len(todo))
-    free: list[Env] = []  # env instances are reused: building one can be costly (recipe parsing)
-
-    def episodes() -> Iterator[Episode]:
-        for u, k in todo:
-            env = free.pop() if free else make_env()
-            yield new_episode(
-                env,
-                u,
-                traj_id=episode_id(u, k),
-                policy=getattr(policy, "name", ""),
-                temperature=cfg.temperature,
-                seed=episode_seed(seed, u, k) if cfg.temperature > 0 else None,
-                meta={"sample": k},
-            )
-
     with JsonlWriter(out) as writer:
-        for ep in run_episodes(policy, episodes(), cfg):
-            writer.write(ep.traj)
-            summary.add(ep.traj)
-            if ep.traj.status != "env_error":  # a crashed env is not handed to the next episode
-                free.append(ep.env)
+        for traj in rollout_episodes(policy, make_env, todo, cfg=cfg, seed=seed):
+            writer.write(traj)
+            summary.add(traj)
             if on_done:
-                on_done(ep.traj, summary)
+                on_done(traj, summary)
     return summary
 
 

@@ -29,22 +29,26 @@ def _import(module: str, attr: str, what: str) -> Any:
     return getattr(mod, attr)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, backend: str = "hf") -> Policy:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"policy directory {path} does not exist; give --policy a model dir (e.g. runs/NAME/policy)")
+    if backend != "hf":  # vLLM (GPU extra): agentprm.policy.vllm
+        return _import("agentprm.policy.vllm", "load_policy_backend", "the --backend option")(path, backend)
     hf_policy = _import("agentprm.policy.hf", "HFPolicy", "loading a policy")
     return hf_policy.load(str(path))
 
 
 def load_reward_model(spec: str) -> RewardModel:
-    """`random` or `random:SEED` for the random scorer, otherwise a trained PRM directory."""
+    """`random` or `random:SEED` for the random scorer, an http(s) URL of a PRM server, otherwise a PRM directory."""
     if spec == "random" or spec.startswith("random:"):
         _, _, seed = spec.partition(":")
         try:
             return RandomRewardModel(int(seed or 0))
         except ValueError:
             raise UserError(f"bad --rm {spec!r}: use random or random:SEED") from None
+    if spec.startswith(("http://", "https://")):  # a PRM served by `agentprm serve-prm`
+        return _import("agentprm.prm.client", "RemoteRewardModel", "a reward model server")(spec)
     path = Path(spec)
     if not path.is_dir():
         raise UserError(f"reward model directory {path} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random")
