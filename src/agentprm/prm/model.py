@@ -145,6 +145,48 @@ class ValueHeadPRM(nn.Module):
         return q[:, :n_steps], mask[:, :n_steps].to(dev)
 
 
+@dataclass(eq=False)
+class ScoreState:
+    """The PRM's keys/values for one scored conversation, stored as a segment on top of its parent's.
+
+    A beam node keeps the state of the candidate it came from; its children are scored from it, so a
+    round encodes only each candidate's new tokens (the observation and the candidate turn). The chain
+    shares the common history between siblings: memory grows with the search tree, not with the
+    number of candidates times their length. `base` tokens of the parent's chain come first, then
+    this segment's `ids` (keys/values `kv[2, layers, H_kv, len(ids), D]`). `steps` are the (token
+    index, score) of every agent step of the conversation so far.
+    """
+
+    parent: ScoreState | None
+    base: int
+    ids: list[int]
+    kv: torch.Tensor
+    steps: list[tuple[int, float]]
+
+    @property
+    def length(self) -> int:
+        return self.base + len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this segment alone (the parent's are shared)."""
+        return self.kv.numel() * self.kv.element_size()
+
+    def all_ids(self) -> list[int]:
+        return (self.parent.all_ids()[: self.base] if self.parent is not None else []) + self.ids
+
+    def shape(self) -> tuple[int, int, torch.dtype]:
+        return self.kv.shape[2], self.kv.shape[-1], self.kv.dtype
+
+    def copy_into(self, buf: torch.Tensor, row: int, at: int, n: int) -> None:
+        """Write the chain's first `n` tokens into cache row `row` from slot `at` (one copy per segment)."""
+        own = n - self.base
+        if own > 0:
+            buf[:, :, row, :, at + self.base : at + n] = self.kv[:, :, :, :own]
+        if self.parent is not None and min(n, self.base) > 0:
+            self.parent.copy_into(buf, row, at, min(n, self.base))
+
+
 class PRMScorer:
     """The `RewardModel` over a `ValueHeadPRM`: batched, one forward pass per conversation.
 
@@ -153,11 +195,12 @@ class PRMScorer:
     """
 
     def __init__(self, model: ValueHeadPRM, tokenizer: Any, *, name: str = "prm", batch_tokens: int = 16384,
-                 max_length: int = 0):
+                 max_length: int = 0, cache_bytes: int = 1 << 28):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.batch_tokens = batch_tokens
+        self.cache_bytes = cache_bytes  # bound on one `score_from` batch's key/value cache
         limit = getattr(model.backbone.config, "max_position_embeddings", None) or 1 << 30
         self.max_length = min(max_length or limit, limit)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -206,7 +249,86 @@ class PRMScorer:
         return [StepScores(s, n) for s, n in zip(scores, tokens, strict=True)]
 
     def score(self, conversations: list[list[Message]]) -> list[StepScores]:
+        if not conversations:
+            return []
         return self.score_encoded([encode_for_scoring(self.tokenizer, c) for c in conversations])
+
+    @torch.no_grad()
+    def score_from(
+        self, items: Sequence[tuple[ScoreState | None, list[Message]]]
+    ) -> list[tuple[StepScores, ScoreState | None]]:
+        """Score each conversation starting from the state of an earlier conversation it extends.
+
+        Only the tokens past the longest common prefix with the state's tokens are encoded (the
+        state's keys/values are copied into the cache), so the scores equal `score` of the whole
+        conversation (up to float rounding) at a fraction of the tokens; `StepScores.tokens` counts
+        the tokens encoded. Returns each conversation's scores and its own state (to extend next
+        round). A conversation past `max_length` is scored whole, with no state.
+        """
+        if not items:
+            return []
+        encoded = [encode_for_scoring(self.tokenizer, c) for _, c in items]
+        out: list[tuple[StepScores, ScoreState | None] | None] = [None] * len(items)
+        long = [i for i, e in enumerate(encoded) if len(e.input_ids) > self.max_length]
+        for i, r in zip(long, self.score_encoded([encoded[i] for i in long])):
+            out[i] = (r, None)
+        todo = [i for i in range(len(items)) if out[i] is None]
+        # Rows with similar new-token counts share a batch: the encoded window is the longest one.
+        states = [items[i][0] for i in range(len(items))]
+        new = {i: len(encoded[i].input_ids) - self._reusable(states[i], encoded[i].input_ids) for i in todo}
+        todo.sort(key=lambda i: (new[i], len(encoded[i].input_ids)))
+        kv_token_bytes = self._kv_token_bytes()
+        start = 0
+        while start < len(todo):
+            end, width, longest = start, 0, 0
+            while end < len(todo):
+                w, L = max(width, new[todo[end]]), max(longest, len(encoded[todo[end]].input_ids))
+                rows = end - start + 1
+                if rows > 1 and (rows * w > self.batch_tokens or rows * L * kv_token_bytes > self.cache_bytes):
+                    break
+                end, width, longest = end + 1, w, L
+            batch = todo[start:end]
+            for i, res in zip(batch, self._score_window([encoded[i] for i in batch], [states[i] for i in batch])):
+                out[i] = res
+            start = end
+        return out  # type: ignore[return-value]
+
+    def _reusable(self, state: ScoreState | None, ids: list[int]) -> int:
+        from agentprm.policy.fastgen import common_prefix
+
+        return 0 if state is None else min(common_prefix(state.all_ids(), ids), len(ids) - 1)
+
+    def _kv_token_bytes(self) -> int:
+        cfg = self.model.backbone.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return 2 * cfg.num_hidden_layers * heads * dim * next(self.model.parameters()).element_size()
+
+    def _score_window(
+        self, batch: list[EncodedConversation], states: list[ScoreState | None]
+    ) -> list[tuple[StepScores, ScoreState]]:
+        from agentprm.policy.fastgen import DecodeState
+
+        prompts = [e.input_ids for e in batch]
+        st = DecodeState(self.model.backbone, prompts, pad_id=self.pad_id, prefixes=states)
+        hidden = st.prefill().last_hidden_state  # [B, window, H]
+        values = self.model.head(hidden).squeeze(-1).float()
+        if self.model.head_activation == "sigmoid":
+            values = torch.sigmoid(values)
+        values = values.cpu()
+        res = []
+        for i, (e, state) in enumerate(zip(batch, states)):
+            r = st.reuse[i]
+            kept = [(t, v) for t, v in state.steps if t < r] if state is not None and r else []
+            if [t for t, _ in kept] != [t for t in e.step_index if t < r]:  # cannot happen for a true prefix
+                raise RuntimeError("stored PRM steps disagree with the conversation's steps")
+            steps = kept + [(t, float(values[i, st.slot(i, t) - st.s0])) for t in e.step_index if t >= r]
+            a = st.slot(i, r)
+            kv = st.cache.buf[:, :, i, :, a : st.slot(i, len(e.input_ids))].clone()  # type: ignore[index]
+            parent = state if r else None
+            res.append((StepScores([v for _, v in steps], len(e.input_ids) - r),
+                        ScoreState(parent, r, e.input_ids[r:], kv, steps)))
+        return res
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:
         """M(s_t, a) for each candidate a appended to `conversation` (which ends in a user turn)."""
