@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agentprm.conversation import trajectory_messages
 from agentprm.policy.fastgen import common_prefix
 from agentprm.prm.base import IncrementalRewardModel
 from agentprm.prm.model import PRMMeta, PRMScorer, ValueHeadPRM, encode_for_scoring
@@ -136,3 +137,21 @@ def test_beam_with_no_candidates_makes_no_reward_model_call():
 def test_empty_score_calls_return_nothing(prm_dir):
     scorer = PRMScorer.load(prm_dir)
     assert scorer.score([]) == [] and scorer.score_from([]) == []
+
+
+def test_grouped_step_values_equal_one_padded_batch(prm_dir):
+    """PRM training forwards a batch in length-sorted groups (less padding); the values, mask and
+    gradients are those of the one padded forward."""
+    from agentprm.prm.train import grouped_step_values
+    from tests.prm_helpers import scripted_dataset
+
+    model, tok, _ = ValueHeadPRM.load(prm_dir)
+    encs = [encode_for_scoring(tok, trajectory_messages(t))
+            for t in scripted_dataset(6, seed=2)]
+    assert len({len(e.input_ids) for e in encs}) > 2  # varied lengths: several groups
+    q1, m1 = model.step_values(encs)
+    g1 = torch.autograd.grad(q1[m1].sum(), model.head.weight)[0]
+    q2, m2 = grouped_step_values(model, encs, 0, slack=1.0)
+    g2 = torch.autograd.grad(q2[m2].sum(), model.head.weight)[0]
+    assert torch.equal(m1, m2)
+    assert torch.allclose(q1[m1], q2[m2], atol=1e-5) and torch.allclose(g1, g2, atol=1e-4)
