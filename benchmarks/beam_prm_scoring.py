@@ -106,6 +106,13 @@ def main() -> None:
     print(f"PRM tokens: incremental {tok_inc}, re-scoring {tok_full} (x{tok_full / tok_inc:.1f})")
     print(f"PRM seconds: incremental {t_inc:.2f}, re-scoring {t_full:.2f}; whole search {runs[True, 'sec']:.2f} vs {runs[False, 'sec']:.2f} s")
     print(f"same trajectories chosen: {same}; max |score difference|: {diff:.1e}")
+    from agentprm.flops import limit_line, matmul_flops_per_s
+
+    machine = matmul_flops_per_s()
+    ctx = tok_full / max(1, sum(x[0] for x in rec[False].rounds))  # mean conversation length scored
+    cfg_bb = scorer.model.backbone.config
+    print(limit_line("incremental, scored tokens", cfg_bb, tok_inc, ctx, t_inc, lm_head=False, machine=machine))
+    print(limit_line("re-scoring, scored tokens", cfg_bb, tok_full, ctx / 2, t_full, lm_head=False, machine=machine))
     print(f"speed-up: {t_full / t_inc:.1f}x")
 
 

@@ -358,6 +358,9 @@ class PrefixStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __repr__(self) -> str:
+        return f"PrefixStore({len(self)} entries, {self.bytes / 2**20:.1f} of at most {self.max_bytes / 2**20:.0f} MB)"
+
     def clear(self) -> None:
         self._entries.clear()
         self._index.clear()
