@@ -34,7 +34,7 @@ def build(tmp: Path, hidden: int, layers: int, train_steps: int) -> tuple[HFPoli
     torch.manual_seed(1)
     torch.nn.init.normal_(prm.head.weight, std=0.1)
     prm.save(tmp / "prm", policy.tokenizer, PRMMeta())
-    return policy, PRMScorer.load(tmp / "prm")
+    return policy, PRMScorer.load(tmp / "prm", attn=policy.model.config._attn_implementation)
 
 
 def main() -> None:

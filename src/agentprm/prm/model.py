@@ -77,12 +77,15 @@ class ValueHeadPRM(nn.Module):
 
     # -- construction / persistence ---------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None):
-        """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head)."""
+    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None,
+                      attn: str | None = None):
+        """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head).
+        `attn`: the attention implementation (None: the transformers default)."""
         from transformers import AutoModel
 
         _quiet_transformers()
-        backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32)
+        kw = {"attn_implementation": attn} if attn else {}
+        backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **kw)
         return cls(backbone, head_activation)
 
     def save(self, out: str | Path, tokenizer: Any, meta: PRMMeta) -> None:
@@ -98,7 +101,7 @@ class ValueHeadPRM(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
+    def load(cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
         """(model, tokenizer, meta) of a PRM dir written by `save`."""
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
@@ -107,7 +110,7 @@ class ValueHeadPRM(nn.Module):
         if not (path / HEAD_FILE).is_file() or not (path / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{path} is not a PRM dir (no {HEAD_FILE} / {CONFIG_FILE}); train one with train-prm")
         meta = PRMMeta(**json.loads((path / CONFIG_FILE).read_text()))
-        model = cls.from_backbone(path, meta.head_activation, dtype)
+        model = cls.from_backbone(path, meta.head_activation, dtype, attn)
         model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         model.head.to(dtype or torch.float32)
         return model, AutoTokenizer.from_pretrained(str(path)), meta
@@ -208,7 +211,7 @@ class PRMScorer:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, **kw: Any) -> PRMScorer:
-        model, tok, meta = ValueHeadPRM.load(path)
+        model, tok, meta = ValueHeadPRM.load(path, attn=kw.pop("attn", None))
         if device:
             model.to(device)
         return cls(model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw)
