@@ -312,7 +312,7 @@ class PRMScorer:
         from agentprm.conversation import _encode, _render
 
         tok = self.tokenizer
-        if state is None or not state.text:
+        if state is None or not state.text or getattr(self, "_fast_checked", None) is False:
             return encode_for_scoring(tok, messages)
         suffix = full[len(state.text) :]
         if not full.startswith(state.text) or not any(suffix.startswith(t) for t in self._boundary_tokens()):
@@ -335,7 +335,12 @@ class PRMScorer:
             if ids[:end] != through_ids:
                 return encode_for_scoring(tok, messages)
             steps.append(end - 1)
-        return EncodedConversation(ids, steps)
+        fast = EncodedConversation(ids, steps)
+        if getattr(self, "_fast_checked", None) is None:  # once per scorer: this tokenizer splits there
+            whole = encode_for_scoring(tok, messages)
+            self._fast_checked = whole == fast
+            return whole
+        return fast if self._fast_checked else encode_for_scoring(tok, messages)
 
     def _boundary_tokens(self) -> list[str]:
         if not hasattr(self, "_boundaries"):

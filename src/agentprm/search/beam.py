@@ -178,6 +178,8 @@ def beam_search(
                     node.rm_state = c.rm_state
                     advance(node, c.gen, rollout)
                     spent[i].env_steps += 1
+                    if node.finished:
+                        node.rm_state = None  # never scored again: free its keys/values now
                     if node.finished and cfg.finished == "reserve":
                         reserve[i].append(node)
                     else:
