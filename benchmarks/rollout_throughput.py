@@ -36,6 +36,8 @@ def measure(policy, make_env, tasks, cfg) -> dict[str, float]:
         "gen tok/s": gen / dt,
         "success": sum(t.success for t in trajs) / len(trajs),
         "turns": sum(t.num_steps for t in trajs) / len(trajs),
+        "gen": gen,
+        "context": sum(t.compute.policy_prompt_tokens for t in trajs) / max(1, sum(t.num_steps for t in trajs)),
     }
 
 
@@ -91,6 +93,11 @@ def main() -> None:
         for mode in rows:
             if mode != "fast":
                 print(f"fast vs {mode} (both batched): {rows['fast']['episodes/s'] / rows[mode]['episodes/s']:.1f}x")
+        from agentprm.flops import limit_line, matmul_flops_per_s
+
+        r = rows["fast"]
+        print(limit_line("fast batched, generated tokens", policy.model.config, int(r["gen"]), r["context"], r["sec"],
+                         lm_head=True, machine=matmul_flops_per_s()))
         print(f"speed-up: {rows['fast']['episodes/s'] / seq['episodes/s']:.1f}x")
 
 

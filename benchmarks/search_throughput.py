@@ -1,139 +1,87 @@
 """Batched beam search against one task at a time: same tasks, same models, same settings.
 
-The policy and reward model are tiny RANDOM HF Llamas built from a config in code (no download) with
-the project's tiny ChatML tokenizer trained on the scripted env's text. `agentprm.policy.hf` (HFPolicy)
-and the trained PRM are not on this branch yet, so this script carries a minimal Policy adapter (HF
-`generate`, left padding) and a minimal value-head RewardModel adapter of its own; after they land the
-benchmark should use them. Random weights make every episode run to the round limit with full-length
-turns, so both sides do identical work and the ratio measures batching alone.
+The policy is a toy tiny policy (the embedded default's architecture, `agentprm.testing.policies.
+tiny_policy_dir`, untrained unless --train-steps) through `HFPolicy`, and the PRM a random tiny value
+head of the same shape through `PRMScorer` (incremental scoring on). Random weights make most turns
+run to the token cap and episodes to the round limit, so both sides do the same work and the ratio
+measures batching alone.
 
-    PYTHONPATH=src python benchmarks/search_throughput.py [--tasks 16] [--beam 2x2]
+    PYTHONPATH=src python benchmarks/search_throughput.py [--tasks 16] [--beam 2x2] [--hidden 128 --layers 4]
 
-The last line is `speed-up: N.Nx` (tasks/s batched over tasks/s one task at a time).
+Last line: `speed-up: N.Nx` (tasks/s batched over tasks/s one task at a time).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from agentprm.conversation import Message, tokenize_conversation
-from agentprm.policy.base import Generation
-from agentprm.policy.tokenizer import train_chat_tokenizer
-from agentprm.prm.base import StepScores
+from agentprm.policy.hf import HFPolicy
+from agentprm.prm.model import PRMMeta, PRMScorer, ValueHeadPRM
 from agentprm.search import BeamConfig, beam_search
 from agentprm.testing import ScriptedEnv
+from agentprm.testing.policies import tiny_policy_dir
 
 
-def tiny_llama(vocab: int, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg).eval()
-
-
-class BenchPolicy:
-    """Minimal Policy over HF generate (benchmark-local; HFPolicy replaces it once on main)."""
-
-    name = "tiny-random-llama"
-
-    def __init__(self, model, tok):
-        self.model, self.tok = model, tok
-        self.model.generation_config.pad_token_id = tok.pad_token_id
-        self.model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
-
-    @torch.no_grad()
-    def generate(self, conversations, *, n=1, temperature=1.0, max_new_tokens=128, seed=None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        texts = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-        out = self.model.generate(**enc, do_sample=temperature > 0, temperature=temperature or None, top_k=0,
-                                  max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, num_return_sequences=n)
-        new = out[:, enc["input_ids"].shape[1]:]
-        lens = enc["attention_mask"].sum(1).tolist()
-        res = []
-        for i in range(len(conversations)):
-            gens = []
-            for j in range(n):
-                ids = new[i * n + j].tolist()
-                gens.append(Generation(self.tok.decode(ids, skip_special_tokens=True), int(lens[i]), len(ids)))
-            res.append(gens)
-        return res
-
-
-class BenchRM:
-    """Minimal value-head reward model: the score of step t is a linear head on the hidden state at the
-    last token of assistant turn t+1; one padded forward pass per batch of conversations."""
-
-    name = "tiny-random-prm"
-
-    def __init__(self, model, tok):
-        self.model, self.tok = model, tok
-        self.head = torch.nn.Linear(model.config.hidden_size, 1).to(model.device)
-
-    @torch.no_grad()
-    def score(self, conversations: list[list[Message]]) -> list[StepScores]:
-        toks = [tokenize_conversation(self.tok, c) for c in conversations]
-        width = max(len(t.input_ids) for t in toks)
-        ids = torch.full((len(toks), width), self.tok.pad_token_id)
-        mask = torch.zeros((len(toks), width), dtype=torch.long)
-        for i, t in enumerate(toks):  # right padding: turn positions stay as computed
-            ids[i, : len(t.input_ids)] = torch.tensor(t.input_ids)
-            mask[i, : len(t.input_ids)] = 1
-        dev = self.model.device
-        hidden = self.model.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
-        values = self.head(hidden).squeeze(-1).cpu()
-        return [
-            StepScores([float(values[i, t.last_token_of_turn(k)]) for k in range(1, len(t.assistant_spans))], len(t.input_ids))
-            for i, t in enumerate(toks)
-        ]
-
-    def score_candidates(self, conversation, actions):
-        scored = self.score([[*conversation, {"role": "assistant", "content": a}] for a in actions])
-        return StepScores([s.scores[-1] for s in scored], sum(s.tokens for s in scored))
+def build(tmp: Path, hidden: int, layers: int, train_steps: int) -> tuple[HFPolicy, PRMScorer]:
+    pdir = tiny_policy_dir(tmp / "policy", hidden=hidden, layers=layers, train_steps=train_steps)
+    policy = HFPolicy.load(pdir, batch_size=256)
+    prm = ValueHeadPRM.from_backbone(pdir)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(prm.head.weight, std=0.1)
+    prm.save(tmp / "prm", policy.tokenizer, PRMMeta())
+    return policy, PRMScorer.load(tmp / "prm", attn=policy.model.config._attn_implementation)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--beam", default="2x2")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--train-steps", type=int, default=0, help="SFT steps on scripted demos (0: random policy)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-
-    env0 = ScriptedEnv(max_rounds=args.rounds, n_test=args.tasks)
-    corpus = [env0.system_prompt, "Thought: I type a.\nAction: a", "Wrong word. Good. typed Done! Type 4 words. Next: ?"] * 50
-    tok = train_chat_tokenizer(corpus, vocab_size=400)
-    policy = BenchPolicy(tiny_llama(len(tok), 0).to(args.device), tok)
-    rm = BenchRM(tiny_llama(len(tok), 1).to(args.device), tok)
-    tasks = env0.task_ids("test")
-    n, m = (int(x) for x in args.beam.split("x"))
-    cfg = BeamConfig(beam_width=n, expansions=m, max_new_tokens=args.max_new_tokens, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        policy, rm = build(Path(tmp), args.hidden, args.layers, args.train_steps)
 
     def make_env():
         return ScriptedEnv(max_rounds=args.rounds, n_test=args.tasks)
 
-    beam_search(policy, rm, make_env, tasks[:1], cfg)  # warm-up
-    t0 = time.perf_counter()
-    batched = beam_search(policy, rm, make_env, tasks, cfg)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    single = [r for t in tasks for r in beam_search(policy, rm, make_env, [t], cfg)]
-    t_single = time.perf_counter() - t0
+    tasks = make_env().task_ids("test")
+    n, m = (int(x) for x in args.beam.split("x"))
+    cfg = BeamConfig(beam_width=n, expansions=m, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
 
+    def run(task_lists):
+        policy.prefix_store.clear()
+        t0 = time.perf_counter()
+        res = [r for ts in task_lists for r in beam_search(policy, rm, make_env, ts, cfg)]
+        return res, time.perf_counter() - t0
+
+    run([tasks[:1]])  # warm-up
+    batched, t_batched = run([tasks])
+    single, t_single = run([[t] for t in tasks])
+    same = [[s.output for s in r.trajectory.steps] for r in batched] == [[s.output for s in r.trajectory.steps] for r in single]
     gen_b = sum(r.compute.policy_generated_tokens for r in batched)
-    gen_s = sum(r.compute.policy_generated_tokens for r in single)
-    print(f"tasks {len(tasks)}, beam {args.beam}, {args.rounds} rounds, {args.max_new_tokens} new tokens a turn, {args.threads} thread(s), {args.device}")
-    print(f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated tokens)")
-    print(f"one at a time:  {t_single:7.2f} s  {len(tasks) / t_single:6.2f} tasks/s  ({gen_s} generated tokens)")
+    prm_b = sum(r.compute.prm_tokens for r in batched)
+    print(f"tasks {len(tasks)}, beam {args.beam}, {args.rounds} rounds, {args.max_new_tokens} new tokens a turn, "
+          f"policy/PRM h{args.hidden} L{args.layers}, {args.threads} thread(s)")
+    print(f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated, {prm_b} PRM tokens)")
+    print(f"one at a time:  {t_single:7.2f} s  {len(tasks) / t_single:6.2f} tasks/s  (same trajectories: {same})")
+    from agentprm.flops import matmul_flops_per_s, limit_line
+
+    machine = matmul_flops_per_s()
+    prompt = sum(r.compute.policy_prompt_tokens for r in batched) / max(1, sum(len(r.trajectory.steps) for r in batched))
+    # FLOPs of the whole batched run over its wall time (policy + PRM together: a lower bound on each)
+    print(limit_line("batched, generated tokens (policy)", policy.model.config, gen_b, prompt, t_batched, lm_head=True, machine=machine))
+    print(limit_line("batched, scored tokens (PRM)", rm.model.backbone.config, prm_b, prompt, t_batched, lm_head=False, machine=machine))
     print(f"speed-up: {t_single / t_batched:.1f}x")
 
 

@@ -35,6 +35,17 @@ def random_llama():
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [20, 21, 22, 23], [40]]
 
 
+def _recorder(rec: list, n: int):
+    """An `on_logits` hook appending each row's next-token logits to rec[row]."""
+    rec.extend([] for _ in range(n))
+
+    def hook(rows, logits):
+        for r, x in zip(rows, logits):
+            rec[r].append(x.float().clone())
+
+    return hook
+
+
 def _full_forward_logits(model, prompt, generated):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt + generated])).logits[0]
@@ -47,7 +58,7 @@ def test_fast_path_logits_match_plain_forward(random_llama, attn):
     try:
         gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
         rec: list = []
-        out = decode_batch(random_llama, PROMPTS, max_new_tokens=10, stop_ids=list(range(12)), temperature=1.0, generators=gens, record_logits=rec)
+        out = decode_batch(random_llama, PROMPTS, max_new_tokens=10, stop_ids=list(range(12)), temperature=1.0, generators=gens, on_logits=_recorder(rec, len(PROMPTS)))
     finally:
         random_llama.config._attn_implementation = "sdpa"
     assert any(d.finished for d in out) and any(not d.finished for d in out)  # rows dropped mid-batch
@@ -73,7 +84,7 @@ def test_reused_prefix_gives_the_plain_forward_logits(random_llama, attn):
         nxt[2] = list(PROMPTS[2]) + [60, 61, 62]
         prefixes = [d.kv for d in first[:3]] + [None]
         rec: list = []
-        out = decode_batch(random_llama, nxt, max_new_tokens=8, stop_ids=[3], temperature=0, prefixes=prefixes, record_logits=rec, keep_kv=True)
+        out = decode_batch(random_llama, nxt, max_new_tokens=8, stop_ids=[3], temperature=0, prefixes=prefixes, on_logits=_recorder(rec, len(nxt)), keep_kv=True)
     finally:
         random_llama.config._attn_implementation = "sdpa"
     for prompt, d, logits in zip(nxt, out, rec):

@@ -373,10 +373,13 @@ class Pipeline:
 
             mc_labels = {k: r.labels for k, r in read_labels(self._label_path("mc")).items()}
         with _bar(f"train {name}") as (bar, job):
-            def on_step(step: int, total: int, lq: float, la: float) -> None:
-                bar.update(job, total=total, completed=step, status=f"L_Q {lq:.4f} L_A {la:.4f}")
+            rate = [0.0]
 
-            res = train_prm(trajs, self.policy_dir, self.prm_dir(name), cfg, mc_labels=mc_labels, on_step=on_step)
+            def on_step(step: int, total: int, lq: float, la: float) -> None:
+                bar.update(job, total=total, completed=step, status=f"L_Q {lq:.4f} L_A {la:.4f} {rate[0]:,.0f} tok/s")
+
+            res = train_prm(trajs, self.policy_dir, self.prm_dir(name), cfg, mc_labels=mc_labels, on_step=on_step,
+                            on_rate=lambda r: rate.__setitem__(0, r))
         return f"{name} -> {self.prm_dir(name)} ({_short(res)})"
 
     # search

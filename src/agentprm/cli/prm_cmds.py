@@ -189,16 +189,19 @@ def train_prm_cmd(
     with progress() as bar:
         task = bar.add_task(f"train-prm {objective}", total=None, status="")
 
+        rate = [0.0]
+
         def on_step(step: int, total: int, lq: float, la: float) -> None:
-            bar.update(task, completed=step, total=total, status=f"L_Q {lq:.4f}  L_A {la:.4f}")
+            bar.update(task, completed=step, total=total, status=f"L_Q {lq:.4f}  L_A {la:.4f}  {rate[0]:,.0f} tok/s")
 
         try:
-            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to)
+            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to,
+                            on_rate=lambda r: rate.__setitem__(0, r))
         except ValueError as e:
             raise UserError(str(e)) from None
     note = f", resumed at step {res.resumed_from_step}" if res.resumed_from_step else ""
     print(f"trained {objective} PRM ({preset} preset) on {res.items} trajectories, {res.steps} steps{note}; "
-          f"loss {res.first_loss:.4f} -> {res.last_loss:.4f}; skipped {res.skipped}, {n_bad} error/empty -> {out}")
+          f"loss {res.first_loss:.4f} -> {res.last_loss:.4f}; {res.tokens_per_s:,.0f} tokens/s; skipped {res.skipped}, {n_bad} error/empty -> {out}")
 
 
 def _param_count(init: Path) -> float:

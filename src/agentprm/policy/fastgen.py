@@ -23,17 +23,19 @@ against a naive loop and HF's own `generate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 
 class RowKVCache:
-    """Per-layer `[B, H_kv, L, D]` key/value buffers, preallocated once per batch, written in place.
+    """Every layer's `[B, H_kv, L, D]` key/value buffer, preallocated once per batch, written in place.
 
-    Before each forward set `start` (the slot of the first query token; the same for every row, as
-    prompts are left-padded). Duck-types the one method HF attention calls, `update`.
+    All layers live in one tensor `buf[2, layers, B, H_kv, L, D]` (keys, values), so a stored prefix
+    or a compaction is one copy per row instead of one per layer. Before each forward set `start` (the
+    slot of the first query token; the same for every row, as prompts are left-padded). Duck-types
+    the one method HF attention calls, `update`.
     """
 
     is_compileable = False
@@ -41,29 +43,37 @@ class RowKVCache:
     def __init__(self, n_layers: int, capacity: int):
         self.n_layers = n_layers
         self.capacity = capacity
-        self.keys: list[torch.Tensor | None] = [None] * n_layers
-        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.buf: torch.Tensor | None = None
         self.start = 0
 
+    def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.buf = torch.zeros((2, self.n_layers, b, heads, self.capacity, dim), dtype=dtype, device=device)
+
+    @property
+    def keys(self) -> list[torch.Tensor]:
+        return list(self.buf[0]) if self.buf is not None else []
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        return list(self.buf[1]) if self.buf is not None else []
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
-        if self.keys[layer_idx] is None:  # lazily, so dtype/device/heads come from the model itself
+        if self.buf is None:  # lazily, so dtype/device/heads come from the model itself
             b, h, _, d = key_states.shape
-            self.keys[layer_idx] = key_states.new_zeros((b, h, self.capacity, d))
-            self.values[layer_idx] = value_states.new_zeros((b, h, self.capacity, value_states.shape[-1]))
-        k_buf, v_buf = self.keys[layer_idx], self.values[layer_idx]
+            self.allocate(b, h, d, key_states.dtype, key_states.device)
         end = self.start + key_states.shape[2]
+        k_buf, v_buf = self.buf[0, layer_idx], self.buf[1, layer_idx]
         k_buf[:, :, self.start : end] = key_states
         v_buf[:, :, self.start : end] = value_states
         return k_buf[:, :, :end], v_buf[:, :, :end]
 
     def keep_rows(self, index: torch.Tensor) -> None:
         """Drop finished rows, copying only the slots written so far."""
-        used = self.start
-        for bufs in (self.keys, self.values):
-            for i, old in enumerate(bufs):
-                new = old.new_zeros((len(index), *old.shape[1:]))
-                new[:, :, :used] = old[index, :, :used]
-                bufs[i] = new
+        if self.buf is None:
+            return
+        old = self.buf
+        self.buf = old.new_zeros((2, self.n_layers, len(index), *old.shape[3:]))
+        self.buf[:, :, :, :, : self.start] = old[:, :, index, :, : self.start]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.start
@@ -81,6 +91,23 @@ class PrefixKV:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    def all_ids(self) -> list[int]:
+        return self.ids
+
+    def shape(self) -> tuple[int, int, torch.dtype]:
+        """(heads, head dim, dtype) of the stored keys."""
+        return self.keys[0].shape[0], self.keys[0].shape[-1], self.keys[0].dtype
+
+    def copy_into(self, buf: torch.Tensor, row: int, at: int, n: int) -> None:
+        """Write the first `n` tokens' keys/values into cache row `row` from slot `at`."""
+        for layer, (k, v) in enumerate(zip(self.keys, self.values)):
+            buf[0, layer, row, :, at : at + n] = k[:, :n]
+            buf[1, layer, row, :, at : at + n] = v[:, :n]
 
 
 @dataclass
@@ -127,6 +154,117 @@ def _sample(
     return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1) for i, g in enumerate(generators)])
 
 
+class DecodeState:
+    """One batch of sequences in a shared cache: `prefill` encodes the prompts, `step` appends a token.
+
+    Prompts are left-padded into shared slots, so every prompt ends at slot `p_max`; each row's
+    position ids start at 0 at its first real token (per-row positions), so a row computes exactly
+    what it would compute alone (the pad slots are masked out). `prefixes[i]`, when given, holds
+    keys/values of a sequence sharing a prefix with prompt i (anything with `all_ids()`, `shape()` and
+    `copy_into`: `PrefixKV`, or the PRM's chained `ScoreState`): the shared part (at most all but the
+    prompt's last token) is copied into the cache, not recomputed, and the encoded window starts at
+    the earliest slot any row still needs. `extra` slots are reserved after the prompts for `step`.
+
+    The model is any HF module whose attention calls `cache.update` (a causal LM, or its base model
+    for a value head). `live` maps batch rows to original prompt indices (rows leave by `keep_rows`).
+    """
+
+    def __init__(self, model, prompts: Sequence[Sequence[int]], *, extra: int = 0, pad_id: int = 0,
+                 prefixes: Sequence[object | None] | None = None):
+        self.model = model
+        self.pad_id = pad_id
+        self.device = device = next(model.parameters()).device
+        self.prompts = prompts
+        n = len(prompts)
+        self.lengths = torch.tensor([len(p) for p in prompts], device=device)
+        if n == 0 or int(self.lengths.min()) < 1:
+            raise ValueError("empty prompt")
+        self.p_max = p_max = int(self.lengths.max())
+        self.pad = p_max - self.lengths  # left padding of each row
+        self.pad_list = self.pad.tolist()
+        self.boolean = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2")
+        self.dtype = next(model.parameters()).dtype
+        self.cache = RowKVCache(model.config.num_hidden_layers, p_max + extra)
+        # Reused prefix length per row: the common prefix with its stored sequence, leaving at least
+        # one prompt token to encode (its output starts the turn / scores the last token).
+        self.reuse = [0] * n
+        if prefixes is not None:
+            for i, (p, pre) in enumerate(zip(prompts, prefixes)):
+                if pre is not None:
+                    self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
+        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
+        if any(self.reuse):
+            first = next(prefixes[i] for i in range(n) if self.reuse[i])  # type: ignore[index]
+            heads, dim, dtype = first.shape()
+            self.cache.allocate(n, heads, dim, dtype, device)
+            for i in range(n):
+                if self.reuse[i]:
+                    prefixes[i].copy_into(self.cache.buf, i, self.pad_list[i], self.reuse[i])  # type: ignore[index]
+        slots = torch.arange(p_max, device=device)
+        self.real = slots.view(1, -1) >= self.pad.view(-1, 1)  # [B, slots]: not padding
+        self.live = list(range(n))  # original row index of each batch row
+        self.cur_pos = self.lengths.clone()  # position id of each row's next token
+
+    def prefill(self, **kwargs):
+        """Encode the window [s0, p_max) of every prompt; returns the model's output for the window."""
+        n, p_max, s0, dev = len(self.prompts), self.p_max, self.s0, self.device
+        ids = torch.full((n, p_max - s0), self.pad_id, dtype=torch.long)
+        for i, p in enumerate(self.prompts):
+            w = min(len(p), p_max - s0)
+            ids[i, p_max - s0 - w :] = torch.as_tensor(p[len(p) - w :], dtype=torch.long)
+        slots = torch.arange(p_max, device=dev)
+        q_slots = slots[s0:]
+        causal = slots.view(1, -1) <= q_slots.view(-1, 1)  # [q, k]
+        # A pad query sees no key at all; let it see itself so softmax stays finite (its output is unused).
+        itself = slots.view(1, -1) == q_slots.view(-1, 1)
+        allowed = (causal.unsqueeze(0) & self.real.unsqueeze(1)) | itself.unsqueeze(0)
+        pos = (slots.view(1, -1) - self.pad.view(-1, 1)).clamp(min=0)
+        self.cache.start = s0
+        out = self.model(
+            input_ids=ids.to(dev),
+            attention_mask=_mask(allowed, self.dtype, self.boolean),
+            position_ids=pos[:, s0:],
+            cache=self.cache,
+            use_cache=True,
+            **kwargs,
+        )
+        self.cache.start = p_max
+        return out
+
+    def step(self, tokens: torch.Tensor):
+        """Append one token to every live row; returns the model's output for it."""
+        b = len(self.live)
+        self.real = torch.cat([self.real, self.real.new_ones((b, 1))], dim=1)  # the new token's slot
+        out = self.model(
+            input_ids=tokens.view(b, 1),
+            attention_mask=_mask(self.real.unsqueeze(1), self.dtype, self.boolean),
+            position_ids=self.cur_pos.view(b, 1),
+            cache=self.cache,
+            use_cache=True,
+        )
+        self.cache.start += 1
+        self.cur_pos = self.cur_pos + 1
+        return out
+
+    def keep_rows(self, keep: list[int]) -> torch.Tensor:
+        """Keep only batch rows `keep` (compaction copies the cache); returns them as an index tensor."""
+        index = torch.tensor(keep, device=self.device)
+        self.cache.keep_rows(index)
+        self.live = [self.live[j] for j in keep]
+        self.cur_pos, self.real = self.cur_pos[index], self.real[index]
+        return index
+
+    def slot(self, row: int, token: int) -> int:
+        """Cache slot of token `token` (0-based, of the prompt and what followed) of original row `row`."""
+        return self.pad_list[row] + token
+
+    def kv(self, j: int, seen: list[int], prompt_len: int) -> PrefixKV:
+        """Batch row j's keys/values so far (`seen`: its tokens), copied out of the cache."""
+        a, b = self.pad_list[self.live[j]], self.cache.start
+        packed = self.cache.buf[:, :, j, :, a:b].clone()  # type: ignore[index]
+        return PrefixKV(seen, list(packed[0]), list(packed[1]), prompt_len=prompt_len)
+
+
 @torch.inference_mode()
 def decode_batch(
     model,
@@ -137,142 +275,58 @@ def decode_batch(
     temperature: float = 0.0,
     generators: Sequence[torch.Generator | None] | None = None,
     pad_id: int = 0,
-    record_logits: list[list[torch.Tensor]] | None = None,
+    on_logits: Callable[[list[int], torch.Tensor], None] | None = None,
     prefixes: Sequence[PrefixKV | None] | None = None,
     keep_kv: bool = False,
 ) -> list[Decoded]:
     """Generate a continuation for every prompt (token ids) in one batch; returns them in order.
 
-    Prompts are left-padded into shared cache slots; each row's position ids start at 0 at its first
-    real token, so a row computes exactly what it would compute alone (the pad slots are masked out).
-    `record_logits`, when given, receives each row's next-token logits at every step (for tests).
-    `prefixes[i]`, when given, holds keys/values for a sequence sharing a prefix with prompt i: the
-    shared part (at most all but the prompt's last token) is copied into the cache, not recomputed.
-    `keep_kv` returns each row's keys/values (prompt + generated but the last token) on `Decoded.kv`.
+    `on_logits(rows, logits)`, when given, sees the next-token logits `[len(rows), V]` of the rows
+    still generating (original prompt indices `rows`) before each sampling step (tests compare them
+    with a plain forward). `prefixes` as in `DecodeState`. `keep_kv` returns each row's keys/values
+    (prompt + generated but the last token) on `Decoded.kv`.
     """
-    device = next(model.parameters()).device
     n = len(prompts)
     if n == 0:
         return []
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be at least 1")
     gens = list(generators) if generators is not None else [None] * n
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    if int(lengths.min()) < 1:
-        raise ValueError("empty prompt")
-    p_max = int(lengths.max())
-    pad = p_max - lengths  # left padding of each row
-    boolean = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2")
-    dtype = next(model.parameters()).dtype
-    cache = RowKVCache(model.config.num_hidden_layers, p_max + max_new_tokens)
-
-    # Reused prefix length per row: the common prefix with its stored sequence, leaving at least one
-    # prompt token to encode (its logits start the turn).
-    reuse = [0] * n
-    if prefixes is not None:
-        for i, (p, pre) in enumerate(zip(prompts, prefixes)):
-            if pre is not None:
-                reuse[i] = min(common_prefix(pre.ids, p), len(p) - 1)
-    # The encoded window: from the earliest slot any row still needs to the end of the prompts.
-    s0 = min(int(pad[i]) + reuse[i] for i in range(n))
-    if any(reuse):
-        first = next(prefixes[i] for i in range(n) if reuse[i])  # type: ignore[index]
-        for layer in range(cache.n_layers):
-            for bufs, src in ((cache.keys, first.keys), (cache.values, first.values)):
-                t = src[layer]
-                bufs[layer] = t.new_zeros((n, t.shape[0], cache.capacity, t.shape[-1]))
-        for i in range(n):
-            if reuse[i]:
-                a, r = int(pad[i]), reuse[i]
-                pre = prefixes[i]  # type: ignore[index]
-                for layer in range(cache.n_layers):
-                    cache.keys[layer][i, :, a : a + r] = pre.keys[layer][:, :r]
-                    cache.values[layer][i, :, a : a + r] = pre.values[layer][:, :r]
-
-    ids = torch.full((n, p_max), pad_id, dtype=torch.long, device=device)
-    for i, p in enumerate(prompts):
-        ids[i, p_max - len(p) :] = torch.tensor(p, dtype=torch.long)
-    slots = torch.arange(p_max, device=device)
-    real = slots.view(1, -1) >= pad.view(-1, 1)  # [B, slots]: not padding
-    q_slots = slots[s0:]
-    causal = slots.view(1, -1) <= q_slots.view(-1, 1)  # [q, k]
-    # A pad query sees no key at all; let it see itself so softmax stays finite (its output is unused).
-    itself = slots.view(1, -1) == q_slots.view(-1, 1)
-    allowed = (causal.unsqueeze(0) & real.unsqueeze(1)) | itself.unsqueeze(0)
-    pos = (slots.view(1, -1) - pad.view(-1, 1)).clamp(min=0)
-    cache.start = s0
-    out = model(
-        input_ids=ids[:, s0:],
-        attention_mask=_mask(allowed, dtype, boolean),
-        position_ids=pos[:, s0:],
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache.start = p_max
-    last = out.logits[:, -1]
-
-    def kept(j: int, r: int) -> PrefixKV | None:
-        """Batch row j (original row r): what the model has seen so far, copied out of the cache."""
-        if not keep_kv:
-            return None
-        a, b = int(pad[r]), cache.start
-        seen = list(prompts[r]) + tokens[r][: b - p_max]
-        return PrefixKV(
-            seen,
-            [k[j, :, a:b].clone() for k in cache.keys],  # type: ignore[index]
-            [v[j, :, a:b].clone() for v in cache.values],  # type: ignore[index]
-            prompt_len=len(prompts[r]),
-        )
-
-    stop = torch.tensor(sorted(set(stop_ids)), device=device)
+    state = DecodeState(model, prompts, extra=max_new_tokens, pad_id=pad_id, prefixes=prefixes)
+    last = state.prefill(logits_to_keep=1).logits[:, -1]
+    stop = torch.tensor(sorted(set(stop_ids)), device=state.device)
     results: list[Decoded | None] = [None] * n
     tokens: list[list[int]] = [[] for _ in range(n)]
-    live = list(range(n))  # original row index of each batch row
-    cur_pos = lengths.clone()  # position id of each row's next token
-    if record_logits is not None:
-        record_logits.extend([] for _ in range(n))
+
+    def done(j: int, r: int, finished: bool) -> None:
+        kv = state.kv(j, list(prompts[r]) + tokens[r][: state.cache.start - state.p_max], len(prompts[r])) if keep_kv else None
+        results[r] = Decoded(tokens[r], finished, kv)
+
     active = [True] * n  # per batch row: still generating (finished rows may linger until compaction)
     for step in range(max_new_tokens):
-        if record_logits is not None:
-            for j, r in enumerate(live):
-                if active[j]:
-                    record_logits[r].append(last[j].float().clone())
-        nxt = _sample(last, temperature, [gens[r] for r in live])
+        if on_logits is not None:
+            rows = [j for j, a in enumerate(active) if a]
+            on_logits([state.live[j] for j in rows], last[rows])
+        nxt = _sample(last, temperature, [gens[r] for r in state.live])
         nxt_list, stop_list = nxt.tolist(), torch.isin(nxt, stop).tolist()
-        for j, r in enumerate(live):
-            if not active[j]:
-                continue
-            tokens[r].append(nxt_list[j])
-            if stop_list[j]:
-                results[r] = Decoded(tokens[r], True, kept(j, r))
-                active[j] = False
+        for j, r in enumerate(state.live):
+            if active[j]:
+                tokens[r].append(nxt_list[j])
+                if stop_list[j]:
+                    done(j, r, True)
+                    active[j] = False
         if step == max_new_tokens - 1 or not any(active):
-            for j, r in enumerate(live):
+            for j, r in enumerate(state.live):
                 if active[j]:
-                    results[r] = Decoded(tokens[r], False, kept(j, r))
+                    done(j, r, False)
             break
         # Drop finished rows once they are a quarter of the batch: compaction copies the cache, so
         # doing it for every single finished row costs more than computing a few idle rows.
         idle = active.count(False)
-        if idle and idle * 4 >= len(live):
-            keep = torch.tensor([j for j, a in enumerate(active) if a], device=device)
-            cache.keep_rows(keep)
-            live = [live[j] for j in keep.tolist()]
-            nxt, cur_pos, real = nxt[keep], cur_pos[keep], real[keep]
-            active = [True] * len(live)
-        b = len(live)
-        real = torch.cat([real, real.new_ones((b, 1))], dim=1)  # the new token's slot
-        out = model(
-            input_ids=nxt.view(b, 1),
-            attention_mask=_mask(real.unsqueeze(1), dtype, boolean),
-            position_ids=cur_pos.view(b, 1),
-            cache=cache,
-            use_cache=True,
-        )
-        cache.start += 1
-        last = out.logits[:, -1]
-        cur_pos = cur_pos + 1
+        if idle and idle * 4 >= len(active):
+            nxt = nxt[state.keep_rows([j for j, a in enumerate(active) if a])]
+            active = [True] * len(state.live)
+        last = state.step(nxt).logits[:, -1]
     return results  # type: ignore[return-value]
 
 
@@ -303,6 +357,9 @@ class PrefixStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"PrefixStore({len(self)} entries, {self.bytes / 2**20:.1f} of at most {self.max_bytes / 2**20:.0f} MB)"
 
     def clear(self) -> None:
         self._entries.clear()

@@ -38,6 +38,14 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def cpu_attention(device: str | None) -> str:
+    """Eager attention on CPU, sdpa elsewhere. With our explicit 4-D mask over a preallocated (hence
+    strided) cache, CPU sdpa took 3x eager's per-row time in a decode step (tiny default, batch 32:
+    2.1 against 0.7 ms a row, `benchmarks/decode_scaling.py --attn`); both give the same logits
+    (tests/test_policy.py checks each against a plain forward)."""
+    return "eager" if (device or "cpu").startswith("cpu") else "sdpa"
+
+
 def read_policy_meta(path: str | Path) -> dict[str, Any]:
     f = Path(path) / META_FILE
     return json.loads(f.read_text()) if f.is_file() else {}
@@ -88,9 +96,12 @@ class HFPolicy:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32", name: str | None = None, **kwargs: Any
+        cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32", name: str | None = None,
+        attn: str | None = None, **kwargs: Any
     ) -> HFPolicy:
-        """Load a policy dir, or a hub model named `hf:org/name` (the hub is not reachable offline)."""
+        """Load a policy dir, or a hub model named `hf:org/name` (the hub is not reachable offline).
+
+        `attn`: the attention implementation; default `cpu_attention(device)` (eager on CPU: see there)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,7 +114,7 @@ class HFPolicy:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=getattr(torch, dtype), attn_implementation="sdpa"
+                str(path), dtype=getattr(torch, dtype), attn_implementation=attn or cpu_attention(device)
             )
         except OSError as e:
             raise UserError(f"cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None

@@ -7,7 +7,7 @@ Steps are the agent's actions: step t is assistant turn t+1 of an AgentGym conve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agentprm.conversation import Message
 
@@ -29,4 +29,14 @@ class RewardModel(Protocol):
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:
         """Score of each candidate assistant turn appended to `conversation` (which ends in a user turn):
         `scores[i]` is M(s_t, actions[i])."""
+        ...
+
+
+@runtime_checkable
+class IncrementalRewardModel(RewardModel, Protocol):
+    """A reward model that can score a conversation from the state of an earlier one it extends (its
+    keys/values), encoding only the new tokens; scores equal `score`'s up to float rounding."""
+
+    def score_from(self, items: list[tuple[Any, list[Message]]]) -> list[tuple[StepScores, Any]]:
+        """(state or None, conversation) -> (its scores, its own state to extend later)."""
         ...

@@ -77,12 +77,15 @@ class ValueHeadPRM(nn.Module):
 
     # -- construction / persistence ---------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None):
-        """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head)."""
+    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None,
+                      attn: str | None = None):
+        """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head).
+        `attn`: the attention implementation (None: the transformers default)."""
         from transformers import AutoModel
 
         _quiet_transformers()
-        backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32)
+        kw = {"attn_implementation": attn} if attn else {}
+        backbone = AutoModel.from_pretrained(str(path), dtype=dtype or torch.float32, **kw)
         return cls(backbone, head_activation)
 
     def save(self, out: str | Path, tokenizer: Any, meta: PRMMeta) -> None:
@@ -98,7 +101,7 @@ class ValueHeadPRM(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
+    def load(cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
         """(model, tokenizer, meta) of a PRM dir written by `save`."""
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
@@ -107,7 +110,7 @@ class ValueHeadPRM(nn.Module):
         if not (path / HEAD_FILE).is_file() or not (path / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{path} is not a PRM dir (no {HEAD_FILE} / {CONFIG_FILE}); train one with train-prm")
         meta = PRMMeta(**json.loads((path / CONFIG_FILE).read_text()))
-        model = cls.from_backbone(path, meta.head_activation, dtype)
+        model = cls.from_backbone(path, meta.head_activation, dtype, attn)
         model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         model.head.to(dtype or torch.float32)
         return model, AutoTokenizer.from_pretrained(str(path)), meta
@@ -145,6 +148,49 @@ class ValueHeadPRM(nn.Module):
         return q[:, :n_steps], mask[:, :n_steps].to(dev)
 
 
+@dataclass(eq=False)
+class ScoreState:
+    """The PRM's keys/values for one scored conversation, stored as a segment on top of its parent's.
+
+    A beam node keeps the state of the candidate it came from; its children are scored from it, so a
+    round encodes only each candidate's new tokens (the observation and the candidate turn). The chain
+    shares the common history between siblings: memory grows with the search tree, not with the
+    number of candidates times their length. `base` tokens of the parent's chain come first, then
+    this segment's `ids` (keys/values `kv[2, layers, H_kv, len(ids), D]`). `steps` are the (token
+    index, score) of every agent step of the conversation so far.
+    """
+
+    parent: ScoreState | None
+    base: int
+    ids: list[int]
+    kv: torch.Tensor
+    steps: list[tuple[int, float]]
+    text: str = ""  # the conversation as rendered by the chat template (to tokenize only what follows)
+
+    @property
+    def length(self) -> int:
+        return self.base + len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this segment alone (the parent's are shared)."""
+        return self.kv.numel() * self.kv.element_size()
+
+    def all_ids(self) -> list[int]:
+        return (self.parent.all_ids()[: self.base] if self.parent is not None else []) + self.ids
+
+    def shape(self) -> tuple[int, int, torch.dtype]:
+        return self.kv.shape[2], self.kv.shape[-1], self.kv.dtype
+
+    def copy_into(self, buf: torch.Tensor, row: int, at: int, n: int) -> None:
+        """Write the chain's first `n` tokens into cache row `row` from slot `at` (one copy per segment)."""
+        own = n - self.base
+        if own > 0:
+            buf[:, :, row, :, at + self.base : at + n] = self.kv[:, :, :, :own]
+        if self.parent is not None and min(n, self.base) > 0:
+            self.parent.copy_into(buf, row, at, min(n, self.base))
+
+
 class PRMScorer:
     """The `RewardModel` over a `ValueHeadPRM`: batched, one forward pass per conversation.
 
@@ -153,18 +199,19 @@ class PRMScorer:
     """
 
     def __init__(self, model: ValueHeadPRM, tokenizer: Any, *, name: str = "prm", batch_tokens: int = 16384,
-                 max_length: int = 0):
+                 max_length: int = 0, cache_bytes: int = 1 << 28):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.batch_tokens = batch_tokens
+        self.cache_bytes = cache_bytes  # bound on one `score_from` batch's key/value cache
         limit = getattr(model.backbone.config, "max_position_embeddings", None) or 1 << 30
         self.max_length = min(max_length or limit, limit)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, **kw: Any) -> PRMScorer:
-        model, tok, meta = ValueHeadPRM.load(path)
+        model, tok, meta = ValueHeadPRM.load(path, attn=kw.pop("attn", None))
         if device:
             model.to(device)
         return cls(model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw)
@@ -206,7 +253,138 @@ class PRMScorer:
         return [StepScores(s, n) for s, n in zip(scores, tokens, strict=True)]
 
     def score(self, conversations: list[list[Message]]) -> list[StepScores]:
+        if not conversations:
+            return []
         return self.score_encoded([encode_for_scoring(self.tokenizer, c) for c in conversations])
+
+    @torch.no_grad()
+    def score_from(
+        self, items: Sequence[tuple[ScoreState | None, list[Message]]]
+    ) -> list[tuple[StepScores, ScoreState | None]]:
+        """Score each conversation starting from the state of an earlier conversation it extends.
+
+        Only the tokens past the longest common prefix with the state's tokens are encoded (the
+        state's keys/values are copied into the cache), so the scores equal `score` of the whole
+        conversation (up to float rounding) at a fraction of the tokens; `StepScores.tokens` counts
+        the tokens encoded. Returns each conversation's scores and its own state (to extend next
+        round). A conversation past `max_length` is scored whole, with no state.
+        """
+        if not items:
+            return []
+        from agentprm.conversation import _render
+
+        texts = [_render(self.tokenizer, c) for _, c in items]  # what the next round's text extends
+        encoded = [self._encode_from(state, c, text) for (state, c), text in zip(items, texts)]
+        out: list[tuple[StepScores, ScoreState | None] | None] = [None] * len(items)
+        long = [i for i, e in enumerate(encoded) if len(e.input_ids) > self.max_length]
+        for i, r in zip(long, self.score_encoded([encoded[i] for i in long])):
+            out[i] = (r, None)
+        todo = [i for i in range(len(items)) if out[i] is None]
+        # Rows with similar new-token counts share a batch: the encoded window is the longest one.
+        states = [items[i][0] for i in range(len(items))]
+        new = {i: len(encoded[i].input_ids) - self._reusable(states[i], encoded[i].input_ids) for i in todo}
+        todo.sort(key=lambda i: (new[i], len(encoded[i].input_ids)))
+        kv_token_bytes = self._kv_token_bytes()
+        start = 0
+        while start < len(todo):
+            end, width, longest = start, 0, 0
+            while end < len(todo):
+                w, L = max(width, new[todo[end]]), max(longest, len(encoded[todo[end]].input_ids))
+                rows = end - start + 1
+                if rows > 1 and (rows * w > self.batch_tokens or rows * L * kv_token_bytes > self.cache_bytes):
+                    break
+                end, width, longest = end + 1, w, L
+            batch = todo[start:end]
+            for i, res in zip(batch, self._score_window([encoded[i] for i in batch], [states[i] for i in batch], [texts[i] for i in batch])):
+                out[i] = res
+            start = end
+        return out  # type: ignore[return-value]
+
+    def _encode_from(self, state: ScoreState | None, messages: list[Message], full: str) -> EncodedConversation:
+        """`encode_for_scoring(messages)`, tokenizing only the text past the state's when that is safe.
+
+        Tokenizing the whole conversation renders and encodes every prefix ending in an assistant turn
+        (O(turns^2): 77 ms for a 13-step conversation, more than the tiny PRM's forward). Safe: the
+        new text starts with a special token (ChatML's `<|im_start|>`, Llama 3's header), where the
+        tokenizer splits anyway, so its tokens follow the state's unchanged; anything else (a state
+        that is not a prefix, a template without such a boundary) is tokenized whole.
+        """
+        from agentprm.conversation import _encode, _render
+
+        tok = self.tokenizer
+        if state is None or not state.text or getattr(self, "_fast_checked", None) is False:
+            return encode_for_scoring(tok, messages)
+        suffix = full[len(state.text) :]
+        if not full.startswith(state.text) or not any(suffix.startswith(t) for t in self._boundary_tokens()):
+            return encode_for_scoring(tok, messages)
+        prefix_ids = state.all_ids()
+        ids = prefix_ids + _encode(tok, suffix)
+        steps = [t for t, _ in state.steps]
+        first_assistant = True
+        for k, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            if first_assistant:  # turn 0 ("OK.") is not a scored step
+                first_assistant = False
+                continue
+            through = _render(tok, messages[: k + 1]).rstrip()
+            if len(through) <= len(state.text):
+                continue  # a step the state already holds
+            through_ids = prefix_ids + _encode(tok, through[len(state.text) :])
+            end = len(through_ids)
+            if ids[:end] != through_ids:
+                return encode_for_scoring(tok, messages)
+            steps.append(end - 1)
+        fast = EncodedConversation(ids, steps)
+        if getattr(self, "_fast_checked", None) is None:  # once per scorer: this tokenizer splits there
+            whole = encode_for_scoring(tok, messages)
+            self._fast_checked = whole == fast
+            return whole
+        return fast if self._fast_checked else encode_for_scoring(tok, messages)
+
+    def _boundary_tokens(self) -> list[str]:
+        if not hasattr(self, "_boundaries"):
+            tok = self.tokenizer
+            added = getattr(tok, "added_tokens_decoder", {}) or {}
+            self._boundaries = sorted({str(t) for t in added.values()} | set(tok.all_special_tokens), key=len, reverse=True)
+        return self._boundaries
+
+    def _reusable(self, state: ScoreState | None, ids: list[int]) -> int:
+        from agentprm.policy.fastgen import common_prefix
+
+        return 0 if state is None else min(common_prefix(state.all_ids(), ids), len(ids) - 1)
+
+    def _kv_token_bytes(self) -> int:
+        cfg = self.model.backbone.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return 2 * cfg.num_hidden_layers * heads * dim * next(self.model.parameters()).element_size()
+
+    def _score_window(
+        self, batch: list[EncodedConversation], states: list[ScoreState | None], texts: list[str]
+    ) -> list[tuple[StepScores, ScoreState]]:
+        from agentprm.policy.fastgen import DecodeState
+
+        prompts = [e.input_ids for e in batch]
+        st = DecodeState(self.model.backbone, prompts, pad_id=self.pad_id, prefixes=states)
+        hidden = st.prefill().last_hidden_state  # [B, window, H]
+        values = self.model.head(hidden).squeeze(-1).float()
+        if self.model.head_activation == "sigmoid":
+            values = torch.sigmoid(values)
+        values = values.cpu()
+        res = []
+        for i, (e, state) in enumerate(zip(batch, states)):
+            r = st.reuse[i]
+            kept = [(t, v) for t, v in state.steps if t < r] if state is not None and r else []
+            if [t for t, _ in kept] != [t for t in e.step_index if t < r]:  # cannot happen for a true prefix
+                raise RuntimeError("stored PRM steps disagree with the conversation's steps")
+            steps = kept + [(t, float(values[i, st.slot(i, t) - st.s0])) for t in e.step_index if t >= r]
+            a = st.slot(i, r)
+            kv = st.cache.buf[:, :, i, :, a : st.slot(i, len(e.input_ids))].clone()  # type: ignore[index]
+            parent = state if r else None
+            res.append((StepScores([v for _, v in steps], len(e.input_ids) - r),
+                        ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i])))
+        return res
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:
         """M(s_t, a) for each candidate a appended to `conversation` (which ends in a user turn)."""

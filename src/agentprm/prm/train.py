@@ -21,6 +21,7 @@ import json
 import math
 import random
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -210,6 +211,41 @@ def batches_of_epoch(n_items: int, batch_size: int, seed: int, epoch: int) -> li
     return [order[i : i + batch_size] for i in range(0, n_items, batch_size)]
 
 
+def grouped_step_values(
+    model: ValueHeadPRM, batch: list[EncodedConversation], pad_id: int, slack: float = 1.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`model.step_values(batch)` computed in length-sorted groups, so short conversations are not
+    padded to the batch's longest: the same [B, S] values and mask, in batch order (each row's values
+    do not depend on its batch-mates; the loss is then taken over the whole batch as before). A group
+    grows while its padded size stays within `slack` x its real tokens."""
+    order = sorted(range(len(batch)), key=lambda i: len(batch[i].input_ids))
+    groups: list[list[int]] = [[]]
+    real = 0
+    for i in order:
+        n = len(batch[i].input_ids)
+        g = groups[-1]
+        if g and (len(g) + 1) * n > slack * (real + n):
+            groups.append([])
+            g, real = groups[-1], 0
+        g.append(i)
+        real += n
+    n_steps = max(len(e.step_index) for e in batch)
+    parts = [(g, *model.step_values([batch[i] for i in g], pad_id)) for g in groups]
+    if len(parts) == 1 and order == list(range(len(batch))):
+        return parts[0][1], parts[0][2]
+    dev = parts[0][1].device
+    q = torch.zeros((len(batch), max(n_steps, 1)), device=dev, dtype=parts[0][1].dtype)[:, :n_steps]
+    mask = torch.zeros((len(batch), n_steps), device=dev, dtype=torch.bool)
+    rows, qs = [], []
+    for g, gq, gm in parts:
+        pad = n_steps - gq.shape[1]
+        qs.append(torch.nn.functional.pad(gq, (0, pad)))
+        mask[g, : gm.shape[1]] = gm
+        rows.extend(g)
+    q = torch.cat(qs)[torch.argsort(torch.tensor(rows, device=dev))]  # differentiable reassembly
+    return q, mask
+
+
 @dataclass
 class TrainResult:
     out: Path
@@ -219,6 +255,12 @@ class TrainResult:
     first_loss: float
     last_loss: float
     resumed_from_step: int
+    tokens: int = 0  # real (unpadded) tokens forwarded in this run (not counting steps before a resume)
+    seconds: float = 0.0  # wall time of this run's optimiser steps
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 def train_prm(
@@ -229,13 +271,15 @@ def train_prm(
     *,
     mc_labels: dict[str, list[float]] | None = None,
     on_step: Callable[[int, int, float, float], None] | None = None,
+    on_rate: Callable[[float], None] | None = None,
     stop_after_steps: int | None = None,
     report_to: str | None = "tensorboard",
     logging_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a PRM initialised from the HF dir `init` and save it to `out` (HF dir + head + config).
 
-    `on_step(step, total_steps, L_Q, L_A)` is called after every optimiser step (the CLI's progress bar).
+    `on_step(step, total_steps, L_Q, L_A)` is called after every optimiser step (the CLI's progress bar),
+    just after `on_rate(tokens_per_s)` (real tokens forwarded per second of training, padding not counted).
     `stop_after_steps` stops early after writing a checkpoint (used to test resume).
     Loss, L_Q, L_A, lr and tokens/s go to `report_to` (`agentprm.tracking`; event files in
     `logging_dir`, default `out/tb`).
@@ -297,13 +341,20 @@ def train_prm(
     from agentprm.tracking import TB_DIR, Tracker
 
     tracker = Tracker(logging_dir or out / TB_DIR, report_to, run_name=f"prm {out}", config=asdict(cfg))
+    n_tokens, seconds = 0, 0.0
+
+    def result() -> TrainResult:
+        return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from,
+                           n_tokens, seconds)
+
     for epoch in range(cfg.epochs):
         for b, idx in enumerate(batches_of_epoch(len(items), cfg.batch_size, cfg.seed, epoch)):
             if epoch * per_epoch + b < step:
                 continue  # done before the resume point
             batch = [items[i] for i in idx]
+            t0 = time.perf_counter()
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                q, mask = model.step_values([it.encoded for it in batch], pad_id)
+                q, mask = grouped_step_values(model, [it.encoded for it in batch], pad_id)
             loss, lq, la = compute_loss(q.float(), mask, batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -312,10 +363,14 @@ def train_prm(
             opt.step()
             sched.step()
             step += 1
+            seconds += time.perf_counter() - t0
+            n_tokens += sum(len(it.encoded.input_ids) for it in batch)
             log_rows.append({"step": step, "epoch": epoch, "loss": loss.item(), "l_q": lq, "l_a": la})
             if tracker.active:
                 tracker.log({"prm/loss": loss.item(), "prm/l_q": lq, "prm/l_a": la, "prm/lr": sched.get_last_lr()[0],
-                             "prm/tokens_per_s": tracker.throughput(sum(len(it.encoded.input_ids) for it in batch))}, step)
+                             "prm/tokens_per_s": n_tokens / seconds if seconds > 0 else 0.0}, step)
+            if on_rate is not None:
+                on_rate(n_tokens / seconds if seconds > 0 else 0.0)
             if on_step is not None:
                 on_step(step, total, lq, la)
             last_of_epoch = b == per_epoch - 1
@@ -324,7 +379,7 @@ def train_prm(
             if stop_after_steps is not None and step >= stop_after_steps:
                 save_checkpoint()
                 tracker.close()
-                return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from)
+                return result()
 
     tracker.close()
     model.eval()
@@ -335,7 +390,7 @@ def train_prm(
             fh.write(json.dumps(row) + "\n")
     if ckpt.exists():
         shutil.rmtree(ckpt)
-    return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from)
+    return result()
 
 
 def is_trained(out: str | Path) -> bool:
@@ -347,4 +402,4 @@ def is_trained(out: str | Path) -> bool:
 
 
 __all__ = ["OBJECTIVES", "PRESETS", "PRMTrainConfig", "TrainResult", "batch_targets", "build_items", "compute_loss",
-           "is_trained", "train_prm"]
+           "grouped_step_values", "is_trained", "train_prm"]

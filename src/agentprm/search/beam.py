@@ -17,6 +17,10 @@ Choices for the paper's ambiguities (§9.8); the literal reading is the default:
   when choosing the result.
 - `prm_call="score"`: one `rm.score` over all candidates of all tasks; `"candidates"`: one
   `rm.score_candidates` per node (lets an RM share the prefix across the node's M actions).
+- `reuse_rm_state=True`: with an incremental reward model (`PRMScorer.score_from`), each node keeps
+  the RM's keys/values of its conversation and its candidates are scored from them, so a round
+  encodes only the new tokens (observation + candidate turn) instead of whole conversations (the
+  scores are the same up to float rounding; `prm_tokens` counts what was encoded).
 
 A round is the rollout engine's two halves with the choice in between: `generate_turn` (M samples per
 node, each node seeded with its own turn seed) and `advance` (a kept candidate on its own env). Seeds:
@@ -31,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentprm.policy.base import Generation, Policy
-from agentprm.prm.base import RewardModel
+from agentprm.prm.base import IncrementalRewardModel, RewardModel
 from agentprm.rollout.engine import RolloutConfig, advance, fail_policy, fork, generate_turn, sub_seed
 from agentprm.search.core import EnvFactory, Node, SearchResult, root_node, task_seed
 from agentprm.trajectory import Compute
@@ -48,6 +52,7 @@ class BeamConfig:
     dedup: bool = False
     finished: str = "compete"  # "compete" | "reserve"
     prm_call: str = "score"  # "score" | "candidates"
+    reuse_rm_state: bool = True  # score from each node's stored RM state when the RM supports it
 
     @property
     def budget(self) -> str:
@@ -69,6 +74,7 @@ class _Candidate:
     gen: Generation
     sample: int  # its index among the parent's samples: the child's seed derives from it
     score: float = 0.0
+    rm_state: object = None
 
 
 def _history_key(node: Node, output: str | None = None) -> tuple[str, ...]:
@@ -81,7 +87,15 @@ def _rank_key(node: Node) -> tuple[bool, float]:
     return (not failed, node.score if node.score is not None else float("-inf"))
 
 
-def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute]) -> None:
+def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute], reuse: bool) -> None:
+    if not cands:  # every node failed or was deduplicated: nothing to score (and no empty RM call)
+        return
+    if mode == "score" and reuse and isinstance(rm, IncrementalRewardModel):
+        pairs = rm.score_from([(c.parent.rm_state, c.parent.candidate_messages(c.gen.text)) for c in cands])
+        for c, (s, state) in zip(cands, pairs, strict=True):
+            c.score, c.rm_state = float(s.scores[-1]), state
+            spent[c.task].prm_tokens += s.tokens
+        return
     if mode == "score":
         scored = rm.score([c.parent.candidate_messages(c.gen.text) for c in cands])
         for c, s in zip(cands, scored, strict=True):
@@ -142,7 +156,7 @@ def beam_search(
                     seen.add(key)
                     unique.append(c)
             cands = unique
-        _score(rm, cands, cfg.prm_call, spent)
+        _score(rm, cands, cfg.prm_call, spent, cfg.reuse_rm_state)
 
         new_beams: list[list[Node]] = [[] for _ in range(n_tasks)]
         for i in range(n_tasks):
@@ -158,10 +172,14 @@ def beam_search(
                     children.setdefault(id(x.parent), []).append(x)
             for group in children.values():
                 parent = group[0].parent
+                parent.rm_state = None  # not deep-copied into the children: each gets its candidate's
                 for node, c in zip(fork(parent, [sub_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True):
                     node.scores.append(c.score)
+                    node.rm_state = c.rm_state
                     advance(node, c.gen, rollout)
                     spent[i].env_steps += 1
+                    if node.finished:
+                        node.rm_state = None  # never scored again: free its keys/values now
                     if node.finished and cfg.finished == "reserve":
                         reserve[i].append(node)
                     else:

@@ -30,6 +30,9 @@ class Node(Episode):
     """A partial (or ended) trajectory with the env at its state; `scores` are the RM's per-step scores."""
 
     scores: list[float] = field(default_factory=list)
+    # The reward model's state after scoring this node's last turn (an incremental RM's keys/values),
+    # so its children are scored from here; None: score from scratch.
+    rm_state: Any = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float | None:
