@@ -263,7 +263,7 @@ def mean_ratio(ratios: Sequence[Ratio]) -> tuple[float, bool]:
     defined = [r for r in ratios if r.defined]  # an env where AgentPRM solved nothing has no ratio
     if not defined:
         return float("nan"), False
-    vals = [r.value if r.value is not None else r.baseline_max / r.n for r in defined]
+    vals = [r.lower_bound for r in defined]
     return sum(vals) / len(vals), any(r.value is None for r in defined)
 
 
