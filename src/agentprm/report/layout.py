@@ -1,14 +1,5 @@
-"""The run-folder layout the report reads (and the pipeline writes).
+"""The run folders the report reads (paths: `agentprm.run_layout.RunLayout`, shared with the pipeline).
 
-```
-runs/<name>/
-  config.yaml                                   the pipeline's config (named under every figure)
-  labels/<method>.jsonl                         labelled trajectories (td-gae, mc, ...): Table 3's label cost
-  eval/<env>/greedy.jsonl                       greedy decoding of the SFT policy (`--strategy greedy`)
-  eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
-  eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
-  report.md, plots/*.png                        written by `agentprm report`
-```
 Every eval file is `agentprm search --out` output: one Trajectory a task with `meta.search`. `<rm>` is the
 reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), `agentprm-beta0` (the
 L_A ablation) and `random`, and shows any other name too. Label files are `agentprm label` output
@@ -22,26 +13,26 @@ report can show every env and their average.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from agentprm.errors import UserError
+from agentprm.run_layout import RunLayout
+from agentprm.search.budget import Budget
 from agentprm.trajectory import Trajectory, read_trajectories
 
 KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
 ABLATION_RM = "agentprm-beta0"
-_FILE = re.compile(r"^(bon)_(\d+)$|^(beam)_(\d+x\d+)$")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the report dedups the files it names
 class EvalFile:
     env: str
     rm: str | None  # None for greedy
     strategy: str  # greedy | bon | beam
-    budget: str  # "1" | "16" | "4x4"
+    budget: Budget  # 1 (greedy) | 16 | 4x4
     path: Path
 
     @cached_property
@@ -72,24 +63,18 @@ class RunFolder:
 
     @classmethod
     def scan(cls, root: str | Path) -> RunFolder:
-        root = Path(root)
-        evals = []
-        for env_dir in sorted(p for p in (root / "eval").glob("*") if p.is_dir()):
-            env = env_dir.name
-            # An empty file is a search that has only started (the pipeline opens its output first): not a result.
-            if _has_records(env_dir / "greedy.jsonl"):
-                evals.append(EvalFile(env, None, "greedy", "1", env_dir / "greedy.jsonl"))
-            for rm_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
-                for f in sorted(rm_dir.glob("*.jsonl")):
-                    m = _FILE.match(f.stem)
-                    if m and _has_records(f):
-                        strategy, budget = (m[1], m[2]) if m[1] else (m[3], m[4])
-                        evals.append(EvalFile(env, rm_dir.name, strategy, budget, f))
-        return cls(root, evals)
+        # An empty file is a search that has only started (the pipeline opens its output first): not a result.
+        evals = [EvalFile(r.env, r.rm, r.strategy, r.budget, r.path)
+                 for r in RunLayout(root).results() if _has_records(r.path)]
+        return cls(Path(root), evals)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.root)
 
     @property
     def config_path(self) -> Path:
-        return self.root / "config.yaml"
+        return self.layout.config
 
     def envs(self) -> list[str]:
         return sorted({e.env for e in self.evals})
@@ -101,15 +86,15 @@ class RunFolder:
     def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
         return [
             e for e in self.evals
-            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or e.budget == budget)
+            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or str(e.budget) == str(budget))
         ]
 
     def largest_bon(self, env: str, rm: str) -> EvalFile | None:
         files = self.find(env, "bon", rm)
-        return max(files, key=lambda e: int(e.budget)) if files else None
+        return max(files, key=lambda e: e.budget) if files else None
 
     def label_files(self) -> dict[str, Path]:
-        return {p.stem: p for p in sorted((self.root / "labels").glob("*.jsonl"))}
+        return {p.stem: p for p in sorted(self.layout.labels_dir.glob("*.jsonl"))}
 
 
 @dataclass
