@@ -12,6 +12,7 @@ runs/<name>/
   eval/<env>/samples_<N>.jsonl                  best-of-n samples shared by every RM (one sampling run, N per task)
   eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
   eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
+  provenance/<output path>.json                 what produced each output (`agentprm.pipeline.Provenance`)
   report.md, plots/*.png                        written by `agentprm report`
 ```
 """
@@ -90,6 +91,10 @@ class RunLayout:
 
     def samples(self, env: str, n: int) -> Path:
         return self.eval_dir(env) / f"samples_{n}.jsonl"
+
+    def provenance(self, output: Path) -> Path:
+        """Where the record of what produced `output` (a file or folder of this run) is kept."""
+        return self.root / "provenance" / (str(Path(output).relative_to(self.root)) + ".json")
 
     @property
     def report(self) -> Path:

@@ -41,6 +41,7 @@ from agentprm.report.results import (
     metric_of,
     td_label_method,
 )
+from agentprm.run_layout import RunLayout
 from agentprm.search.best_of_n import CurvePoint, bon_curve, budgets_upto, candidates_of
 from agentprm.search.efficiency import Ratio
 from agentprm.trajectory import Trajectory
@@ -92,7 +93,9 @@ class _Ctx:
             for f in files:
                 if self._root_of(f) == root:
                     cmds = "; ".join(f"`{c}`" for c in f.commands()) or "(empty file)"
-                    self.lines.append(f"- `{self.show(f.path)}` ({len(f.records)} tasks): {cmds}")
+                    recorded = RunLayout(root).provenance(f.path).is_file()
+                    note = "" if recorded else " (provenance not recorded: not made by the pipeline, completeness unknown)"
+                    self.lines.append(f"- `{self.show(f.path)}` ({len(f.records)} tasks{note}): {cmds}")
         self.lines.append("")
 
     def _root_of(self, f: EvalFile) -> Path:
@@ -483,6 +486,12 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     _ablation(ctx, res)
     lines += ["## The paper's claims on these results", ""]
     _claims(ctx, judge(res))
+    lines += ["", "## Stale or partial results (not used)", ""]
+    if run.excluded:
+        lines += ["These result files are in the run folder but are left out of every table, figure and claim above:", ""]
+        lines += [f"- `{ctx.show(x.path)}`: {x.why}. Complete it with `{x.command}`." for x in run.excluded]
+    else:
+        lines += ["- none: every result file found is complete and matches its run folder's config"]
     lines += ["", "## Not run", ""]
     lines += [f"- {x}" for x in ctx.not_run] or ["- nothing: every section has results"]
     path = out / "report.md"

@@ -13,7 +13,7 @@ report can show every env and their average.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -57,16 +57,64 @@ def _has_records(path: Path) -> bool:
 
 
 @dataclass
+class Excluded:
+    """A result file the report does not use, and why."""
+
+    path: Path
+    why: str  # "partial: ..." | "stale: ..."
+    command: str  # what completes or redoes it
+
+
+def _expected_keys(root: Path) -> Callable[[str, str | None, Budget], str] | str:
+    """The key each pipeline search output must have under the run folder's current config.yaml, or why it
+    cannot be known."""
+    from agentprm.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline.for_folder(root)
+        return lambda strategy, rm, budget: pipe.search_key(strategy, rm, budget)
+    except Exception as e:  # noqa: BLE001 - any failure means the results cannot be checked; said in the report
+        return f"its run folder's config.yaml cannot be read ({type(e).__name__}: {e})"
+
+
+@dataclass
 class RunFolder:
     root: Path
     evals: list[EvalFile] = field(default_factory=list)
+    excluded: list[Excluded] = field(default_factory=list)
 
     @classmethod
     def scan(cls, root: str | Path) -> RunFolder:
-        # An empty file is a search that has only started (the pipeline opens its output first): not a result.
-        evals = [EvalFile(r.env, r.rm, r.strategy, r.budget, r.path)
-                 for r in RunLayout(root).results() if _has_records(r.path)]
-        return cls(Path(root), evals)
+        """The results of a run folder the report may use: non-empty files that either carry no provenance
+        (made by `agentprm search` by hand) or whose provenance says complete and matches the folder's
+        current config.yaml. The others are listed in `excluded` with the command that completes them."""
+        from agentprm.pipeline import Provenance
+
+        root = Path(root)
+        layout = RunLayout(root)
+        evals, excluded = [], []
+        expected: Callable[[str, str | None, Budget], str] | str | None = None
+        command = f"agentprm pipeline {layout.config} --runs {root.parent} --name {root.name}"
+        for r in layout.results():
+            # An empty file is a search that has only started (the pipeline opens its output first): not a result.
+            if not _has_records(r.path):
+                continue
+            prov = Provenance.read(layout.provenance(r.path))
+            if prov is not None:
+                if expected is None:
+                    expected = _expected_keys(root)
+                if not prov.complete:
+                    excluded.append(Excluded(r.path, "partial: its search did not finish", prov.command or command))
+                    continue
+                if isinstance(expected, str):
+                    excluded.append(Excluded(r.path, f"unverifiable: {expected}", command))
+                    continue
+                if prov.key != expected(r.strategy, r.rm, r.budget):
+                    excluded.append(Excluded(r.path, "stale: made under settings that differ from config.yaml "
+                                             "(a stage it depends on changed)", command))
+                    continue
+            evals.append(EvalFile(r.env, r.rm, r.strategy, r.budget, r.path))
+        return cls(root, evals, excluded)
 
     @property
     def layout(self) -> RunLayout:
@@ -122,6 +170,10 @@ class RunSet:
     @property
     def evals(self) -> list[EvalFile]:
         return [e for f in self.folders for e in f.evals]
+
+    @property
+    def excluded(self) -> list[Excluded]:
+        return [x for f in self.folders for x in f.excluded]
 
     def envs(self) -> list[str]:
         return sorted({env for f in self.folders for env in f.envs()})
