@@ -138,9 +138,42 @@ def test_bad_config_is_one_line(tmp_path):
         PipelineConfig.load(bad)
 
 
+def test_bad_config_from_the_command_line_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from agentprm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft: {epochz: 1}\n")
+    monkeypatch.setattr(sys, "argv", ["agentprm", "pipeline", str(bad), "--runs", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "unknown sft keys ['epochz']" in err
+
+
 def test_env_defaults_apply_only_without_a_config(tmp_path):
     assert PipelineConfig.load(None, env="babyai").demos == 500
     assert PipelineConfig.load(None, env="textcraft").demos == PipelineConfig().demos
     cfg = tmp_path / "c.yaml"
     cfg.write_text("demos: 7\n")
     assert PipelineConfig.load(cfg, env="babyai").demos == 7  # an explicit config is taken as written
+
+
+def test_redo_names_a_stage_and_takes_its_readers_along(tmp_path):
+    from agentprm.errors import UserError
+    from agentprm.pipeline import Pipeline
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+    stages = Pipeline(cfg, tmp_path).stages()
+
+    def redo(*names):
+        return sorted(Pipeline(cfg, tmp_path, redo=names)._redo_set(stages))
+
+    assert redo("train-prm orm") == ["search beam@2x2 orm", "search bon@2 orm", "train-prm orm"]
+    assert redo("label") == ["label", "search beam@2x2 mc", "search bon@2 mc", "train-prm mc"]
+    assert len(redo("sft")) == len(stages) - 1  # everything but the demos reads the policy
+    assert redo("search") == sorted(s.name for s in stages if s.name.startswith("search"))
+    with pytest.raises(UserError, match="--redo 'sfx' names no stage"):
+        redo("sfx")
+    assert len(Pipeline(cfg, tmp_path, force=True)._redo_set(stages)) == len(stages)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -204,18 +204,21 @@ class Stage:
     legacy_done: Callable[[], bool]  # the output looks complete (for outputs made before provenance existed)
     run: Callable[[], str]  # returns a one-line summary
     clear: Callable[[], None]  # removes the output (stale or forced)
+    reads: tuple[str, ...] = ()  # the stages whose output this one reads (redoing one of them redoes this)
 
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, root: str | Path = "runs", force: bool = False,
-                 log: Callable[[str], None] = print, run_dir: str | Path | None = None):
+                 log: Callable[[str], None] = print, run_dir: str | Path | None = None, redo: Sequence[str] = ()):
         self.cfg = cfg
+        self.redo = list(redo)  # stage names (or their first word: "search", "train-prm") to redo
         self.dir = Path(run_dir) if run_dir is not None else Path(root) / cfg.name
         self.layout = RunLayout(self.dir)
         self.force = force
         self.log = log
         self.eval_dir = self.layout.eval_dir(cfg.env)
         self._cleared: set[Path] = set()
+        self._redone: set[str] = set()
         self._ids: dict[tuple[str, int], list[str]] = {}
 
     @classmethod
@@ -316,14 +319,14 @@ class Pipeline:
             Stage("demos", self.demos_path, self.demos_key, lambda: self._pick(*STAGE_FIELDS["demos"]),
                   self._demos_done, self._run_demos, lambda: self._remove(self.demos_path, self.layout.demos_done)),
             Stage("sft", self.policy_dir, self.sft_key, lambda: {"base": c.base, "demos": str(self.demos_path)},
-                  self._sft_done, self._run_sft, lambda: self._remove(self.policy_dir)),
+                  self._sft_done, self._run_sft, lambda: self._remove(self.policy_dir), ("demos",)),
             Stage("collect", self.trajectories_path, self.collect_key,
                   lambda: {"policy": str(self.policy_dir), "tasks": {"split": "train", "n": c.collect_tasks},
                            "n_per_task": c.n_per_task, "temperature": c.collect_temperature, "seed": c.seed},
-                  self._collect_done, self._run_collect, lambda: self._remove(self.trajectories_path)),
+                  self._collect_done, self._run_collect, lambda: self._remove(self.trajectories_path), ("sft",)),
             Stage("label", self.layout.labels_dir, self.label_key,
                   lambda: {"trajectories": str(self.trajectories_path), "mc": "mc" in c.objectives},
-                  self._label_done, self._run_label, lambda: self._remove(self.layout.labels_dir)),
+                  self._label_done, self._run_label, lambda: self._remove(self.layout.labels_dir), ("collect", "sft")),
         ]
         for name in self.rm_names():
             st.append(Stage(f"train-prm {name}", self.prm_dir(name), lambda n=name: self.prm_key(n),
@@ -331,7 +334,8 @@ class Pipeline:
                                             "objective": self.prm_config(n).objective, "beta": self.prm_config(n).beta,
                                             "seed": c.seed},
                             lambda n=name: self._prm_done(n), lambda n=name: self._run_train(n),
-                            lambda n=name: self._remove(self.prm_dir(n))))
+                            lambda n=name: self._remove(self.prm_dir(n)),
+                            ("collect", "sft", *(("label",) if name == "mc" else ()))))
 
         def search(strategy: str, rm: str | None, budget: Budget) -> Stage:
             path = self._search_path(strategy, rm, budget)
@@ -341,7 +345,7 @@ class Pipeline:
                                   "tasks": {"split": "test", "n": c.eval_tasks, "ids_hash": ids_hash()},
                                   "strategy": strategy, "budget": str(budget), "seed": c.seed},
                          lambda: self._search_done(strategy, rm, budget), lambda: self._run_search(strategy, rm, budget),
-                         lambda: self._remove(path))
+                         lambda: self._remove(path), ("sft", *((f"train-prm {rm}",) if rm not in (None, "random") else ())))
 
         st.append(search("greedy", None, Budget(1)))
         for rm in self.rm_names() + (["random"] if c.random_baseline else []):
@@ -368,16 +372,19 @@ class Pipeline:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         stages = self.stages()
+        redo = self._redo_set(stages)
+        self._redone = redo
         total = len(stages) + 1
         t0 = time.time()
         for i, stage in enumerate(stages, 1):
             head = f"[{i}/{total}] {stage.name}"
             status = self.stage_status(stage)
-            if not self.force and status in ("complete", "legacy"):
+            forced = stage.name in redo
+            if not forced and status in ("complete", "legacy"):
                 note = " (made before provenance was recorded; --force redoes it)" if status == "legacy" else ""
                 self.log(f"{head}: already complete, skipped{note}")
                 continue
-            if self.force or status == "stale":
+            if forced or status == "stale":
                 if stage.output not in self._cleared:
                     stage.clear()
                     self._cleared.add(stage.output)
@@ -394,6 +401,21 @@ class Pipeline:
         self.log(f"[{total}/{total}] report: {summary} ({time.time() - ts:.0f} s)")
         self.log(f"pipeline finished in {(time.time() - t0) / 60:.1f} min: {self.layout.report}")
         return self.layout.report
+
+    def _redo_set(self, stages: list[Stage]) -> set[str]:
+        """The stages to redo: every one under `force`; else those named in `redo` (a full name or its first
+        word) and every stage that reads a redone one."""
+        if self.force:
+            return {s.name for s in stages}
+        names = [s.name for s in stages]
+        unknown = [r for r in self.redo if not any(n == r or n.split()[0] == r for n in names)]
+        if unknown:
+            raise UserError(f"--redo {unknown[0]!r} names no stage; stages: {', '.join(names)}")
+        out: set[str] = set()
+        for s in stages:  # in order: a stage's readers come after it
+            if any(s.name == r or s.name.split()[0] == r for r in self.redo) or any(r in out for r in s.reads):
+                out.add(s.name)
+        return out
 
     def _remove(self, *paths: Path) -> None:
         for p in paths:
@@ -574,7 +596,8 @@ class Pipeline:
         prov_path = self.layout.provenance(path)
         prov = Provenance.read(prov_path)
         stale = prov is not None and prov.key != self.samples_key()
-        if path not in self._cleared and (self.force or stale):
+        redone = any(n.startswith("search bon") for n in self._redone)  # fresh samples for a redone best-of-n
+        if path not in self._cleared and (redone or stale):
             self._remove(path)
             self._cleared.add(path)
         if prov is None or stale or path in self._cleared:
