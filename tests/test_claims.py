@@ -186,3 +186,14 @@ def test_label_values_of_every_outcome_method():
     binary = LabelSettings(binary_outcome=True)
     assert _labels("pvm", binary).labels == [1.0, 1.0, 1.0] and _labels("orm", binary).labels[2] == 1.0
     assert _labels("pvm").sampled_tokens == 6  # the trajectory's own generated tokens
+
+
+def test_best_of_n_ranks_env_and_policy_failures_below_every_other_candidate():
+    from agentprm.search.best_of_n import Candidate, select
+
+    def c(status, score):
+        return Candidate(False, 0.0, status, [score])
+
+    assert select([c("policy_error", 9.0), c("done", 0.1)]) == 1  # as beam search ranks them (one function)
+    assert select([c("env_error", 9.0), c("max_rounds", -5.0)]) == 1
+    assert select([c("env_error", 9.0), c("policy_error", 1.0)]) == 0  # only failures: the best score

@@ -40,9 +40,15 @@ def orm_labels(traj: Trajectory, binary: bool = False) -> list[float | None]:
     return [None] * (n - 1) + [outcome_value(traj, binary)] if n else []
 
 
-# Statuses whose outcome cannot be trusted: the env or the policy failed (data, never a reward of 0), or
-# the episode never ended.
-UNTRUSTED_STATUSES = ("env_error", "policy_error", "running")
+# Statuses where the env or the policy failed: data, never a reward of 0.
+FAILED_STATUSES = ("env_error", "policy_error")
+# ... and those whose outcome cannot be trusted: a failure, or an episode that never ended.
+UNTRUSTED_STATUSES = (*FAILED_STATUSES, "running")
+
+
+def failed(status: str) -> bool:
+    """Whether the env or the policy failed: search ranks such candidates below every other one."""
+    return status in FAILED_STATUSES
 
 
 def outcome_trusted(status: str) -> bool:
