@@ -149,6 +149,8 @@ def test_babyai_reward_results_flow_through_bon_oracle_table1_and_efficiency(tmp
     assert "Metric: reward × 100" in report
     diff = _row(report, "(b) Best-of-N", "BoN@4")  # AgentPRM vs ORM at 4: 80.0 - 23.3 over the 3 tasks
     assert diff[:4] == ["agentprm BoN@4", "orm BoN@4", "80.0", "23.3"] and diff[4].startswith("+56.7 [") and diff[5] == "3"
+    head = _row(report, "(b) Best-of-N", "headroom @4")  # oracle@4 80.0 over greedy's mean reward 20.0
+    assert head[:4] == ["oracle@4", "greedy SFT", "80.0", "20.0"] and head[4].startswith("+60.0 [")
 
 
 def test_pass_at_n_and_oracle_on_hand_made_outcomes():

@@ -29,6 +29,9 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["ablation_beta0"] is True
     report = (run / "report.md").read_text()
     assert "(a) Table 1" in report and "agentprm pipeline" in report
+    assert "## (g) PRMs" in report and "| agentprm-beta0 | agentprm | 0.0 | 4 |" in report  # beta 0, 4 trajectories
+    assert re.search(r"\| mc \| mc \| [\d.]+ \| 2 \| \d+ \| \d+ \|", report)  # MC: the 2 seeds, its epochs and steps
+    assert "headroom @2" in report and "95% paired-bootstrap interval" in report
     # a rerun skips every completed stage (only the report is rewritten)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -177,3 +180,16 @@ def test_redo_names_a_stage_and_takes_its_readers_along(tmp_path):
     with pytest.raises(UserError, match="--redo 'sfx' names no stage"):
         redo("sfx")
     assert len(Pipeline(cfg, tmp_path, force=True)._redo_set(stages)) == len(stages)
+
+
+def test_mc_prm_gets_the_optimizer_steps_of_the_td_prms():
+    import math
+
+    from agentprm.pipeline import mc_epochs
+
+    # 384 TD trajectories at batch 8, 1 epoch = 48 steps; 24 MC seeds = 3 steps an epoch -> 16 epochs = 48 steps
+    assert mc_epochs(1, 8, 384, 24) == 16
+    for td, mc, bs, ep in [(500, 37, 8, 2), (20, 20, 4, 1), (100, 1, 16, 3)]:
+        e = mc_epochs(ep, bs, td, mc)
+        steps_td, per = math.ceil(td / bs) * ep, math.ceil(mc / bs)
+        assert abs(e * per - steps_td) <= per / 2 + 1e-9 or e == 1

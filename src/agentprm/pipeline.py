@@ -80,10 +80,13 @@ class PipelineConfig:
     batch_size: int = 64
     # PRMs: one per objective, initialised from the SFT policy (paper)
     objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])  # + "mc" (costly)
-    # MC labels (objective "mc"): N_mc rollouts from every step of this many collected trajectories,
-    # spread over the tasks (paper: N_mc = 16 on all of them; here a subset bounds the cost)
-    mc_trajectories: int = 64
+    # MC labels (objective "mc"): N_mc rollouts from every step s_{t+1} of the seed trajectories. None: one
+    # seed per training task, as the paper runs it; a number: that many, spread round-robin over the tasks.
+    mc_trajectories: int | None = None
     n_mc: int = 16
+    # Train the MC PRM for as many optimiser steps as the TD PRMs (its epochs scaled by how many fewer
+    # trajectories carry MC labels), so that claim 5 compares labels, not training lengths.
+    mc_equal_steps: bool = True
     prm_preset: str = "auto"  # auto (tiny for the tiny base, paper otherwise) | tiny | paper
     # YAML: a mapping of PRMTrainConfig fields over the preset (objective, beta, seed, device: per PRM)
     prm: PRMTrainConfig = field(default_factory=lambda: PRMTrainConfig.preset("tiny", **PRM_DEFAULT_OVERRIDES["tiny"]))
@@ -156,7 +159,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "sft": ("base", "sft", "seed"),  # + demos
     "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed"),  # + sft
     "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
-    "train-prm": ("prm_preset", "prm", "seed"),  # + collect (+ label for mc)
+    "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
     "search": ("eval_tasks", "max_new_tokens", "seed", "bon (best-of-n)", "beams (beam)"),  # + sft, + its PRM
 }
 STAGE_READS = {"sft": "demos", "collect": "sft", "label": "collect", "train-prm": "collect (label for mc)",
@@ -297,7 +300,8 @@ class Pipeline:
 
     def prm_key(self, name: str) -> str:
         prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in ("device", "checkpoint_every")}
-        return _hash("prm", self.collect_key(), self.label_key() if name == "mc" else None, name, prm)
+        mc = (self.label_key(), self.cfg.mc_equal_steps) if name == "mc" else None
+        return _hash("prm", self.collect_key(), mc, name, prm)
 
     def _eval_ids(self) -> list[str]:
         return self._task_ids("test", self.cfg.eval_tasks)
@@ -517,6 +521,8 @@ class Pipeline:
         by_task: dict[str, list] = {}
         for t in self._usable_trajectories():
             by_task.setdefault(t.task_id, []).append(t)
+        if self.cfg.mc_trajectories is None:  # the paper: one seed trajectory per training task
+            return [ts[0] for ts in by_task.values()]
         spread = [ts[k] for k in range(max(map(len, by_task.values()), default=0)) for ts in by_task.values() if k < len(ts)]
         return spread[: self.cfg.mc_trajectories]
 
@@ -573,6 +579,9 @@ class Pipeline:
             from agentprm.labels.store import read_labels
 
             mc_labels = {k: r.labels for k, r in read_labels(self._label_path("mc")).items()}
+            labelled = sum(t.id in mc_labels for t in trajs)
+            if self.cfg.mc_equal_steps and labelled:
+                cfg = replace(cfg, epochs=mc_epochs(cfg.epochs, cfg.batch_size, len(trajs), labelled))
         with _bar(f"train {name}") as (bar, job):
             def on_step(step: int, total: int, lq: float, la: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"L_Q {lq:.4f} L_A {la:.4f}")
@@ -633,6 +642,16 @@ class Pipeline:
         from agentprm.report.build import write_report
 
         return f"report -> {write_report(self.dir)}"
+
+
+def mc_epochs(epochs: int, batch_size: int, td_items: int, mc_items: int) -> int:
+    """Epochs over the `mc_items` MC-labelled trajectories that give the optimiser steps nearest to `epochs`
+    over all `td_items` (what the TD PRMs get)."""
+    import math
+
+    td_steps = math.ceil(td_items / batch_size) * epochs
+    per_epoch = math.ceil(mc_items / batch_size)
+    return max(1, round(td_steps / per_epoch))
 
 
 def _short(res: Any) -> str:

@@ -238,6 +238,8 @@ def _bon_section(ctx: _Ctx, res: Results) -> None:
                     pairs.append((f"BoN@{n}", a[n], m))
             if e.greedy is not None:
                 pairs.append((f"BoN@{n}", a[n], e.greedy))
+        if e.greedy is not None and e.oracle:  # the headroom a selector has over greedy decoding
+            pairs.append((f"headroom @{max(e.oracle)}", e.oracle[max(e.oracle)], e.greedy))
         _differences(ctx, pairs)
         ctx.sources([next(iter(per.values())).source for per in e.bon.values()])
     per_env = {e.env: e.curves() for e in res.envs if e.bon}
@@ -420,6 +422,26 @@ def _ablation(ctx: _Ctx, res: Results) -> None:
         ctx.lines += ["not run", ""]
 
 
+def _prm_training(ctx: _Ctx) -> None:
+    from agentprm.report.results import prm_trainings
+
+    prms = prm_trainings(ctx.run)
+    if not prms:
+        ctx.lines += ["not run (no `prm/<name>/prm_config.json` in the run folders)", ""]
+        return
+    several = len(ctx.run.folders) > 1
+    rows = [[*([f"`{p.root.name}`"] if several else []), p.name, p.objective, _num(p.beta), _num(p.items), _num(p.epochs),
+             _num(p.steps), _num(p.lr), _num(p.batch_size)] for p in prms]
+    ctx.lines += _table([*(["run"] if several else []), "PRM", "objective", "β", "trajectories", "epochs",
+                         "optimiser steps", "lr", "batch"], rows)
+    ctx.lines += ["", "From each PRM's `prm_config.json`. The MC PRM trains on the MC-labelled seed trajectories only; "
+                  "the pipeline scales its epochs so its optimiser steps match the TD PRMs' (`mc_equal_steps`).", ""]
+
+
+def _num(x: object) -> str:
+    return "–" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
 def _claims(ctx: _Ctx, claims: list[Claim]) -> None:
     ctx.lines += _table(["claim (paper §8)", "verdict", "per env", "intervals"],
                         [[c.title, f"**{c.verdict}**", c.per_env_text(), c.strength() or "–"] for c in claims])
@@ -484,6 +506,8 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
         lines += ["not run", ""]
     lines += ["## (f) Ablation: without L_A (β = 0)", ""]
     _ablation(ctx, res)
+    lines += ["## (g) PRMs: training data and optimiser steps", ""]
+    _prm_training(ctx)
     lines += ["## The paper's claims on these results", ""]
     _claims(ctx, judge(res))
     lines += ["", "## Stale or partial results (not used)", ""]

@@ -220,6 +220,38 @@ def average_curves(per_env: dict[str, dict[str, dict[int, float]]]) -> dict[str,
     return {rm: c for rm in rms if (c := mean_curve([s[rm] for s in envs]))}
 
 
+@dataclass
+class PRMTraining:
+    """What one PRM of a run folder was trained on and for how long (from its `prm_config.json`)."""
+
+    root: Path
+    name: str
+    objective: str
+    beta: float | None
+    items: int | None  # trajectories trained on
+    epochs: int | None
+    steps: int | None  # optimiser steps
+    lr: float | None
+    batch_size: int | None
+
+
+def prm_trainings(run: RunSet) -> list[PRMTraining]:
+    import json
+
+    out = []
+    for folder in run.folders:
+        for cfg in sorted((folder.root / "prm").glob("*/prm_config.json")):
+            try:
+                d = json.loads(cfg.read_text())
+            except ValueError:
+                continue
+            t = d.get("train") or {}
+            out.append(PRMTraining(folder.root, cfg.parent.name, d.get("objective", t.get("objective", "?")),
+                                   t.get("beta"), t.get("items"), t.get("epochs"), t.get("steps"), t.get("lr"),
+                                   t.get("batch_size")))
+    return out
+
+
 def build_results(run: RunSet) -> Results:
     cost = label_cost(run)
     return Results([env_results(run, env, cost) for env in run.envs()])
