@@ -24,18 +24,20 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
                 "prm/agentprm-beta0/value_head.safetensors", "prm/mc/value_head.safetensors", "labels/mc.jsonl",
                 "eval/textcraft/greedy.jsonl", "eval/textcraft/mc/beam_2x2.jsonl",
                 "eval/textcraft/agentprm/bon_2.jsonl", "eval/textcraft/random/bon_2.jsonl",
-                "eval/textcraft/orm/beam_2x2.jsonl", "report.md"]:
+                "eval/textcraft/orm/beam_2x2.jsonl", "policy-rft/config.json", "eval/textcraft/rft/greedy.jsonl",
+                "report.md"]:
         assert (run / rel).exists(), rel
     assert yaml.safe_load((run / "config.yaml").read_text())["ablation_beta0"] is True
     report = (run / "report.md").read_text()
     assert "(a) Table 1" in report and "agentprm pipeline" in report
-    assert "## (g) PRMs" in report and "| agentprm-beta0 | agentprm | 0.0 | 4 |" in report  # beta 0, 4 trajectories
+    assert "## (g) PRMs" in report and "| agentprm-beta0 | agentprm | 0 | 4 |" in report  # beta 0, 4 trajectories
+    assert "| RFT (greedy) |" in report
     assert re.search(r"\| mc \| mc \| [\d.]+ \| 2 \| \d+ \| \d+ \|", report)  # MC: the 2 seeds, its epochs and steps
     assert "headroom @2" in report and "95% paired-bootstrap interval" in report
     # a rerun skips every completed stage (only the report is rewritten)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert res.output.count("already complete, skipped") == 21  # every stage but the report
+    assert res.output.count("already complete, skipped") == 23  # every stage but the report
     from agentprm.labels.store import read_labels
 
     mc = read_labels(run / "labels" / "mc.jsonl")
@@ -72,7 +74,7 @@ def _stale_and_partial_results_are_redone_and_never_reported(runner, args, run: 
     assert next(ln for ln in table1.splitlines() if ln.startswith("| orm |")).endswith("| not run |")
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert res.output.count("already complete, skipped") == 19  # all but the stale and the partial stage
+    assert res.output.count("already complete, skipped") == 21  # all but the stale and the partial stage
     assert "search beam@2x2 orm: made under other settings: removed, redoing" in res.output
     assert "none: every result file found is complete" in (run / "report.md").read_text()
 

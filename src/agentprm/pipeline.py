@@ -98,6 +98,10 @@ class PipelineConfig:
     # (configs/textcraft-all.yaml runs it)
     beams: list[str] = field(default_factory=lambda: ["2x2"])
     random_baseline: bool = True  # a random scorer under best-of-n: the sanity floor
+    # RFT, the paper's other training-based baseline: the SFT policy trained further (sft settings, these
+    # epochs) on its own successful collected trajectories, then decoded greedily on the test tasks.
+    rft: bool = False
+    rft_epochs: float = 1.0
 
     def beam_budgets(self) -> list[Budget]:
         return sorted({Budget.parse("beam", b) for b in self.beams})
@@ -160,6 +164,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed"),  # + sft
     "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
     "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
+    "rft": ("rft_epochs",),  # + sft, collect
     "search": ("eval_tasks", "max_new_tokens", "seed", "bon (best-of-n)", "beams (beam)"),  # + sft, + its PRM
 }
 STAGE_READS = {"sft": "demos", "collect": "sft", "label": "collect", "train-prm": "collect (label for mc)",
@@ -264,10 +269,17 @@ class Pipeline:
             self._ids[(split, n)] = self._spec().make().task_ids(split, n)
         return self._ids[(split, n)]
 
-    def _policy(self):
+    def _policy(self, policy_dir: Path | None = None):
         from agentprm.policy.hf import HFPolicy
 
-        return HFPolicy.load(self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+        return HFPolicy.load(policy_dir or self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+
+    def _policy_dir_for(self, rm: str | None) -> Path:
+        """The policy a search decodes: the RFT policy for its greedy search ("rft"), else the SFT policy."""
+        return self.layout.rft_policy if rm == "rft" else self.policy_dir
+
+    def _prm_arg(self, rm: str | None) -> str | None:
+        return None if rm in (None, "random", "rft") else str(self.prm_dir(rm))
 
     def _env_factory(self):
         spec = self._spec()
@@ -309,8 +321,11 @@ class Pipeline:
     def samples_key(self) -> str:
         return _hash("samples", self.sft_key(), self._eval_ids(), self.cfg.bon, self.cfg.max_new_tokens, self.cfg.seed)
 
+    def rft_key(self) -> str:
+        return _hash("rft", self.collect_key(), self.cfg.rft_epochs)
+
     def search_key(self, strategy: str, rm: str | None, budget: Budget) -> str:
-        rm_key = self.prm_key(rm) if rm not in (None, "random") else rm
+        rm_key = self.rft_key() if rm == "rft" else self.prm_key(rm) if rm not in (None, "random") else rm
         samples = self.samples_key() if strategy == "bon" else None
         return _hash("search", self.sft_key(), rm_key, samples, self._eval_ids(), strategy, str(budget),
                      self.cfg.max_new_tokens, self.cfg.seed)
@@ -343,15 +358,23 @@ class Pipeline:
 
         def search(strategy: str, rm: str | None, budget: Budget) -> Stage:
             path = self._search_path(strategy, rm, budget)
-            label = f"search {strategy}" + (f"@{budget} {rm}" if rm else "")
+            label = f"search {strategy}" + (f" {rm}" if strategy == "greedy" and rm else f"@{budget} {rm}" if rm else "")
             return Stage(label, path, lambda: self.search_key(strategy, rm, budget),
-                         lambda: {"policy": str(self.policy_dir), "prm": rm if rm in (None, "random") else str(self.prm_dir(rm)),
+                         lambda: {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
                                   "tasks": {"split": "test", "n": c.eval_tasks, "ids_hash": ids_hash()},
                                   "strategy": strategy, "budget": str(budget), "seed": c.seed},
                          lambda: self._search_done(strategy, rm, budget), lambda: self._run_search(strategy, rm, budget),
-                         lambda: self._remove(path), ("sft", *((f"train-prm {rm}",) if rm not in (None, "random") else ())))
+                         lambda: self._remove(path), ("sft", *(("rft",) if rm == "rft" else (f"train-prm {rm}",)
+                                                                if rm not in (None, "random") else ())))
 
         st.append(search("greedy", None, Budget(1)))
+        if c.rft:
+            st.insert(3, Stage("rft", self.layout.rft_policy, self.rft_key,
+                               lambda: {"policy": str(self.policy_dir), "trajectories": str(self.trajectories_path),
+                                        "epochs": c.rft_epochs},
+                               lambda: self._sft_done(self.layout.rft_policy), self._run_rft,
+                               lambda: self._remove(self.layout.rft_policy), ("collect", "sft")))
+            st.append(search("greedy", "rft", Budget(1)))
         for rm in self.rm_names() + (["random"] if c.random_baseline else []):
             st.append(search("bon", rm, Budget(c.bon)))
         for budget in c.beam_budgets():
@@ -451,10 +474,10 @@ class Pipeline:
         return f"expert success {s.ok}/{s.tried} ({s.skipped} resumed)"
 
     # sft
-    def _sft_done(self) -> bool:
+    def _sft_done(self, policy_dir: Path | None = None) -> bool:
         from agentprm.policy.sft import is_trained
 
-        return is_trained(self.policy_dir)
+        return is_trained(policy_dir or self.policy_dir)
 
     def _run_sft(self) -> str:
         from agentprm.policy.sft import train_sft
@@ -466,6 +489,26 @@ class Pipeline:
 
             res = train_sft(self.demos_path, self.cfg.base, self.policy_dir, cfg, on_step=on_step)
         return f"policy -> {self.policy_dir} ({res.summary()})"
+
+    def _run_rft(self) -> str:
+        """RFT: continue training the SFT policy on its own successful collected trajectories (train split)."""
+        from agentprm.policy.sft import train_sft
+
+        from agentprm.trajectory import read_trajectories
+
+        cfg = replace(self.cfg.sft, epochs=self.cfg.rft_epochs, threads=self.cfg.threads, seed=self.cfg.seed)
+        out = self.layout.rft_policy
+        wins = sum(t.success for t in read_trajectories(self.trajectories_path))
+        if not wins:  # fine-tuning on no data leaves the policy as it is: say so rather than fail the run
+            shutil.copytree(self.policy_dir, out, dirs_exist_ok=True)
+            (out / "RFT_NOTE.txt").write_text("no successful collected trajectory: the RFT policy is the SFT policy\n")
+            return f"RFT policy -> {out}: no successful collected trajectory, so it is the SFT policy unchanged"
+        with _bar("rft") as (bar, job):
+            def on_step(step: int, total: int, loss: float) -> None:
+                bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
+
+            res = train_sft(self.trajectories_path, str(self.policy_dir), out, cfg, on_step=on_step)
+        return f"RFT policy -> {out} ({res.summary()})"
 
     # collect
     def _collect_ids(self) -> list[str]:
@@ -623,15 +666,15 @@ class Pipeline:
         ids = self._eval_ids()
         spec = SearchSpec(strategy, str(budget), max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
         model = None
-        if rm is not None:
+        if rm is not None and rm != "rft":
             model = load_reward_model("random" if rm == "random" else str(self.prm_dir(rm)))
         path = self._search_path(strategy, rm, budget)
         samples = self._samples() if strategy == "bon" else None
         key = self.search_key(strategy, rm, budget)
-        extra = {"policy": str(self.policy_dir), "prm": None if rm in (None, "random") else str(self.prm_dir(rm)),
+        extra = {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
                  "provenance": {"key": key, "config_hash": self.config_hash()}}
         with _bar(f"{strategy} {budget} {rm or ''}", total=len(ids)) as (bar, job):
-            records = run_search(self._policy(), model, self._env_factory(), ids, spec, path, chunk_size=16,
+            records = run_search(self._policy(self._policy_dir_for(rm)), model, self._env_factory(), ids, spec, path, chunk_size=16,
                                  samples_path=samples, command=self.command(), extra_config=extra,
                                  on_progress=lambda k, res: bar.update(job, advance=len(res)))
         metric = self._spec().metric

@@ -5,10 +5,12 @@ runs/<name>/
   config.yaml                                   the pipeline's config (named under every figure)
   demos.jsonl, demos.done                       expert demos (the marker: the demo stage finished)
   policy/                                       the SFT policy
+  policy-rft/                                   the RFT policy (SFT trained further on its own successful trajectories)
   trajectories.jsonl                            collected training trajectories (N per task)
   labels/<method>.jsonl                         labelled trajectories (td-gae, pvm, orm, mc): Table 3's label cost
   prm/<name>/                                   one trained PRM per objective (agentprm, pvm, orm, mc, agentprm-beta0)
   eval/<env>/greedy.jsonl                       greedy decoding of the SFT policy
+  eval/<env>/rft/greedy.jsonl                   greedy decoding of the RFT policy
   eval/<env>/samples_<N>.jsonl                  best-of-n samples shared by every RM (one sampling run, N per task)
   eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
   eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
@@ -64,6 +66,10 @@ class RunLayout:
         return self.root / "policy"
 
     @property
+    def rft_policy(self) -> Path:
+        return self.root / "policy-rft"
+
+    @property
     def trajectories(self) -> Path:
         return self.root / "trajectories.jsonl"
 
@@ -81,9 +87,10 @@ class RunLayout:
         return self.root / "eval" / env
 
     def result(self, env: str, strategy: str, rm: str | None = None, budget: Budget | str | None = None) -> Path:
-        """The result file of one search: greedy, or `rm` under best-of-n / beam at `budget`."""
+        """The result file of one search: greedy (of the SFT policy, or with `rm="rft"` of the RFT policy), or
+        `rm` under best-of-n / beam at `budget`."""
         if strategy == "greedy":
-            return self.eval_dir(env) / "greedy.jsonl"
+            return self.eval_dir(env) / (f"{rm}/greedy.jsonl" if rm else "greedy.jsonl")
         if rm is None or budget is None:
             raise ValueError(f"a {strategy} result needs a reward model and a budget")
         b = budget if isinstance(budget, Budget) else Budget.parse(strategy, budget)
@@ -111,6 +118,8 @@ class RunLayout:
             if (env_dir / "greedy.jsonl").is_file():
                 yield ResultPath(env, "greedy", None, Budget(1), env_dir / "greedy.jsonl")
             for rm_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
+                if (rm_dir / "greedy.jsonl").is_file():  # another policy's greedy decoding (rft)
+                    yield ResultPath(env, "greedy", rm_dir.name, Budget(1), rm_dir / "greedy.jsonl")
                 for f in sorted(rm_dir.glob("*.jsonl")):
                     m = _RESULT.match(f.stem)
                     if m:

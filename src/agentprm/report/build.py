@@ -155,11 +155,16 @@ def _table1(ctx: _Ctx, e: EnvResults) -> None:
     beams = e.beams()
     rms = [r for r in TABLE1_RMS if r in e.rms()] + [r for r in e.rms() if r not in TABLE1_RMS]
     header = ["method", "greedy", *(f"@{b}" for b in beams)]
-    rows = []
+    rows: list[list[str]] = []
     if e.greedy is not None:
         rows.append(["SFT (greedy)", _fmt(e.greedy.mean), *("" for _ in beams)])
     else:
         ctx.not_run.append(f"{e.env}: greedy SFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy'))}`)")
+    if e.rft is not None:
+        rows.append(["RFT (greedy)", _fmt(e.rft.mean), *("" for _ in beams)])
+    else:
+        ctx.not_run.append(f"{e.env}: greedy RFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy', 'rft'))}`; "
+                           "pipeline config `rft: true`)")
     for rm in rms:
         cells = [_fmt(e.beam[rm][b].mean) if b in e.beam.get(rm, {}) else "not run" for b in beams]
         if beams:
@@ -182,10 +187,12 @@ def _table1(ctx: _Ctx, e: EnvResults) -> None:
         for other in ("pvm", "orm"):
             if (m := e.beam.get(other, {}).get(b)) is not None:
                 pairs.append((f"beam @{b}", a, m))
-        if e.greedy is not None:
-            pairs.append((f"beam @{b}", a, e.greedy))
+        pairs += [(f"beam @{b}", a, g) for g in (e.greedy, e.rft) if g is not None]
+    if e.greedy is not None and e.rft is not None:
+        pairs.append(("greedy", e.rft, e.greedy))
     _differences(ctx, pairs)
-    used = ([e.greedy.source] if e.greedy and e.greedy.source else []) + [m.source for per in e.beam.values() for m in per.values() if m.source]
+    used = [m.source for m in (e.greedy, e.rft) if m is not None and m.source is not None]
+    used += [m.source for per in e.beam.values() for m in per.values() if m.source]
     ctx.sources(used)
 
 

@@ -81,12 +81,14 @@ def claim_1(res: Results) -> Claim:
     for e in res.envs:
         if e.greedy is None:
             missing.append(f"{e.env}: no greedy SFT result")
-        else:
+        for base in (e.greedy, e.rft):  # the training-based baselines: greedy SFT and, when run, greedy RFT
+            if base is None:
+                continue
             for rm in TABLE1_RMS:
                 if rm in e.bon:
-                    _add(checks, _diff_check(e.env, e.bon[rm][max(e.bon[rm])], e.greedy))
+                    _add(checks, _diff_check(e.env, e.bon[rm][max(e.bon[rm])], base))
                 if rm in e.beam:
-                    _add(checks, _diff_check(e.env, e.beam[rm][max(e.beam[rm])], e.greedy))
+                    _add(checks, _diff_check(e.env, e.beam[rm][max(e.beam[rm])], base))
         a = e.bon.get("agentprm", {})
         if len(a) > 1:
             _add(checks, _diff_check(e.env, a[max(a)], a[min(a)]))
@@ -94,8 +96,8 @@ def claim_1(res: Results) -> Claim:
         if len(b) > 1:
             _add(checks, _diff_check(e.env, b[max(b)], b[min(b)]))
     return Claim(
-        "1. RMs with BoN or search beat greedy SFT, and the gain grows with compute",
-        "every trained RM (orm, pvm, agentprm) at its largest BoN and beam budget > greedy SFT; AgentPRM's largest budget > its smallest (BoN and beam)",
+        "1. RMs with BoN or search beat greedy SFT/RFT, and the gain grows with compute",
+        "every trained RM (orm, pvm, agentprm) at its largest BoN and beam budget > greedy SFT (and greedy RFT when run); AgentPRM's largest budget > its smallest (BoN and beam)",
         checks, missing)
 
 

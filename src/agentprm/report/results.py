@@ -73,6 +73,7 @@ class EnvResults:
     metric: str  # "success" | "reward"
     root: Path  # the run folder holding this env's results
     greedy: Measure | None = None
+    rft: Measure | None = None  # greedy decoding of the RFT policy (SFT trained further on its own successes)
     bon: dict[str, dict[int, Measure]] = field(default_factory=dict)  # rm -> N -> selected candidate's value
     oracle: dict[int, Measure] = field(default_factory=dict)  # N -> best of the first N (pass@N for success)
     beam: dict[str, dict[Budget, Measure]] = field(default_factory=dict)  # rm -> NxM -> value
@@ -105,7 +106,7 @@ class EnvResults:
         return {b: efficiency_ratios(agent, self.curve(b)) for b in self.bon if b not in ("agentprm",)}
 
     def sources(self) -> list[EvalFile]:
-        out = [self.greedy.source] if self.greedy and self.greedy.source else []
+        out = [m.source for m in (self.greedy, self.rft) if m is not None and m.source is not None]
         out += [next(iter(per.values())).source for per in self.bon.values() if per]
         out += [m.source for per in self.beam.values() for m in per.values()]
         return [f for f in out if f is not None]
@@ -165,8 +166,10 @@ def env_results(run: RunSet, env: str, cost: Mapping[str, Mapping[str, int]] | N
     res = EnvResults(env, metric, run.folder_of(env).root)
     if g := run.find(env, "greedy"):
         res.greedy = file_measure(g[0], metric, "greedy SFT")
+    if g := run.find(env, "greedy", "rft"):
+        res.rft = file_measure(g[0], metric, "greedy RFT")
     oracle_from = None
-    for rm in run.rms(env):
+    for rm in [r for r in run.rms(env) if r != "rft"]:
         f = run.largest_bon(env, rm)
         if f is not None:
             chosen, oracle = bon_measures(f, metric, rm)
