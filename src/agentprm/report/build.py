@@ -370,7 +370,9 @@ def _table3(ctx: _Ctx, res: Results) -> None:
         ctx.lines += [f"### {e.env}", ""]
         ctx.lines += _table(["method", "label tokens", *settings], rows)
         where = ctx.show(ctx.run.folder_of(e.env).layout.labels_dir)
-        ctx.lines += ["", f"Label cost from `{where}/*.jsonl` ({', '.join(sorted(e.label_tokens)) or 'none found'}); relative to TD ({td})."]
+        ctx.lines += ["", f"Label cost in the paper's unit, sampled policy tokens, from `{where}/*.jsonl` "
+                      f"({', '.join(sorted(e.label_tokens)) or 'none found'}): TD ({td}) counts every collected trajectory "
+                      "the TD PRM trains on; MC its seed trajectories plus every rollout. Relative to TD."]
         _differences(ctx, pairs)
         ctx.sources([m.source for per in (e.bon.get("mc", {}), e.beam.get("mc", {})) for m in per.values() if m.source])
 
