@@ -40,9 +40,22 @@ def test_first_crossing_of_a_non_monotone_baseline():
     assert math.isclose(budget_to_reach(baseline, 0.55), 2 ** (2 + 0.25 / 0.3))
 
 
-def test_an_rm_equal_to_the_baseline_has_ratio_one_where_it_improves():
+def test_an_rm_equal_to_the_baseline_has_ratio_one_everywhere_even_on_a_plateau():
+    # Issue 17 item 4: the old definition (baseline budget / N) read 0.5x at N = 8 here, and 0.25x at N = 16 on
+    # the default run's identical flat curves. Comparing both curves' first crossings gives 1x.
     curve = {1: 0.1, 2: 0.2, 4: 0.3, 8: 0.3}
-    assert [r.value for r in efficiency_ratios(curve, curve)] == [1.0, 1.0, 1.0, 0.5]  # flat: 4 already reaches it
+    assert [r.value for r in efficiency_ratios(curve, curve)] == [1.0, 1.0, 1.0, 1.0]
+    flat = {1: 0.05, 2: 0.15, 4: 0.15, 8: 0.15, 16: 0.15}
+    assert [str(r) for r in efficiency_ratios(flat, flat)] == ["1x"] * 5
+
+
+def test_plateau_of_agentprm_against_a_slower_baseline():
+    agent = {1: 0.2, 2: 0.4, 4: 0.4, 8: 0.4, 16: 0.4, 32: 0.4, 64: 0.4}  # reaches its plateau at 2
+    baseline = {1: 0.1, 2: 0.2, 4: 0.3, 8: 0.4, 16: 0.4, 32: 0.4, 64: 0.4}  # reaches it at 8
+    assert [r.value for r in efficiency_ratios(agent, baseline)][1:] == [4.0] * 6
+    never = {n: 0.3 for n in agent}
+    r = efficiency_ratios(agent, never)[-1]
+    assert r.value is None and str(r) == "> 32x" and r.lower_bound == 32.0  # 64 / 2: AgentPRM's own budget is 2
 
 
 @given(

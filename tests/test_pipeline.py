@@ -1,5 +1,6 @@
 """The whole pipeline on a seconds-sized config: every stage runs, writes the run folder, and resumes."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,20 +24,114 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
                 "prm/agentprm-beta0/value_head.safetensors", "prm/mc/value_head.safetensors", "labels/mc.jsonl",
                 "eval/textcraft/greedy.jsonl", "eval/textcraft/mc/beam_2x2.jsonl",
                 "eval/textcraft/agentprm/bon_2.jsonl", "eval/textcraft/random/bon_2.jsonl",
-                "eval/textcraft/orm/beam_2x2.jsonl", "report.md"]:
+                "eval/textcraft/orm/beam_2x2.jsonl", "policy-rft/config.json", "eval/textcraft/rft/greedy.jsonl",
+                "report.md"]:
         assert (run / rel).exists(), rel
     assert yaml.safe_load((run / "config.yaml").read_text())["ablation_beta0"] is True
     report = (run / "report.md").read_text()
     assert "(a) Table 1" in report and "agentprm pipeline" in report
+    assert "## (g) PRMs" in report and "| agentprm-beta0 | agentprm | 0 | 4 |" in report  # beta 0, 4 trajectories
+    assert "| RFT (greedy) |" in report
+    assert re.search(r"\| mc \| mc \| [\d.]+ \| 2 \| \d+ \| \d+ \|", report)  # MC: the 2 seeds, its epochs and steps
+    assert "headroom @2" in report and "95% paired-bootstrap interval" in report
     # a rerun skips every completed stage (only the report is rewritten)
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert res.output.count("already complete, skipped") == 21  # every stage but the report
+    assert res.output.count("already complete, skipped") == 23  # every stage but the report
     from agentprm.labels.store import read_labels
 
     mc = read_labels(run / "labels" / "mc.jsonl")
     assert len(mc) == 2 and len({r.task_id for r in mc.values()}) == 2  # spread over both tasks
     assert all(r.sampled_tokens > 0 and r.settings["n_mc"] == 2 for r in mc.values())
+    _stale_and_partial_results_are_redone_and_never_reported(runner, args, run)
+
+
+def _stale_and_partial_results_are_redone_and_never_reported(runner, args, run: Path) -> None:
+    """Issue 18: a result made under other settings (stale) or left unfinished (partial) is listed apart in the
+    report and used nowhere; a rerun redoes exactly those stages."""
+    import json
+
+    from agentprm.pipeline import Pipeline, Provenance
+    from agentprm.report import write_report
+    from agentprm.run_layout import RunLayout
+    from agentprm.search.budget import Budget
+
+    lay = RunLayout(run)
+    stale, partial = lay.result("textcraft", "beam", "orm", "2x2"), lay.result("textcraft", "bon", "random", "2")
+    prov = Provenance.read(lay.provenance(stale))
+    assert prov.complete and prov.key == Pipeline.for_folder(run).search_key("beam", "orm", Budget(2, 2))
+    assert prov.inputs["prm"].endswith("prm/orm") and prov.inputs["tasks"]["n"] == 2 and prov.inputs["budget"] == "2x2"
+    rec = json.loads(stale.read_text().splitlines()[0])
+    assert rec["meta"]["search"]["config"]["provenance"]["key"] == prov.key  # every record names what made it
+    Provenance(**{**json.loads(lay.provenance(stale).read_text()), "key": "made-by-an-old-config"}).write(lay.provenance(stale))
+    Provenance(**{**json.loads(lay.provenance(partial).read_text()), "complete": False}).write(lay.provenance(partial))
+    report = write_report(run).read_text()
+    tail = report[report.index("## Stale or partial results"):report.index("## Not run")]
+    assert "`eval/textcraft/orm/beam_2x2.jsonl`: stale" in tail and "`eval/textcraft/random/bon_2.jsonl`: partial" in tail
+    assert f"agentprm pipeline {run / 'config.yaml'}" in tail
+    assert "orm/beam_2x2.jsonl (" not in report.replace(tail, "") and "random/bon_2.jsonl (" not in report.replace(tail, "")
+    table1 = report[report.index("(a) Table 1"):report.index("(b) Best-of-N")]
+    assert next(ln for ln in table1.splitlines() if ln.startswith("| orm |")).endswith("| not run |")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("already complete, skipped") == 21  # all but the stale and the partial stage
+    assert "search beam@2x2 orm: made under other settings: removed, redoing" in res.output
+    assert "none: every result file found is complete" in (run / "report.md").read_text()
+
+
+def test_a_config_change_invalidates_exactly_the_stages_it_affects():
+    from dataclasses import replace
+
+    from agentprm.pipeline import Pipeline
+    from agentprm.search.budget import Budget
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+
+    def keys(c):
+        p = Pipeline(c, "/nonexistent")
+        out = {"demos": p.demos_key(), "sft": p.sft_key(), "collect": p.collect_key(), "label": p.label_key(),
+               "greedy": p.search_key("greedy", None, Budget(1)), "random": p.search_key("bon", "random", Budget(2))}
+        out.update({f"prm {n}": p.prm_key(n) for n in ("agentprm", "mc")})
+        out.update({f"bon {n}": p.search_key("bon", n, Budget(2)) for n in ("agentprm", "mc")})
+        return out
+
+    base = keys(cfg)
+
+    def changed(**kw):
+        new = keys(replace(cfg, **kw))
+        return sorted(k for k in base if base[k] != new[k])
+
+    assert changed(threads=2, device="cpu", batch_size=7, name="other") == []
+    assert changed(eval_tasks=3) == ["bon agentprm", "bon mc", "greedy", "random"]
+    assert changed(prm=replace(cfg.prm, lr=1e-5)) == ["bon agentprm", "bon mc", "prm agentprm", "prm mc"]
+    assert changed(n_mc=3) == ["bon mc", "label", "prm mc"]
+    assert changed(sft=replace(cfg.sft, lr=1e-4)) == sorted(set(base) - {"demos"})
+    assert changed(demos=41) == sorted(base)
+
+
+def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
+    from agentprm.errors import UserError
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+    assert cfg.sft.max_steps == 4 and cfg.sft.tiny.hidden_size == 32 and cfg.prm.batch_size == 4
+    assert cfg.prm.lr == 3e-4  # the tiny preset under the config's overrides
+    bad = tmp_path / "b.yaml"
+    for text, msg in [("sft: {epoch: 3}\n", "unknown sft keys ['epoch']"), ("prm: {lr: fast}\n", "prm.lr = 'fast' is not a float"),
+                      ("sft: {tiny: {hidden: 3}}\n", "unknown sft.tiny keys ['hidden']"), ("bon: many\n", "config.bon = 'many'"),
+                      ("beams: ['4y4']\n", "bad --budget '4y4'")]:
+        bad.write_text(text)
+        with pytest.raises(UserError, match=re.escape(msg)):
+            PipelineConfig.load(bad)
+    # a pretrained base gets the paper's PRM settings (lr 1e-6, 5 epochs) unless the config sets them
+    bad.write_text("base: smollm2\n")
+    paper = PipelineConfig.load(bad).prm
+    assert paper.lr == 1e-6 and paper.epochs == 5
+    # the written config.yaml loads back to the same config
+    import yaml
+    from dataclasses import asdict
+
+    bad.write_text(yaml.safe_dump(asdict(cfg)))
+    assert PipelineConfig.load(bad) == cfg
 
 
 def test_bad_config_is_one_line(tmp_path):
@@ -48,9 +143,55 @@ def test_bad_config_is_one_line(tmp_path):
         PipelineConfig.load(bad)
 
 
+def test_bad_config_from_the_command_line_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from agentprm.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft: {epochz: 1}\n")
+    monkeypatch.setattr(sys, "argv", ["agentprm", "pipeline", str(bad), "--runs", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "unknown sft keys ['epochz']" in err
+
+
 def test_env_defaults_apply_only_without_a_config(tmp_path):
     assert PipelineConfig.load(None, env="babyai").demos == 500
     assert PipelineConfig.load(None, env="textcraft").demos == PipelineConfig().demos
     cfg = tmp_path / "c.yaml"
     cfg.write_text("demos: 7\n")
     assert PipelineConfig.load(cfg, env="babyai").demos == 7  # an explicit config is taken as written
+
+
+def test_redo_names_a_stage_and_takes_its_readers_along(tmp_path):
+    from agentprm.errors import UserError
+    from agentprm.pipeline import Pipeline
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+    stages = Pipeline(cfg, tmp_path).stages()
+
+    def redo(*names):
+        return sorted(Pipeline(cfg, tmp_path, redo=names)._redo_set(stages))
+
+    assert redo("train-prm orm") == ["search beam@2x2 orm", "search bon@2 orm", "train-prm orm"]
+    assert redo("label") == ["label", "search beam@2x2 mc", "search bon@2 mc", "train-prm mc"]
+    assert len(redo("sft")) == len(stages) - 1  # everything but the demos reads the policy
+    assert redo("search") == sorted(s.name for s in stages if s.name.startswith("search"))
+    with pytest.raises(UserError, match="--redo 'sfx' names no stage"):
+        redo("sfx")
+    assert len(Pipeline(cfg, tmp_path, force=True)._redo_set(stages)) == len(stages)
+
+
+def test_mc_prm_gets_the_optimizer_steps_of_the_td_prms():
+    import math
+
+    from agentprm.pipeline import mc_epochs
+
+    # 384 TD trajectories at batch 8, 1 epoch = 48 steps; 24 MC seeds = 3 steps an epoch -> 16 epochs = 48 steps
+    assert mc_epochs(1, 8, 384, 24) == 16
+    for td, mc, bs, ep in [(500, 37, 8, 2), (20, 20, 4, 1), (100, 1, 16, 3)]:
+        e = mc_epochs(ep, bs, td, mc)
+        steps_td, per = math.ceil(td / bs) * ep, math.ceil(mc / bs)
+        assert abs(e * per - steps_td) <= per / 2 + 1e-9 or e == 1

@@ -1,21 +1,52 @@
 """`agentprm pipeline`: demos -> sft -> collect -> label -> train PRMs -> search -> report, in one run folder.
 
-Every stage writes its output into `runs/<name>/` (layout: `agentprm.report.layout`) and is skipped when
-that output is complete, so an interrupted pipeline resumes where it stopped; `force` redoes everything.
-The stages call the same library functions as the individual commands, so a bigger config (a
-pretrained base on GPUs: `configs/*.yaml`) runs the same code as the embedded default.
+Every stage writes its output into `runs/<name>/` (paths: `agentprm.run_layout.RunLayout`) and records what
+produced it in `provenance/<output>.json` (`Provenance`: the stage's key, its inputs, whether it completed).
+A stage is skipped when its output is complete and its key matches the current config, so an interrupted
+pipeline resumes where it stopped; a changed config redoes exactly the stages it affects (`STAGE_FIELDS`,
+docs/pipeline.md), removing their old output first; `force` redoes every stage the same way. The stages
+call the same library functions as the individual commands, so a bigger config (a pretrained base on GPUs:
+`configs/*.yaml`) runs the same code as the embedded default.
 """
 
 from __future__ import annotations
 
-import shlex
+import hashlib
+import json
+import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agentprm.errors import UserError
+from agentprm.policy.sft import SFTConfig
+from agentprm.policy.tiny import TinyPolicyConfig
+from agentprm.prm.train import PRMTrainConfig
+from agentprm.run_layout import RunLayout
+from agentprm.search.budget import Budget
+from agentprm.typed_config import check_keys, from_mapping
+
+
+def _default_sft() -> SFTConfig:
+    # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
+    return SFTConfig(epochs=3.0, batch_size=8, lr=2e-3, bf16=True)
+
+
+# The pipeline's PRMTrainConfig overrides per preset when the config gives no `prm:` (tiny: 1 epoch, three
+# PRMs in ~2 min; 2 epochs took 100-127 s each). A pretrained base gets the paper's settings as they are.
+PRM_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"tiny": {"epochs": 1}}
+
+
+def prm_preset_for(base: str, preset: str = "auto") -> str:
+    """The PRM preset: `auto` is `tiny` for the from-scratch tiny base and `paper` (lr 1e-6, 5 epochs) for a
+    pretrained one."""
+    if preset == "auto":
+        return "tiny" if base == "tiny" else "paper"
+    if preset not in ("tiny", "paper"):
+        raise UserError(f"unknown prm_preset {preset!r}; choose auto, tiny or paper")
+    return preset
 
 
 @dataclass
@@ -40,8 +71,7 @@ class PipelineConfig:
     # envs/textcraft_augment.py and docs/policy.md for what they measured.
     demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
-    # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
-    sft: dict[str, Any] = field(default_factory=lambda: {"epochs": 3.0, "batch_size": 8, "lr": 2e-3, "bf16": True})
+    sft: SFTConfig = field(default_factory=_default_sft)  # YAML: a mapping of SFTConfig fields
     # collect: N trajectories per training task at temperature 1.0 (paper)
     collect_tasks: int = 24
     n_per_task: int = 16
@@ -50,21 +80,31 @@ class PipelineConfig:
     batch_size: int = 64
     # PRMs: one per objective, initialised from the SFT policy (paper)
     objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])  # + "mc" (costly)
-    # MC labels (objective "mc"): N_mc rollouts from every step of this many collected trajectories,
-    # spread over the tasks (paper: N_mc = 16 on all of them; here a subset bounds the cost)
-    mc_trajectories: int = 64
+    # MC labels (objective "mc"): N_mc rollouts from every step s_{t+1} of the seed trajectories. None: one
+    # seed per training task, as the paper runs it; a number: that many, spread round-robin over the tasks.
+    mc_trajectories: int | None = None
     n_mc: int = 16
-    prm_preset: str = "tiny"
-    # PRMTrainConfig overrides; 1 epoch: three PRMs in ~2 min (2 epochs took 100-127 s each)
-    prm: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
+    # Train the MC PRM for as many optimiser steps as the TD PRMs (its epochs scaled by how many fewer
+    # trajectories carry MC labels), so that claim 5 compares labels, not training lengths.
+    mc_equal_steps: bool = True
+    prm_preset: str = "auto"  # auto (tiny for the tiny base, paper otherwise) | tiny | paper
+    # YAML: a mapping of PRMTrainConfig fields over the preset (objective, beta, seed, device: per PRM)
+    prm: PRMTrainConfig = field(default_factory=lambda: PRMTrainConfig.preset("tiny", **PRM_DEFAULT_OVERRIDES["tiny"]))
     ablation_beta0: bool = False  # also train AgentPRM with beta = 0 (the L_A ablation, report section f)
     # search on the test split
     eval_tasks: int = 20
-    bon: int = 16  # best-of-n curve 1..bon from one sampling run
+    bon: int = 16  # best-of-n curve 1..bon from one sampling run (64 for the paper's Table 3 and efficiency)
     # 4x4 took 310-362 s per PRM on 20 TextCraft tasks: outside the default's 15 minutes
     # (configs/textcraft-all.yaml runs it)
     beams: list[str] = field(default_factory=lambda: ["2x2"])
     random_baseline: bool = True  # a random scorer under best-of-n: the sanity floor
+    # RFT, the paper's other training-based baseline: the SFT policy trained further (sft settings, these
+    # epochs) on its own successful collected trajectories, then decoded greedily on the test tasks.
+    rft: bool = False
+    rft_epochs: float = 1.0
+
+    def beam_budgets(self) -> list[Budget]:
+        return sorted({Budget.parse("beam", b) for b in self.beams})
 
     @classmethod
     def load(cls, path: str | Path | None, **overrides: Any) -> PipelineConfig:
@@ -80,12 +120,28 @@ class PipelineConfig:
                 raise UserError(f"config {p} must be a YAML mapping of PipelineConfig fields")
         elif overrides.get("env") in ENV_DEFAULTS:  # the embedded default, sized for that env
             data = dict(ENV_DEFAULTS[overrides["env"]])
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown config keys {unknown}; valid: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        """A config from a mapping (YAML): typed sections built and checked, unknown keys a UserError."""
+        data = dict(data)
+        check_keys(cls, {k: v for k, v in data.items() if k not in ("sft", "prm")}, "config")
+        if "sft" in data and not isinstance(data["sft"], SFTConfig):
+            data["sft"] = from_mapping(SFTConfig, data["sft"], "sft", tiny=TinyPolicyConfig)
+        preset = prm_preset_for(data.get("base", "tiny"), data.get("prm_preset", "auto"))
+        prm = data.get("prm")
+        if not isinstance(prm, PRMTrainConfig):
+            given = dict(prm) if prm is not None else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
+            check_keys(PRMTrainConfig, given, "prm")
+            data["prm"] = PRMTrainConfig.preset(preset, **given)
         cfg = cls(**data)
-        return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        for b in cfg.beams:
+            Budget.parse("beam", b)
+        if cfg.bon < 1:
+            raise UserError(f"bon = {cfg.bon}: best-of-n needs at least 1 sample per task")
+        return cfg
 
 
 # The embedded default's changes for other envs (`agentprm pipeline --env E` without a config).
@@ -106,40 +162,108 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# What each stage's output depends on besides the stages it reads: a change to any of these config fields
+# makes that stage stale and, through its key, every stage that reads it (docs/pipeline.md has the table).
+# Fields not listed (name, threads, device, batch_size) change how fast, not what is produced.
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "demos": ("env", "seed", "demos", "thought_style", "demo_renamed_copies"),
+    "sft": ("base", "sft", "seed"),  # + demos
+    "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed"),  # + sft
+    "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
+    "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
+    "rft": ("rft_epochs",),  # + sft, collect
+    "search": ("eval_tasks", "max_new_tokens", "seed", "bon (best-of-n)", "beams (beam)"),  # + sft, + its PRM
+}
+STAGE_READS = {"sft": "demos", "collect": "sft", "label": "collect", "train-prm": "collect (label for mc)",
+               "search": "sft and the PRM it ranks with"}
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Provenance:
+    """What produced one stage output: the stage, its key (a hash of every input and setting it depends on),
+    those inputs in words, whether it completed, and the command that (re)makes it."""
+
+    stage: str
+    key: str
+    config_hash: str  # the whole config's hash (informative: staleness is judged on `key`)
+    inputs: dict[str, Any]
+    complete: bool
+    command: str
+
+    @classmethod
+    def read(cls, path: Path) -> Provenance | None:
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            return None  # unreadable: treated as missing
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+
+
 @dataclass
 class Stage:
     name: str
-    done: Callable[[], bool]
+    output: Path
+    key: Callable[[], str]
+    inputs: Callable[[], dict[str, Any]]
+    legacy_done: Callable[[], bool]  # the output looks complete (for outputs made before provenance existed)
     run: Callable[[], str]  # returns a one-line summary
+    clear: Callable[[], None]  # removes the output (stale or forced)
+    reads: tuple[str, ...] = ()  # the stages whose output this one reads (redoing one of them redoes this)
 
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, root: str | Path = "runs", force: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, run_dir: str | Path | None = None, redo: Sequence[str] = ()):
         self.cfg = cfg
-        self.dir = Path(root) / cfg.name
+        self.redo = list(redo)  # stage names (or their first word: "search", "train-prm") to redo
+        self.dir = Path(run_dir) if run_dir is not None else Path(root) / cfg.name
+        self.layout = RunLayout(self.dir)
         self.force = force
         self.log = log
-        self.eval_dir = self.dir / "eval" / cfg.env
+        self.eval_dir = self.layout.eval_dir(cfg.env)
+        self._cleared: set[Path] = set()
+        self._redone: set[str] = set()
+        self._ids: dict[tuple[str, int], list[str]] = {}
+
+    @classmethod
+    def for_folder(cls, run_dir: str | Path) -> Pipeline:
+        """The pipeline of an existing run folder, from its config.yaml (UserError when it has none)."""
+        cfg = PipelineConfig.load(RunLayout(run_dir).config)
+        return cls(cfg, run_dir=run_dir, log=lambda _: None)
 
     # -- paths ------------------------------------------------------------------------------------------
     @property
     def demos_path(self) -> Path:
-        return self.dir / "demos.jsonl"
+        return self.layout.demos
 
     @property
     def policy_dir(self) -> Path:
-        return self.dir / "policy"
+        return self.layout.policy
 
     @property
     def trajectories_path(self) -> Path:
-        return self.dir / "trajectories.jsonl"
+        return self.layout.trajectories
 
     def prm_dir(self, name: str) -> Path:
-        return self.dir / "prm" / name
+        return self.layout.prm(name)
 
     def rm_names(self) -> list[str]:
         return list(self.cfg.objectives) + (["agentprm-beta0"] if self.cfg.ablation_beta0 else [])
+
+    def command(self) -> str:
+        """The command that runs (or resumes) this pipeline: every stage not yet complete."""
+        return f"agentprm pipeline {self.layout.config} --runs {self.dir.parent} --name {self.dir.name}"
 
     # -- shared objects ---------------------------------------------------------------------------------
     def _spec(self):
@@ -148,40 +272,132 @@ class Pipeline:
         return get_spec(self.cfg.env)
 
     def _task_ids(self, split: str, n: int) -> list[str]:
-        return self._spec().make().task_ids(split, n)
+        if (split, n) not in self._ids:
+            self._ids[(split, n)] = self._spec().make().task_ids(split, n)
+        return self._ids[(split, n)]
 
-    def _policy(self):
+    def _policy(self, policy_dir: Path | None = None):
         from agentprm.policy.hf import HFPolicy
 
-        return HFPolicy.load(self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+        return HFPolicy.load(policy_dir or self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+
+    def _policy_dir_for(self, rm: str | None) -> Path:
+        """The policy a search decodes: the RFT policy for its greedy search ("rft"), else the SFT policy."""
+        return self.layout.rft_policy if rm == "rft" else self.policy_dir
+
+    def _prm_arg(self, rm: str | None) -> str | None:
+        return None if rm in (None, "random", "rft") else str(self.prm_dir(rm))
 
     def _env_factory(self):
         spec = self._spec()
         return spec.make
 
+    # -- keys: what each output depends on (STAGE_FIELDS) --------------------------------------------------
+    def config_hash(self) -> str:
+        return _hash(asdict(self.cfg))
+
+    def _pick(self, *names: str) -> dict[str, Any]:
+        return {n: getattr(self.cfg, n) for n in names}
+
+    def demos_key(self) -> str:
+        return _hash("demos", self._pick(*STAGE_FIELDS["demos"]))
+
+    def sft_key(self) -> str:
+        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
+        return _hash("sft", self.demos_key(), self.cfg.base, sft, self.cfg.seed)
+
+    def collect_key(self) -> str:
+        return _hash("collect", self.sft_key(), self._pick(*STAGE_FIELDS["collect"]))
+
+    def label_key(self) -> str:
+        mc = (self.cfg.mc_trajectories, self.cfg.n_mc) if "mc" in self.cfg.objectives else None
+        return _hash("label", self.collect_key(), mc)
+
+    def prm_config(self, name: str) -> PRMTrainConfig:
+        objective, beta = ("agentprm", 0.0) if name == "agentprm-beta0" else (name, self.cfg.prm.beta)
+        return replace(self.cfg.prm, objective=objective, beta=beta, seed=self.cfg.seed, device=self.cfg.device)
+
+    def prm_key(self, name: str) -> str:
+        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in ("device", "checkpoint_every")}
+        mc = (self.label_key(), self.cfg.mc_equal_steps) if name == "mc" else None
+        return _hash("prm", self.collect_key(), mc, name, prm)
+
+    def _eval_ids(self) -> list[str]:
+        return self._task_ids("test", self.cfg.eval_tasks)
+
+    def samples_key(self) -> str:
+        return _hash("samples", self.sft_key(), self._eval_ids(), self.cfg.bon, self.cfg.max_new_tokens, self.cfg.seed)
+
+    def rft_key(self) -> str:
+        return _hash("rft", self.collect_key(), self.cfg.rft_epochs)
+
+    def search_key(self, strategy: str, rm: str | None, budget: Budget) -> str:
+        rm_key = self.rft_key() if rm == "rft" else self.prm_key(rm) if rm not in (None, "random") else rm
+        samples = self.samples_key() if strategy == "bon" else None
+        return _hash("search", self.sft_key(), rm_key, samples, self._eval_ids(), strategy, str(budget),
+                     self.cfg.max_new_tokens, self.cfg.seed)
+
     # -- stages -----------------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         c = self.cfg
+        ids_hash = lambda: _hash(self._eval_ids())  # noqa: E731
         st = [
-            Stage("demos", self._demos_done, self._run_demos),
-            Stage("sft", self._sft_done, self._run_sft),
-            Stage("collect", self._collect_done, self._run_collect),
-            Stage("label", self._label_done, self._run_label),
+            Stage("demos", self.demos_path, self.demos_key, lambda: self._pick(*STAGE_FIELDS["demos"]),
+                  self._demos_done, self._run_demos, lambda: self._remove(self.demos_path, self.layout.demos_done)),
+            Stage("sft", self.policy_dir, self.sft_key, lambda: {"base": c.base, "demos": str(self.demos_path)},
+                  self._sft_done, self._run_sft, lambda: self._remove(self.policy_dir), ("demos",)),
+            Stage("collect", self.trajectories_path, self.collect_key,
+                  lambda: {"policy": str(self.policy_dir), "tasks": {"split": "train", "n": c.collect_tasks},
+                           "n_per_task": c.n_per_task, "temperature": c.collect_temperature, "seed": c.seed},
+                  self._collect_done, self._run_collect, lambda: self._remove(self.trajectories_path), ("sft",)),
+            Stage("label", self.layout.labels_dir, self.label_key,
+                  lambda: {"trajectories": str(self.trajectories_path), "mc": "mc" in c.objectives},
+                  self._label_done, self._run_label, lambda: self._remove(self.layout.labels_dir), ("collect", "sft")),
         ]
         for name in self.rm_names():
-            st.append(Stage(f"train-prm {name}", lambda n=name: self._prm_done(n), lambda n=name: self._run_train(n)))
-        st.append(Stage("search greedy", lambda: self._search_done("greedy", None, "1"),
-                        lambda: self._run_search("greedy", None, "1")))
-        rms = self.rm_names() + (["random"] if c.random_baseline else [])
-        for rm in rms:
-            st.append(Stage(f"search bon@{c.bon} {rm}", lambda r=rm: self._search_done("bon", r, str(c.bon)),
-                            lambda r=rm: self._run_search("bon", r, str(c.bon))))
-        for budget in c.beams:
+            st.append(Stage(f"train-prm {name}", self.prm_dir(name), lambda n=name: self.prm_key(n),
+                            lambda n=name: {"policy": str(self.policy_dir), "trajectories": str(self.trajectories_path),
+                                            "objective": self.prm_config(n).objective, "beta": self.prm_config(n).beta,
+                                            "seed": c.seed},
+                            lambda n=name: self._prm_done(n), lambda n=name: self._run_train(n),
+                            lambda n=name: self._remove(self.prm_dir(n)),
+                            ("collect", "sft", *(("label",) if name == "mc" else ()))))
+
+        def search(strategy: str, rm: str | None, budget: Budget) -> Stage:
+            path = self._search_path(strategy, rm, budget)
+            label = f"search {strategy}" + (f" {rm}" if strategy == "greedy" and rm else f"@{budget} {rm}" if rm else "")
+            return Stage(label, path, lambda: self.search_key(strategy, rm, budget),
+                         lambda: {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
+                                  "tasks": {"split": "test", "n": c.eval_tasks, "ids_hash": ids_hash()},
+                                  "strategy": strategy, "budget": str(budget), "seed": c.seed},
+                         lambda: self._search_done(strategy, rm, budget), lambda: self._run_search(strategy, rm, budget),
+                         lambda: self._remove(path), ("sft", *(("rft",) if rm == "rft" else (f"train-prm {rm}",)
+                                                                if rm not in (None, "random") else ())))
+
+        st.append(search("greedy", None, Budget(1)))
+        if c.rft:
+            st.insert(3, Stage("rft", self.layout.rft_policy, self.rft_key,
+                               lambda: {"policy": str(self.policy_dir), "trajectories": str(self.trajectories_path),
+                                        "epochs": c.rft_epochs},
+                               lambda: self._sft_done(self.layout.rft_policy), self._run_rft,
+                               lambda: self._remove(self.layout.rft_policy), ("collect", "sft")))
+            st.append(search("greedy", "rft", Budget(1)))
+        for rm in self.rm_names() + (["random"] if c.random_baseline else []):
+            st.append(search("bon", rm, Budget(c.bon)))
+        for budget in c.beam_budgets():
             for rm in self.rm_names():
-                st.append(Stage(f"search beam@{budget} {rm}", lambda r=rm, b=budget: self._search_done("beam", r, b),
-                                lambda r=rm, b=budget: self._run_search("beam", r, b)))
-        st.append(Stage("report", lambda: False, self._run_report))
+                st.append(search("beam", rm, budget))
         return st
+
+    def stage_status(self, stage: Stage) -> str:
+        """"complete" | "partial" (started, not finished) | "stale" (made under other settings) | "missing" |
+        "legacy" (complete-looking output made before provenance was recorded)."""
+        prov = Provenance.read(self.layout.provenance(stage.output))
+        if prov is None:
+            return "legacy" if stage.legacy_done() else "missing"
+        if prov.key != stage.key():
+            return "stale"
+        return "complete" if prov.complete and stage.legacy_done() else "partial"
 
     def run(self) -> Path:
         import torch
@@ -190,19 +406,59 @@ class Pipeline:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         stages = self.stages()
+        redo = self._redo_set(stages)
+        self._redone = redo
+        total = len(stages) + 1
         t0 = time.time()
         for i, stage in enumerate(stages, 1):
-            head = f"[{i}/{len(stages)}] {stage.name}"
-            if not self.force and stage.done():
-                self.log(f"{head}: already complete, skipped")
+            head = f"[{i}/{total}] {stage.name}"
+            status = self.stage_status(stage)
+            forced = stage.name in redo
+            if not forced and status in ("complete", "legacy"):
+                note = " (made before provenance was recorded; --force redoes it)" if status == "legacy" else ""
+                self.log(f"{head}: already complete, skipped{note}")
                 continue
+            if forced or status == "stale":
+                if stage.output not in self._cleared:
+                    stage.clear()
+                    self._cleared.add(stage.output)
+                if status == "stale":
+                    self.log(f"{head}: made under other settings: removed, redoing")
+            prov = Provenance(stage.name, stage.key(), self.config_hash(), stage.inputs(), False, self.command())
+            prov.write(self.layout.provenance(stage.output))
             ts = time.time()
             self._stage_event(stage.name, "start")
             summary = stage.run()
+            replace(prov, complete=True).write(self.layout.provenance(stage.output))
             self._stage_event(stage.name, "end", seconds=round(time.time() - ts, 3), summary=summary)
             self.log(f"{head}: {summary} ({time.time() - ts:.0f} s)")
-        self.log(f"pipeline finished in {(time.time() - t0) / 60:.1f} min: {self.dir / 'report.md'}")
-        return self.dir / "report.md"
+        ts = time.time()
+        summary = self._run_report()
+        self.log(f"[{total}/{total}] report: {summary} ({time.time() - ts:.0f} s)")
+        self.log(f"pipeline finished in {(time.time() - t0) / 60:.1f} min: {self.layout.report}")
+        return self.layout.report
+
+    def _redo_set(self, stages: list[Stage]) -> set[str]:
+        """The stages to redo: every one under `force`; else those named in `redo` (a full name or its first
+        word) and every stage that reads a redone one."""
+        if self.force:
+            return {s.name for s in stages}
+        names = [s.name for s in stages]
+        unknown = [r for r in self.redo if not any(n == r or n.split()[0] == r for n in names)]
+        if unknown:
+            raise UserError(f"--redo {unknown[0]!r} names no stage; stages: {', '.join(names)}")
+        out: set[str] = set()
+        for s in stages:  # in order: a stage's readers come after it
+            if any(s.name == r or s.name.split()[0] == r for r in self.redo) or any(r in out for r in s.reads):
+                out.add(s.name)
+        return out
+
+    def _remove(self, *paths: Path) -> None:
+        for p in paths:
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
 
     def _stage_event(self, stage: str, event: str, **extra: Any) -> None:
         """Append to stages.jsonl: `agentprm view` shows each stage's status and time (a run in progress too)."""
@@ -214,51 +470,61 @@ class Pipeline:
     def _write_config(self) -> None:
         import yaml
 
-        (self.dir / "config.yaml").write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
+        self.layout.config.write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
 
     # demos
     def _demos_done(self) -> bool:
         # A marker, not a count: envs that write successes only (BabyAI) never reach `demos` records.
-        return (self.dir / "demos.done").is_file() and self.demos_path.exists()
+        return self.layout.demos_done.is_file() and self.demos_path.exists()
 
     def _run_demos(self) -> str:
         from agentprm.envs.demos import run_expert
 
-        if self.force and self.demos_path.exists():
-            self.demos_path.unlink()
         with _bar("demos") as (bar, job):
             s = run_expert(self.cfg.env, "train", self.cfg.demos, self.demos_path, seed=self.cfg.seed,
                            keep_failures=False, thought_style=self.cfg.thought_style,
                            renamed_copies=self.cfg.demo_renamed_copies,
                            on_start=lambda n: bar.update(job, total=n),
                            on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"))
-        (self.dir / "demos.done").write_text(f"{s.ok}/{s.tried} successful, {s.skipped} resumed\n")
+        self.layout.demos_done.write_text(f"{s.ok}/{s.tried} successful, {s.skipped} resumed\n")
         return f"expert success {s.ok}/{s.tried} ({s.skipped} resumed)"
 
     # sft
-    def _sft_done(self) -> bool:
+    def _sft_done(self, policy_dir: Path | None = None) -> bool:
         from agentprm.policy.sft import is_trained
 
-        return is_trained(self.policy_dir)
+        return is_trained(policy_dir or self.policy_dir)
 
     def _run_sft(self) -> str:
-        from agentprm.policy.sft import SFTConfig, train_sft
+        from agentprm.policy.sft import train_sft
 
-        sft_fields = {f.name for f in fields(SFTConfig)}
-        bad = sorted(set(self.cfg.sft) - sft_fields)
-        if bad:
-            raise UserError(f"unknown sft keys {bad}; valid: {', '.join(sorted(sft_fields))}")
-        from agentprm.policy.tiny import TinyPolicyConfig
-
-        sft = {**self.cfg.sft, "threads": self.cfg.threads, "seed": self.cfg.seed}
-        sft["tiny"] = TinyPolicyConfig(**sft.get("tiny", {}))
-        cfg = SFTConfig(**sft)
+        cfg = replace(self.cfg.sft, threads=self.cfg.threads, seed=self.cfg.seed)
         with _bar("sft") as (bar, job):
             def on_step(step: int, total: int, loss: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
 
             res = train_sft(self.demos_path, self.cfg.base, self.policy_dir, cfg, on_step=on_step)
         return f"policy -> {self.policy_dir} ({res.summary()})"
+
+    def _run_rft(self) -> str:
+        """RFT: continue training the SFT policy on its own successful collected trajectories (train split)."""
+        from agentprm.policy.sft import train_sft
+
+        from agentprm.trajectory import read_trajectories
+
+        cfg = replace(self.cfg.sft, epochs=self.cfg.rft_epochs, threads=self.cfg.threads, seed=self.cfg.seed)
+        out = self.layout.rft_policy
+        wins = sum(t.success for t in read_trajectories(self.trajectories_path))
+        if not wins:  # fine-tuning on no data leaves the policy as it is: say so rather than fail the run
+            shutil.copytree(self.policy_dir, out, dirs_exist_ok=True)
+            (out / "RFT_NOTE.txt").write_text("no successful collected trajectory: the RFT policy is the SFT policy\n")
+            return f"RFT policy -> {out}: no successful collected trajectory, so it is the SFT policy unchanged"
+        with _bar("rft") as (bar, job):
+            def on_step(step: int, total: int, loss: float) -> None:
+                bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
+
+            res = train_sft(self.trajectories_path, str(self.policy_dir), out, cfg, on_step=on_step)
+        return f"RFT policy -> {out} ({res.summary()})"
 
     # collect
     def _collect_ids(self) -> list[str]:
@@ -291,7 +557,7 @@ class Pipeline:
     # label (TD labels are recomputed inside training, Algorithm 1; these files record label cost and
     # the outcome labels for inspection/export)
     def _label_path(self, method: str) -> Path:
-        return self.dir / "labels" / f"{method}.jsonl"
+        return self.layout.label(method)
 
     def _label_done(self) -> bool:
         from agentprm.labels.store import read_labels
@@ -314,6 +580,8 @@ class Pipeline:
         by_task: dict[str, list] = {}
         for t in self._usable_trajectories():
             by_task.setdefault(t.task_id, []).append(t)
+        if self.cfg.mc_trajectories is None:  # the paper: one seed trajectory per training task
+            return [ts[0] for ts in by_task.values()]
         spread = [ts[k] for k in range(max(map(len, by_task.values()), default=0)) for ts in by_task.values() if k < len(ts)]
         return spread[: self.cfg.mc_trajectories]
 
@@ -361,17 +629,18 @@ class Pipeline:
         return is_trained(self.prm_dir(name))
 
     def _run_train(self, name: str) -> str:
-        from agentprm.prm.train import PRMTrainConfig, train_prm
+        from agentprm.prm.train import train_prm
 
-        objective, beta = (("agentprm", 0.0) if name == "agentprm-beta0" else (name, self.cfg.prm.get("beta", 1.0)))
-        cfg = PRMTrainConfig.preset(self.cfg.prm_preset, **{**self.cfg.prm, "objective": objective, "beta": beta,
-                                                              "seed": self.cfg.seed, "device": self.cfg.device})
+        cfg = self.prm_config(name)
         trajs = self._usable_trajectories()
         mc_labels = None
-        if objective == "mc":
+        if cfg.objective == "mc":
             from agentprm.labels.store import read_labels
 
             mc_labels = {k: r.labels for k, r in read_labels(self._label_path("mc")).items()}
+            labelled = sum(t.id in mc_labels for t in trajs)
+            if self.cfg.mc_equal_steps and labelled:
+                cfg = replace(cfg, epochs=mc_epochs(cfg.epochs, cfg.batch_size, len(trajs), labelled))
         with _bar(f"train {name}") as (bar, job):
             rate = [0.0]
 
@@ -383,47 +652,68 @@ class Pipeline:
         return f"{name} -> {self.prm_dir(name)} ({_short(res)})"
 
     # search
-    def _search_path(self, strategy: str, rm: str | None, budget: str) -> Path:
-        if strategy == "greedy":
-            return self.eval_dir / "greedy.jsonl"
-        return self.eval_dir / rm / f"{strategy}_{budget}.jsonl"
+    def _search_path(self, strategy: str, rm: str | None, budget: Budget) -> Path:
+        return self.layout.result(self.cfg.env, strategy, rm, budget)
 
-    def _eval_ids(self) -> list[str]:
-        return self._task_ids("test", self.cfg.eval_tasks)
-
-    def _search_done(self, strategy: str, rm: str | None, budget: str) -> bool:
+    def _search_done(self, strategy: str, rm: str | None, budget: Budget) -> bool:
         from agentprm.rollout_io import done_task_ids
 
         path = self._search_path(strategy, rm, budget)
         return path.exists() and set(self._eval_ids()) <= done_task_ids(path)
 
-    def _run_search(self, strategy: str, rm: str | None, budget: str) -> str:
+    def _samples(self) -> Path:
+        """The best-of-n samples every RM ranks, removed first when they were drawn under other settings."""
+        path = self.layout.samples(self.cfg.env, self.cfg.bon)
+        prov_path = self.layout.provenance(path)
+        prov = Provenance.read(prov_path)
+        stale = prov is not None and prov.key != self.samples_key()
+        redone = any(n.startswith("search bon") for n in self._redone)  # fresh samples for a redone best-of-n
+        if path not in self._cleared and (redone or stale):
+            self._remove(path)
+            self._cleared.add(path)
+        if prov is None or stale or path in self._cleared:
+            Provenance("samples", self.samples_key(), self.config_hash(),
+                       {"policy": str(self.policy_dir), "n": self.cfg.bon, "tasks": self.cfg.eval_tasks}, True,
+                       self.command()).write(prov_path)
+        return path
+
+    def _run_search(self, strategy: str, rm: str | None, budget: Budget) -> str:
+        from agentprm.labels.outcome import metric_value
         from agentprm.search.loading import load_reward_model
         from agentprm.search.runner import SearchSpec, run_search
 
         ids = self._eval_ids()
-        spec = SearchSpec(strategy, budget, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
+        spec = SearchSpec(strategy, str(budget), max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
         model = None
-        if rm is not None:
+        if rm is not None and rm != "rft":
             model = load_reward_model("random" if rm == "random" else str(self.prm_dir(rm)))
         path = self._search_path(strategy, rm, budget)
-        samples = self.eval_dir / f"samples_{budget}.jsonl" if strategy == "bon" else None
-        command = (f"agentprm search --policy {self.policy_dir} --rm {rm if rm == 'random' else self.prm_dir(rm)} "
-                   f"--strategy {strategy} --budget {budget} --env {self.cfg.env} --split test --n-tasks {len(ids)} "
-                   f"--max-new-tokens {self.cfg.max_new_tokens} --seed {self.cfg.seed} --out {path}"
-                   if rm else f"agentprm search --policy {self.policy_dir} --strategy greedy --env {self.cfg.env} "
-                   f"--split test --n-tasks {len(ids)} --out {path}")
+        samples = self._samples() if strategy == "bon" else None
+        key = self.search_key(strategy, rm, budget)
+        extra = {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
+                 "provenance": {"key": key, "config_hash": self.config_hash()}}
         with _bar(f"{strategy} {budget} {rm or ''}", total=len(ids)) as (bar, job):
-            records = run_search(self._policy(), model, self._env_factory(), ids, spec, path, chunk_size=16,
-                                 samples_path=samples, command=command + f"  # agentprm pipeline, {self.dir}/config.yaml",
+            records = run_search(self._policy(self._policy_dir_for(rm)), model, self._env_factory(), ids, spec, path, chunk_size=16,
+                                 samples_path=samples, command=self.command(), extra_config=extra,
                                  on_progress=lambda k, res: bar.update(job, advance=len(res)))
-        vals = [t.reward if self._spec().metric == "reward" else float(t.success) for t in records]
-        return f"{self._spec().metric} {sum(vals) / max(len(vals), 1):.3f} on {len(vals)} test tasks -> {path}"
+        metric = self._spec().metric
+        vals = [metric_value(t, metric) for t in records]
+        return f"{metric} {sum(vals) / max(len(vals), 1):.3f} on {len(vals)} test tasks -> {path}"
 
     def _run_report(self) -> str:
         from agentprm.report.build import write_report
 
         return f"report -> {write_report(self.dir)}"
+
+
+def mc_epochs(epochs: int, batch_size: int, td_items: int, mc_items: int) -> int:
+    """Epochs over the `mc_items` MC-labelled trajectories that give the optimiser steps nearest to `epochs`
+    over all `td_items` (what the TD PRMs get)."""
+    import math
+
+    td_steps = math.ceil(td_items / batch_size) * epochs
+    per_epoch = math.ceil(mc_items / batch_size)
+    return max(1, round(td_steps / per_epoch))
 
 
 def _short(res: Any) -> str:
@@ -448,7 +738,3 @@ class _bar:
 
     def __exit__(self, *exc: object) -> None:
         self.p.__exit__(*exc)
-
-
-def command_line(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -16,12 +16,14 @@ def pipeline(
     env: Annotated[str | None, typer.Option(help="Environment (overrides the config): textcraft | babyai | webshop | math.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name: the folder runs/NAME (overrides the config).")] = None,
     runs: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
-    force: Annotated[bool, typer.Option(help="Redo every stage instead of skipping complete ones.")] = False,
+    force: Annotated[bool, typer.Option(help="Redo every stage: each one's old output is removed first (samples included).")] = False,
+    redo: Annotated[list[str] | None, typer.Option(help="Redo this stage and every stage that reads it (repeatable): a stage name as printed (e.g. 'train-prm orm') or its first word (demos, sft, collect, label, train-prm, search).")] = None,
 ) -> None:
     """Run demos -> sft -> collect -> label -> train PRMs (agentprm, pvm, orm) -> search -> report.
 
-    Stages whose output is complete are skipped, so a rerun resumes. With no CONFIG this is the embedded
-    default on TextCraft (a tiny policy trained from scratch; about 15 minutes on 2 CPU cores).
+    Stages whose output is complete and was made under the current settings are skipped, so a rerun resumes;
+    a stage whose settings changed (docs/pipeline.md: which field invalidates which stage) is removed and redone.
+    With no CONFIG this is the embedded default (a tiny policy trained from scratch, on 2 CPU cores).
     """
     from agentprm.envs import get_spec
     from agentprm.pipeline import Pipeline, PipelineConfig
@@ -32,4 +34,4 @@ def pipeline(
     elif name is not None:
         cfg.name = name
     get_spec(cfg.env)
-    Pipeline(cfg, runs, force=force).run()
+    Pipeline(cfg, runs, force=force, redo=redo or ()).run()

@@ -1,6 +1,6 @@
 """Step labels: the targets Q̂_t a PRM regresses on (TD-GAE, PVM, ORM, MC), as pure functions.
 
-Every labeler also reports the sampled tokens it cost (the paper's Table 3 unit), see `LabelCost`.
+Every labeler also reports the sampled tokens it cost (the paper's Table 3 unit): `LabelRecord.sampled_tokens`.
 """
 
 from agentprm.labels.outcome import LabelSettings, orm_labels, outcome_value, pvm_labels

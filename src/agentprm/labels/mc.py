@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from agentprm.conversation import Message, trajectory_messages
 from agentprm.envs.base import Env
 from agentprm.errors import EnvError
-from agentprm.labels.outcome import outcome_value
+from agentprm.labels.outcome import outcome_trusted, outcome_value
 from agentprm.rollout.engine import RolloutConfig, continue_episode, run_episodes
 from agentprm.rollout.jobs import episode_id, episode_seed
 from agentprm.trajectory import Trajectory
@@ -136,7 +136,7 @@ def _label_chunk(trajs, env, rollout_fn, n_mc, soft, binary) -> Iterator[MCResul
                 continue
             tokens += sum(o.generated_tokens for o in outs)
             count += len(outs)
-            ok = [o for o in outs if o.status not in ("env_error", "policy_error")]
+            ok = [o for o in outs if outcome_trusted(o.status)]
             errors += len(outs) - len(ok)
             if not ok:
                 raise EnvError(f"{traj.id}: every MC rollout from step {t + 1} failed with an error")

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentprm.conversation import trajectory_messages
 from agentprm.labels.mc import MCResult
-from agentprm.labels.outcome import LabelSettings, orm_labels, outcome_value, pvm_labels
+from agentprm.labels.outcome import LabelSettings, orm_labels, outcome_trusted, outcome_value, pvm_labels
 from agentprm.labels.store import LabelRecord, trajectory_sampled_tokens
 from agentprm.labels.td_gae import td_gae_targets
 from agentprm.trajectory import Trajectory
@@ -16,7 +16,7 @@ from agentprm.trajectory import Trajectory
 
 def usable(traj: Trajectory) -> bool:
     """Trajectories whose outcome can be trusted (env/policy errors are data, not failures)."""
-    return traj.num_steps > 0 and traj.status not in ("env_error", "policy_error", "running")
+    return traj.num_steps > 0 and outcome_trusted(traj.status)
 
 
 def outcome_label_records(

@@ -5,24 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentprm.conversation import trajectory_messages
+from agentprm.stats import auroc
 from agentprm.trajectory import Trajectory
 
-
-def auroc(pos: list[float], neg: list[float]) -> float:
-    """P(score of a random positive > a random negative), ties counting ½ (Mann-Whitney U / n·m)."""
-    if not pos or not neg:
-        return float("nan")
-    ranked = sorted([(v, 1) for v in pos] + [(v, 0) for v in neg])
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        avg_rank = (i + j + 1) / 2  # 1-based average rank of the tie block
-        rank_sum += avg_rank * sum(1 for k in range(i, j) if ranked[k][1])
-        i = j
-    n, m = len(pos), len(neg)
-    return (rank_sum - n * (n + 1) / 2) / (n * m)
+__all__ = ["Separation", "auroc", "separation"]  # auroc lives in agentprm.stats
 
 
 @dataclass

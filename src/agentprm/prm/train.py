@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from agentprm.conversation import trajectory_messages
-from agentprm.labels.outcome import LabelSettings, outcome_value
+from agentprm.labels.outcome import LabelSettings, outcome_trusted, outcome_value
 from agentprm.labels.td_gae import BOOTSTRAPS, td_gae_linear
 from agentprm.prm.losses import REDUCTIONS, advantage_loss, agentprm_loss, q_loss
 from agentprm.prm.model import EncodedConversation, PRMMeta, ValueHeadPRM, encode_for_scoring
@@ -127,7 +127,7 @@ def build_items(
     skipped = {"error_status": 0, "no_steps": 0, "too_long": 0, "no_mc_label": 0}
     items = []
     for traj in trajectories:
-        if traj.status in ("env_error", "policy_error", "running"):
+        if not outcome_trusted(traj.status):
             skipped["error_status"] += 1  # no trustworthy outcome
             continue
         if traj.num_steps == 0:

@@ -1,14 +1,5 @@
-"""The run-folder layout the report reads (and the pipeline writes).
+"""The run folders the report reads (paths: `agentprm.run_layout.RunLayout`, shared with the pipeline).
 
-```
-runs/<name>/
-  config.yaml                                   the pipeline's config (named under every figure)
-  labels/<method>.jsonl                         labelled trajectories (td-gae, mc, ...): Table 3's label cost
-  eval/<env>/greedy.jsonl                       greedy decoding of the SFT policy (`--strategy greedy`)
-  eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
-  eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
-  report.md, plots/*.png                        written by `agentprm report`
-```
 Every eval file is `agentprm search --out` output: one Trajectory a task with `meta.search`. `<rm>` is the
 reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), `agentprm-beta0` (the
 L_A ablation) and `random`, and shows any other name too. Label files are `agentprm label` output
@@ -22,26 +13,26 @@ report can show every env and their average.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from agentprm.errors import UserError
+from agentprm.run_layout import RunLayout
+from agentprm.search.budget import Budget
 from agentprm.trajectory import Trajectory, read_trajectories
 
 KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
 ABLATION_RM = "agentprm-beta0"
-_FILE = re.compile(r"^(bon)_(\d+)$|^(beam)_(\d+x\d+)$")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the report dedups the files it names
 class EvalFile:
     env: str
     rm: str | None  # None for greedy
     strategy: str  # greedy | bon | beam
-    budget: str  # "1" | "16" | "4x4"
+    budget: Budget  # 1 (greedy) | 16 | 4x4
     path: Path
 
     @cached_property
@@ -66,30 +57,72 @@ def _has_records(path: Path) -> bool:
 
 
 @dataclass
+class Excluded:
+    """A result file the report does not use, and why."""
+
+    path: Path
+    why: str  # "partial: ..." | "stale: ..."
+    command: str  # what completes or redoes it
+
+
+def _expected_keys(root: Path) -> Callable[[str, str | None, Budget], str] | str:
+    """The key each pipeline search output must have under the run folder's current config.yaml, or why it
+    cannot be known."""
+    from agentprm.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline.for_folder(root)
+        return lambda strategy, rm, budget: pipe.search_key(strategy, rm, budget)
+    except Exception as e:  # noqa: BLE001 - any failure means the results cannot be checked; said in the report
+        return f"its run folder's config.yaml cannot be read ({type(e).__name__}: {e})"
+
+
+@dataclass
 class RunFolder:
     root: Path
     evals: list[EvalFile] = field(default_factory=list)
+    excluded: list[Excluded] = field(default_factory=list)
 
     @classmethod
     def scan(cls, root: str | Path) -> RunFolder:
+        """The results of a run folder the report may use: non-empty files that either carry no provenance
+        (made by `agentprm search` by hand) or whose provenance says complete and matches the folder's
+        current config.yaml. The others are listed in `excluded` with the command that completes them."""
+        from agentprm.pipeline import Provenance
+
         root = Path(root)
-        evals = []
-        for env_dir in sorted(p for p in (root / "eval").glob("*") if p.is_dir()):
-            env = env_dir.name
+        layout = RunLayout(root)
+        evals, excluded = [], []
+        expected: Callable[[str, str | None, Budget], str] | str | None = None
+        command = f"agentprm pipeline {layout.config} --runs {root.parent} --name {root.name}"
+        for r in layout.results():
             # An empty file is a search that has only started (the pipeline opens its output first): not a result.
-            if _has_records(env_dir / "greedy.jsonl"):
-                evals.append(EvalFile(env, None, "greedy", "1", env_dir / "greedy.jsonl"))
-            for rm_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
-                for f in sorted(rm_dir.glob("*.jsonl")):
-                    m = _FILE.match(f.stem)
-                    if m and _has_records(f):
-                        strategy, budget = (m[1], m[2]) if m[1] else (m[3], m[4])
-                        evals.append(EvalFile(env, rm_dir.name, strategy, budget, f))
-        return cls(root, evals)
+            if not _has_records(r.path):
+                continue
+            prov = Provenance.read(layout.provenance(r.path))
+            if prov is not None:
+                if expected is None:
+                    expected = _expected_keys(root)
+                if not prov.complete:
+                    excluded.append(Excluded(r.path, "partial: its search did not finish", prov.command or command))
+                    continue
+                if isinstance(expected, str):
+                    excluded.append(Excluded(r.path, f"unverifiable: {expected}", command))
+                    continue
+                if prov.key != expected(r.strategy, r.rm, r.budget):
+                    excluded.append(Excluded(r.path, "stale: made under settings that differ from config.yaml "
+                                             "(a stage it depends on changed)", command))
+                    continue
+            evals.append(EvalFile(r.env, r.rm, r.strategy, r.budget, r.path))
+        return cls(root, evals, excluded)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.root)
 
     @property
     def config_path(self) -> Path:
-        return self.root / "config.yaml"
+        return self.layout.config
 
     def envs(self) -> list[str]:
         return sorted({e.env for e in self.evals})
@@ -101,15 +134,15 @@ class RunFolder:
     def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
         return [
             e for e in self.evals
-            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or e.budget == budget)
+            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or str(e.budget) == str(budget))
         ]
 
     def largest_bon(self, env: str, rm: str) -> EvalFile | None:
         files = self.find(env, "bon", rm)
-        return max(files, key=lambda e: int(e.budget)) if files else None
+        return max(files, key=lambda e: e.budget) if files else None
 
     def label_files(self) -> dict[str, Path]:
-        return {p.stem: p for p in sorted((self.root / "labels").glob("*.jsonl"))}
+        return {p.stem: p for p in sorted(self.layout.labels_dir.glob("*.jsonl"))}
 
 
 @dataclass
@@ -137,6 +170,10 @@ class RunSet:
     @property
     def evals(self) -> list[EvalFile]:
         return [e for f in self.folders for e in f.evals]
+
+    @property
+    def excluded(self) -> list[Excluded]:
+        return [x for f in self.folders for x in f.excluded]
 
     def envs(self) -> list[str]:
         return sorted({env for f in self.folders for env in f.envs()})

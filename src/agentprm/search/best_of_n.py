@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentprm.conversation import trajectory_messages
+from agentprm.labels.outcome import failed
 from agentprm.policy.base import Policy
 from agentprm.prm.base import RewardModel
 from agentprm.rollout.engine import fork
@@ -64,12 +65,12 @@ class Candidate:
 def select(candidates: Sequence[Candidate], n: int | None = None, aggregation: str = "last") -> int:
     """Index of the best of the first `n` candidates: highest aggregated score, ties to the earliest.
 
-    Candidates whose env failed (`env_error`) rank below every other one: they cannot be evaluated.
+    Candidates whose env or policy failed (`labels.outcome.failed`) rank below every other one, as in beam search.
     """
     pool = candidates[: n or len(candidates)]
     if not pool:
         raise ValueError("no candidates to select from")
-    keys = [(c.status != "env_error", aggregate(c.scores, aggregation)) for c in pool]
+    keys = [(not failed(c.status), aggregate(c.scores, aggregation)) for c in pool]
     return max(range(len(pool)), key=lambda i: (keys[i], -i))
 
 

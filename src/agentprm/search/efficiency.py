@@ -1,10 +1,12 @@
 """The compute-efficiency ratio behind the paper's "AgentPRM is 8× more compute-efficient" (design.md).
 
 The paper gives no formula (§9.9); compute there is the number of best-of-n samples. Our definition:
-for each budget N of AgentPRM's best-of-n curve, the budget N' a baseline needs to reach the same
-success, with the baseline's curve interpolated linearly in log2 N (first crossing), divided by N.
-A ratio of 8 at N = 8 means the baseline needs 64 samples for what AgentPRM does with 8. When the
-baseline never reaches it within its largest budget the ratio is open-ended: "> max/N". Where
+for each budget N of AgentPRM's best-of-n curve, take the level L it reaches there; the ratio is the
+smallest budget at which the baseline reaches L over the smallest budget at which AgentPRM reaches L
+(both curves interpolated linearly in log2 N, first crossing). A ratio of 8 at N = 8 means the baseline
+needs 64 samples for what AgentPRM does with 8. Comparing the two first crossings (not the baseline's
+crossing against N itself) keeps plateaus honest: two identical curves are 1x at every N, flat or not.
+When the baseline never reaches L within its largest budget the ratio is open-ended: "> max/N'". Where
 AgentPRM solved nothing at N the ratio is undefined ("n/a"): every curve starts at 0, so "the budget
 to reach 0" is the smallest one and the ratio would read 1/N whatever the RMs do.
 """
@@ -22,6 +24,11 @@ class Ratio:
     target: float  # AgentPRM's success at n
     baseline_budget: float | None  # the baseline's (interpolated) budget for `target`; None: never within its curve
     baseline_max: int  # the baseline curve's largest budget
+    agent_budget: float | None = None  # AgentPRM's own first budget reaching `target` (<= n); None: n
+
+    @property
+    def own_budget(self) -> float:
+        return float(self.n) if self.agent_budget is None else self.agent_budget
 
     @property
     def defined(self) -> bool:
@@ -29,16 +36,22 @@ class Ratio:
 
     @property
     def value(self) -> float | None:
-        """baseline budget / n; None when open-ended (never reached) or undefined (see `defined`)."""
+        """baseline budget / AgentPRM's budget for the same level; None when open-ended (never reached) or
+        undefined (see `defined`)."""
         if not self.defined or self.baseline_budget is None:
             return None
-        return self.baseline_budget / self.n
+        return self.baseline_budget / self.own_budget
+
+    @property
+    def lower_bound(self) -> float:
+        """The open-ended ratio's bound (baseline's largest budget / AgentPRM's), else the value."""
+        return self.value if self.value is not None else self.baseline_max / self.own_budget
 
     def __str__(self) -> str:
         if not self.defined:
             return "n/a"
         if self.value is None:
-            return f"> {self.baseline_max / self.n:.3g}x"
+            return f"> {self.baseline_max / self.own_budget:.3g}x"
         return f"{self.value:.3g}x"
 
 
@@ -60,9 +73,9 @@ def budget_to_reach(curve: Mapping[int, float], target: float) -> float | None:
 
 
 def efficiency_ratios(agent: Mapping[int, float], baseline: Mapping[int, float]) -> list[Ratio]:
-    """For each budget of `agent`'s curve, how many times its budget `baseline` needs for the same success."""
+    """For each budget of `agent`'s curve, how many times AgentPRM's budget `baseline` needs for the same level."""
     bmax = max(baseline) if baseline else 0
-    return [Ratio(n, s, budget_to_reach(baseline, s), bmax) for n, s in sorted(agent.items())]
+    return [Ratio(n, s, budget_to_reach(baseline, s), bmax, budget_to_reach(agent, s)) for n, s in sorted(agent.items())]
 
 
 def mean_curve(curves: list[Mapping[int, float]]) -> dict[int, float]:

@@ -20,29 +20,16 @@ from agentprm.prm.base import RewardModel
 from agentprm.rollout_io import done_task_ids
 from agentprm.search.beam import BeamConfig, beam_search
 from agentprm.search.best_of_n import BestOfNConfig, sample_candidates, select_best_of_n
+from agentprm.search.budget import STRATEGIES, Budget  # noqa: F401 - STRATEGIES re-exported
 from agentprm.search.core import EnvFactory, SearchResult
 from agentprm.search.greedy import GreedyConfig, greedy
 from agentprm.trajectory import JsonlWriter, Trajectory, iter_jsonl, read_trajectories
 
-STRATEGIES = ("greedy", "bon", "beam")
-
 
 def parse_budget(strategy: str, budget: str) -> tuple[int, int]:
-    """(N, M): greedy "1"; best-of-n "16" (M unused); beam "4x4" or "4" (= 4x4)."""
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    text = budget.lower().strip()
-    try:
-        if strategy == "beam":
-            n, _, m = text.partition("x")
-            nm = (int(n), int(m or n))
-        else:
-            nm = (int(text), 1)
-    except ValueError:
-        raise UserError(f"bad --budget {budget!r}: give N for bon (e.g. 16) or NxM for beam (e.g. 4x4)") from None
-    if min(nm) < 1:
-        raise UserError(f"bad --budget {budget!r}: budgets are at least 1")
-    return nm
+    """(N, M): greedy "1"; best-of-n "16" (M = 1, unused); beam "4x4" or "4" (= 4x4). See `Budget`."""
+    b = Budget.parse(strategy, budget)
+    return (b.n, b.m or 1)
 
 
 @dataclass
@@ -62,9 +49,7 @@ class SearchSpec:
 
     def __post_init__(self) -> None:
         self.budget_nm = parse_budget(self.strategy, self.budget)
-        self.budget = str(self.budget_nm[0]) if self.strategy != "beam" else f"{self.budget_nm[0]}x{self.budget_nm[1]}"
-        if self.strategy == "greedy":
-            self.budget = "1"
+        self.budget = str(Budget.parse(self.strategy, self.budget))
 
     def config(self) -> GreedyConfig | BestOfNConfig | BeamConfig:
         n, m = self.budget_nm

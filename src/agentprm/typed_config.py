@@ -1,0 +1,50 @@
+"""Typed configs from YAML mappings: unknown keys and wrongly typed values end in one line naming the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from agentprm.errors import UserError
+
+T = TypeVar("T")
+
+# Scalar annotations checked on load (the dataclasses use `from __future__ import annotations`: strings).
+_SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _type_ok(annotation: str, value: Any) -> bool:
+    parts = [p.strip() for p in str(annotation).split("|")]
+    if value is None:
+        return "None" in parts or not all(p in _SCALARS or p == "None" for p in parts)
+    known = [p for p in parts if p in _SCALARS]
+    if len(known) != len([p for p in parts if p != "None"]):
+        return True  # a container or nested type: checked by whoever builds it
+    if isinstance(value, bool) and "bool" not in known:
+        return False  # YAML `yes` is not a number
+    return any(isinstance(value, t) for p in known for t in _SCALARS[p])
+
+
+def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
+    """Raise one UserError for keys `cls` does not have or values of the wrong scalar type."""
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UserError(f"unknown {where} keys {unknown}; valid: {', '.join(sorted(fields))}")
+    for k, v in data.items():
+        if not _type_ok(fields[k].type, v):
+            raise UserError(f"{where}.{k} = {v!r} is not a {fields[k].type}; fix it in the config")
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, **nested: type) -> T:
+    """`cls(**data)` after `check_keys`; `nested` names fields that are themselves dataclasses
+    (e.g. `tiny=TinyPolicyConfig`), built from their sub-mapping the same way."""
+    data = dict(data or {})
+    check_keys(cls, data, where)
+    for name, sub in nested.items():
+        if name in data and not dataclasses.is_dataclass(data[name]):
+            data[name] = from_mapping(sub, data[name], f"{where}.{name}")
+    return cls(**data)
