@@ -24,6 +24,7 @@ from agentprm.cli import serve_cmds  # noqa: E402,F401
 from agentprm.cli import prm_cmds  # noqa: E402,F401
 from agentprm.cli import policy_cmds  # noqa: E402,F401
 from agentprm.cli import pipeline_cmds  # noqa: E402,F401
+from agentprm.cli import rl_cmds  # noqa: E402,F401
 
 
 def main() -> None:

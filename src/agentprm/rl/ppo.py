@@ -596,3 +596,31 @@ class PPOTrainer:
 def is_complete(out: str | Path) -> bool:
     p = Path(out) / CONFIG_FILE
     return p.is_file() and bool(json.loads(p.read_text()).get("complete"))
+
+
+def run_rl(policy_dir: str | Path, out: str | Path, cfg: PPOConfig, rm: str | None = None,
+           on_iteration: Callable[[IterationMetrics, int], None] | None = None) -> list[IterationMetrics]:
+    """`agentprm rl`: load the SFT policy, the reward model (a PRM/ORM dir, `random`, or anything
+    `search.loading.load_reward_model` takes) and the critic, then train (or resume) into `out`."""
+    from agentprm.envs import get_spec
+    from agentprm.policy.hf import HFPolicy, check_policy_dir
+    from agentprm.rl.critic import build_critic
+    from agentprm.search.loading import load_reward_model
+
+    cfg.validate()
+    check_policy_dir(policy_dir)
+    spec = get_spec(cfg.env)
+    if cfg.reward == "prm" and not rm:
+        raise UserError("--reward prm needs --rm DIR (a trained PRM or ORM dir)")
+    torch.set_num_threads(cfg.threads)
+    reward_model = load_reward_model(rm) if cfg.reward == "prm" and rm else None
+    policy = HFPolicy.load(policy_dir, device=cfg.device)
+    prm_dir = rm if rm and Path(rm).is_dir() else None
+    critic = build_critic(policy_dir, prm_dir, cfg.critic_init)
+    emb = critic.backbone.get_input_embeddings().num_embeddings
+    if emb < len(policy.tokenizer):
+        raise UserError(f"the critic ({critic.init_from}) has {emb} token embeddings but the policy's tokenizer has "
+                        f"{len(policy.tokenizer)}: give a PRM trained from this policy, or --critic-init policy")
+    sources = {"policy": str(policy_dir), "rm": rm, "critic_init": critic.init_from}
+    trainer = PPOTrainer(cfg, policy, critic, spec.make, out, reward_model, sources=sources)
+    return trainer.train(on_iteration)
