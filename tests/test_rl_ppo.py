@@ -14,7 +14,7 @@ from agentprm.envs.base import StepResult
 from agentprm.rl.ppo import PPOConfig, PPOTrainer, action_tensors, encode_episode, gae, kl_k3, ppo_policy_loss
 from agentprm.testing.fakes import ScriptedRewardModel
 from agentprm.trajectory import Step, Trajectory
-from prm_helpers import tiny_backbone_dir
+from tests.prm_helpers import tiny_backbone_dir
 
 GOOD = set(string.ascii_letters)  # ~40% of the random model's first-token mass
 
