@@ -206,3 +206,13 @@ def test_resume_gives_identical_weights(tiny_dir, tmp_path):
         assert torch.equal(a, b), k
     rows = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2
+
+
+def test_a_reward_model_that_always_fails_stops_the_run(tiny_dir, tmp_path):
+    def boom(conv):
+        raise ConnectionError("server down")
+
+    tr = _trainer(tiny_dir, tmp_path / "run", rm=ScriptedRewardModel(boom), reward="prm")
+    with pytest.raises(RuntimeError, match="failed on all 16 episodes"):
+        tr.train()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing was recorded as a reward of 0

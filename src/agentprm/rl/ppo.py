@@ -445,6 +445,9 @@ class PPOTrainer:
         if cfg.reward == "prm" and ok:
             scores = self._score(ok)
         n_rm = sum(1 for t in ok if "rm_error" in t.meta)
+        if ok and n_rm == len(ok):  # a down reward model would make every iteration a silent no-op: stop
+            raise RuntimeError(f"the reward model failed on all {n_rm} episodes ({ok[0].meta['rm_error']}); "
+                               "fix it and rerun: the run resumes from its last checkpoint")
         items: list[EpisodeItem] = []
         for t, q in zip(ok, scores):
             if cfg.reward == "prm" and q is None:
