@@ -319,6 +319,7 @@ class PPOTrainer:
         self.train_pool = pool[: cfg.train_tasks] if cfg.train_tasks else pool
         self.test_tasks = env.task_ids("test")[: cfg.eval_tasks]
         self.env_name = env.name
+        env.close()
         if cfg.tasks_per_iter > len(self.train_pool):
             raise UserError(f"tasks_per_iter {cfg.tasks_per_iter} > {len(self.train_pool)} training tasks")
         label = cfg.label or ("outcome" if cfg.reward == "outcome" else getattr(reward_model, "name", "prm"))
