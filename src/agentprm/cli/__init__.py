@@ -26,6 +26,7 @@ from agentprm.cli import policy_cmds  # noqa: E402,F401
 from agentprm.cli import pipeline_cmds  # noqa: E402,F401
 from agentprm.cli import view_cmds  # noqa: E402,F401
 from agentprm.cli import scale_cmds  # noqa: E402,F401
+from agentprm.cli import rl_cmds  # noqa: E402,F401
 
 
 def main() -> None:
