@@ -37,7 +37,7 @@ def smoke_run(tmp_path_factory) -> Path:
     run = root / cfg.name
     g = torch.Generator().manual_seed(0)
     head = run / "prm" / "agentprm" / "value_head.safetensors"
-    hidden = cfg.sft["tiny"]["hidden_size"]
+    hidden = cfg.sft.tiny.hidden_size
     save_file({"weight": torch.randn(1, hidden, generator=g), "bias": torch.tensor([0.25])}, str(head))
     return run
 

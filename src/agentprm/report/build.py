@@ -517,6 +517,9 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     _ablation(ctx, res)
     lines += ["## (g) PRMs: training data and optimiser steps", ""]
     _prm_training(ctx)
+    from agentprm.rl.report import rl_section
+
+    lines += rl_section(roots, plots)  # Figure 5's shape, where `agentprm rl` runs exist in the folders
     lines += ["## The paper's claims on these results", ""]
     _claims(ctx, judge(res))
     lines += ["", "## Stale or partial results (not used)", ""]

@@ -38,8 +38,8 @@ def stage_table(paths: RunPaths) -> list[dict[str, Any]]:
             pipe = Pipeline(cfg, root=paths.root.resolve().parent, log=lambda _: None)
             for st in pipe.stages():
                 names.append(st.name)
-                if st.name != "report":
-                    done[st.name] = bool(st.done())
+                done[st.name] = pipe.stage_status(st) in ("complete", "legacy")
+            names.append("report")
             done["report"] = paths.report.is_file()
         except Exception as e:  # a config from another version: the log alone still shows times
             error = f"{type(e).__name__}: {e}"
