@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class EnvError(Exception):
     """The environment itself failed (crashed, server down). Recorded as `env_error`, never as reward 0."""
+
+
+class BadFileError(UserError, ValueError):
+    """An input file that cannot be read as what it should be (a garbage line, a cut checkpoint)."""

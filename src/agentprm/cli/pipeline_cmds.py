@@ -23,6 +23,7 @@ def pipeline(
     Stages whose output is complete are skipped, so a rerun resumes. With no CONFIG this is the embedded
     default on TextCraft (a tiny policy trained from scratch; about 15 minutes on 2 CPU cores).
     """
+    from agentprm.cli.common import writable_dir
     from agentprm.envs import get_spec
     from agentprm.pipeline import Pipeline, PipelineConfig
 
@@ -32,4 +33,5 @@ def pipeline(
     elif name is not None:
         cfg.name = name
     get_spec(cfg.env)
+    writable_dir(runs / cfg.name, "--runs")
     Pipeline(cfg, runs, force=force).run()

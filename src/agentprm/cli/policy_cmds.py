@@ -79,12 +79,10 @@ def sft(
 
 
 def _load_policy(policy: Path, env_name: str, batch_size: int):
-    from agentprm.policy.hf import HFPolicy
+    from agentprm.policy.hf import HFPolicy, check_trained_env
 
     pol = HFPolicy.load(policy, batch_size=batch_size)
-    trained_on = pol.meta.get("env")
-    if trained_on and trained_on != env_name:
-        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
+    check_trained_env(pol.meta, policy, env_name)
     return pol
 
 

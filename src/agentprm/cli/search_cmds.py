@@ -68,6 +68,9 @@ def search(
         out.unlink()
     reward_model = None if strategy == "greedy" else load_reward_model(rm)
     pol = load_policy(policy)
+    from agentprm.policy.hf import check_trained_env
+
+    check_trained_env(getattr(pol, "meta", {}), policy, env)
     task_ids = spec_env.make().task_ids(split, n or None)
     command = _command_line(ctx, "search")
     ok = total = 0

@@ -24,6 +24,16 @@ from agentprm.trajectory import Compute, Trajectory
 
 EnvFactory = Callable[[], Env]
 
+# Ended candidates with nothing to evaluate: the env or the policy failed (errors are data, never reward 0).
+FAILED_STATUSES = ("env_error", "policy_error")
+
+
+def rank_key(status: str, score: float | None) -> tuple[bool, float]:
+    """How every strategy ranks a candidate (higher is better): failed ones below all others, then by score.
+
+    Best-of-N and beam search both sort with this, so they agree on failed candidates."""
+    return (status not in FAILED_STATUSES, score if score is not None else float("-inf"))
+
 
 @dataclass
 class Node(Episode):
