@@ -65,26 +65,48 @@ def context() -> Any:
     return _CTX
 
 
-def run_stage(argv: list[str], log: Path, kill_after_s: float | None = None, timeout_s: float = 600) -> tuple[int | None, float, bool]:
-    """Run `agentprm ARGV` in a child; SIGKILL it after `kill_after_s` if still running.
+def _noop() -> None:
+    pass
 
-    Returns (exit code, seconds, killed)."""
+
+def warm() -> None:
+    """Start the forkserver (it imports PRELOAD) before anything is timed."""
+    p = context().Process(target=_noop)
+    p.start()
+    p.join()
+
+
+def _appeared(path: Path | None) -> bool:
+    if path is None:
+        return True
+    return path.is_dir() or (path.is_file() and path.stat().st_size > 0)
+
+
+def run_stage(argv: list[str], log: Path, *, watch: Path | None = None, kill_after_s: float | None = None,
+              timeout_s: float = 900) -> tuple[int | None, float, bool, float]:
+    """Run `agentprm ARGV` in a child. With `kill_after_s`, SIGKILL it that long after `watch` (the stage's
+    output) first appears, if it is still running: the kill lands while the stage writes its output.
+
+    Returns (exit code, seconds, killed, seconds until `watch` appeared)."""
     p = context().Process(target=_child, args=(argv, str(log)))
     t0 = time.monotonic()
     p.start()
-    killed = False
-    deadline = t0 + (kill_after_s if kill_after_s is not None else timeout_s)
-    while p.is_alive() and time.monotonic() < deadline:
-        p.join(timeout=0.01)
-    if p.is_alive():
-        if kill_after_s is None:
+    seen_at: float | None = None
+    while p.is_alive():
+        now = time.monotonic()
+        if seen_at is None and _appeared(watch):
+            seen_at = now
+        if now - t0 > timeout_s:
             p.kill()
             p.join()
             raise TimeoutError(f"agentprm {' '.join(argv)} ran past {timeout_s} s")
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
-        killed = True
-    return p.exitcode, time.monotonic() - t0, killed
+        if kill_after_s is not None and seen_at is not None and now - seen_at >= kill_after_s:
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+            return p.exitcode, now - t0, True, seen_at - t0
+        p.join(timeout=0.005)
+    end = time.monotonic()
+    return p.exitcode, end - t0, False, (seen_at if seen_at is not None else end) - t0
 
 
 # -- comparing outputs --------------------------------------------------------------------------------------
@@ -166,6 +188,7 @@ class Drill:
     name: str
     argv: Callable[[Path, Path], list[str]]
     outputs: list[tuple[str, str]]
+    watch: str  # the output whose appearance starts the kill window (a JSONL file, a checkpoint folder)
     produces: tuple[str, ...] = ()  # outputs later drills read, copied into the inputs dir under the same name
 
 
@@ -186,28 +209,28 @@ def drills() -> list[Drill]:
     scripted = ["--env", "scripted", "--max-new-tokens", "8"]
     return [
         Drill("demos", lambda i, w: ["demos", "--env", "textcraft", "--n", "8", "--out", str(w / "demos.jsonl")],
-              [("jsonl", "demos.jsonl")]),
+              [("jsonl", "demos.jsonl")], "demos.jsonl"),
         Drill("collect", lambda i, w: ["collect", "--policy", str(i / "policy"), *scripted, "--n-tasks", "6", "--n-per-task", "3",
                                        "--batch-size", "4", "--out", str(w / "traj.jsonl")],
-              [("jsonl", "traj.jsonl")], ("traj.jsonl",)),
+              [("jsonl", "traj.jsonl")], "traj.jsonl", ("traj.jsonl",)),
         Drill("label-td-gae", lambda i, w: ["label", "--method", "td-gae", "--trajectories", str(i / "traj.jsonl"),
-                                            "--out", str(w / "td.jsonl")], [("jsonl", "td.jsonl")]),
+                                            "--out", str(w / "td.jsonl")], [("jsonl", "td.jsonl")], "td.jsonl"),
         Drill("label-mc", lambda i, w: ["label", "--method", "mc", "--trajectories", str(i / "traj.jsonl"), "--env", "scripted",
                                         "--policy", str(i / "policy"), "--n-mc", "2", "--max-new-tokens", "8", "--out", str(w / "mc.jsonl")],
-              [("jsonl", "mc.jsonl")]),
+              [("jsonl", "mc.jsonl")], "mc.jsonl"),
         Drill("train-prm", lambda i, w: ["train-prm", "--objective", "agentprm", "--trajectories", str(i / "traj.jsonl"),
                                          "--init", str(i / "policy"), "--epochs", "3", "--batch-size", "2", "--device", "cpu",
-                                         "--out", str(w / "prm")], [("prm", "prm")], ("prm",)),
+                                         "--out", str(w / "prm")], [("prm", "prm")], "prm/checkpoint", ("prm",)),
         Drill("search-bon", lambda i, w: ["search", "--policy", str(i / "policy"), "--rm", str(i / "prm"), "--strategy", "bon",
                                           "--budget", "4", *scripted, "--split", "test", "--n", "4", "--chunk", "1",
-                                          "--out", str(w / "bon.jsonl")], [("jsonl", "bon.jsonl")]),
+                                          "--out", str(w / "bon.jsonl")], [("jsonl", "bon.jsonl")], "bon.jsonl"),
         Drill("search-beam", lambda i, w: ["search", "--policy", str(i / "policy"), "--rm", str(i / "prm"), "--strategy", "beam",
                                            "--budget", "2x2", *scripted, "--split", "test", "--n", "4", "--chunk", "1",
-                                           "--out", str(w / "beam.jsonl")], [("jsonl", "beam.jsonl")]),
+                                           "--out", str(w / "beam.jsonl")], [("jsonl", "beam.jsonl")], "beam.jsonl"),
         Drill("pipeline", lambda i, w: ["pipeline", str(pipeline_config(w.parent)), "--runs", str(w)],
               [("jsonl", "drill/trajectories.jsonl"), ("jsonl", "drill/labels/td-gae.jsonl"), ("prm", "drill/prm/agentprm"),
                ("jsonl", "drill/eval/textcraft/greedy.jsonl"), ("jsonl", "drill/eval/textcraft/agentprm/bon_2.jsonl"),
-               ("exists", "drill/report.md")]),
+               ("exists", "drill/report.md")], "drill/demos.jsonl"),
     ]
 
 
@@ -256,6 +279,7 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
     """Per stage: one uninterrupted reference run, then `kills_per_stage` kill + rerun drills compared to it."""
     rng = random.Random(seed)
     inputs = prepare_inputs(root)
+    warm()
     results = []
     for drill in drills():
         if only and drill.name not in only:
@@ -263,7 +287,8 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
         res = DrillResult(drill.name)
         ref = root / drill.name / "reference"
         ref.mkdir(parents=True, exist_ok=True)
-        code, res.reference_s, _ = run_stage(drill.argv(inputs, ref), root / drill.name / "reference.log")
+        code, res.reference_s, _, first_out = run_stage(drill.argv(inputs, ref), root / drill.name / "reference.log",
+                                                        watch=ref / drill.watch)
         if code != 0:
             raise RuntimeError(f"{drill.name}: the uninterrupted run failed (exit {code}); see {root / drill.name / 'reference.log'}")
         for rel in drill.produces:
@@ -278,17 +303,17 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
             killed, tries = False, 0
             while not killed and tries < 3:  # a child that finished before its kill time is drawn again
                 tries += 1
-                # a random moment of the reference run's span (children start in the same time)
-                at = rng.uniform(0.05, 0.95) * res.reference_s
-                code, _, killed = run_stage(drill.argv(inputs, work), logf, kill_after_s=at)
+                # a random moment between the output's first appearance and the end (as the reference run took)
+                at = rng.uniform(0.0, 0.95) * max(res.reference_s - first_out, 0.01)
+                code, _, killed, _ = run_stage(drill.argv(inputs, work), logf, watch=work / drill.watch, kill_after_s=at)
             res.kills += killed
             res.finished_first += not killed
             res.left_at_kill.append(_partial(drill, work))
-            code, _, _ = run_stage(drill.argv(inputs, work), logf)
+            code, _, _, _ = run_stage(drill.argv(inputs, work), logf)
             problems = [f"rerun exit {code}"] if code != 0 else []
             problems += [p for kind, rel in drill.outputs if (p := compare(kind, ref / rel, work / rel, ref, work))]
             if problems:
-                res.failures.append(f"kill at {at:.2f}s: " + "; ".join(problems))
+                res.failures.append(f"kill {at:.2f}s after {drill.watch} appeared: " + "; ".join(problems))
             else:
                 res.passed += 1
         log(f"{drill.name}: reference {res.reference_s:.1f}s, {res.kills} killed, {res.finished_first} finished first, "
