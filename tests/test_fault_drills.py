@@ -66,4 +66,4 @@ def test_collect_through_faulty_proxy_loses_nothing_and_records_errors(tmp_path)
     # retries stay bounded: replays re-send at most the episode's own steps, a few times
     sent, clean_sent = sum(proxy.counts.values()), sum(clean_proxy.counts.values())
     assert clean_sent < sent < 4 * clean_sent, (sent, clean_sent)
-    print(f"faults {dict(proxy.counts)}; statuses {dict(statuses)}; requests {sent} vs {clean_sent} clean")
+    print(f"faults {dict(proxy.counts)}; statuses {dict(statuses)} vs clean {clean_summary.statuses}; requests {sent} vs {clean_sent} clean")
