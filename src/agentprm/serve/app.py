@@ -5,7 +5,7 @@ drive it unchanged. `protocol` names the AgentGym server whose `Dialect` (`agent
 shared with our client, which documents every shape) we answer in: textcraft, babyai or webshop.
 `data_idx`/`session_id` i means our task `<name>_i`.
 
-Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
+Request bodies over `max_body_bytes` (Content-Length) get HTTP 413. Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
 least recently used. Thread-safe: a table lock, and a lock per env so one id is stepped by one request at
 a time while different ids run in parallel (FastAPI runs these sync handlers in its thread pool).
 """
@@ -116,6 +116,7 @@ def create_app(
     *,
     max_envs: int = 1024,
     idle_seconds: float = 3600.0,
+    max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
     """A FastAPI app serving envs made by `factory` with the endpoints and shapes of AgentGym's `protocol` server."""
     if protocol not in PROTOCOLS:
@@ -127,6 +128,14 @@ def create_app(
     table = EnvTable(factory, max_envs=max_envs, idle_seconds=idle_seconds, random_ids=d.random_ids)
     app = FastAPI(title=f"agentprm {name} env server ({protocol} protocol)")
     app.state.table = table
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # An action is a line of text: a body past max_body_bytes is a client bug or abuse, not an action.
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body_bytes):
+            return JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
     train_ids: list[str] = []  # for WebShop's session_id=null (a random goal), read on first use
 
     def with_status(answer: Any) -> Any:
