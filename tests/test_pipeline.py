@@ -8,7 +8,9 @@ import yaml
 from typer.testing import CliRunner
 
 from agentprm.cli import app
+from agentprm.errors import UserError
 from agentprm.pipeline import PipelineConfig
+from tests.cli_helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,9 +139,9 @@ def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
 def test_bad_config_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("nonsense_key: 1\n")
-    res = CliRunner().invoke(app, ["pipeline", str(bad), "--runs", str(tmp_path)])
-    assert res.exit_code != 0
-    with pytest.raises(Exception, match="unknown config keys"):
+    code, err = run_main(["pipeline", str(bad), "--runs", str(tmp_path)])
+    assert code == 2 and err.count("\n") == 1 and "unknown config keys ['nonsense_key']" in err
+    with pytest.raises(UserError, match="unknown config keys"):
         PipelineConfig.load(bad)
 
 

@@ -21,6 +21,7 @@ from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel
 from agentprm.trajectory import read_trajectories
+from tests.cli_helpers import run_main
 from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
 
 TASKS = [f"line_{1 + i % 4}_{i}" for i in range(6)]
@@ -119,10 +120,10 @@ def test_cli_report_and_errors(run_dir, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["report", str(run_dir)])
     assert res.exit_code == 0 and "report.md" in res.output
-    res = runner.invoke(app, ["report", str(tmp_path / "nope")])
-    assert res.exit_code != 0
-    res = runner.invoke(app, ["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--strategy", "beam", "--budget", "4y4"])
-    assert res.exit_code != 0 and "bad --budget" in str(res.exception)
+    code, err = run_main(["report", str(tmp_path / "nope")])
+    assert code == 2 and err.count("\n") == 1 and str(tmp_path / "nope") in err
+    code, err = run_main(["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--strategy", "beam", "--budget", "4y4"])
+    assert code == 2 and err == "agentprm: error: bad --budget '4y4': give N for bon (e.g. 16) or NxM for beam (e.g. 4x4)\n"
 
 
 def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch):

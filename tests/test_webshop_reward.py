@@ -173,3 +173,13 @@ def test_spacy_is_used_when_a_model_loads(monkeypatch):
         monkeypatch.undo()
         reward._noun_tagger.cache_clear()
         reward.nouns.cache_clear()
+
+
+def test_fuzzy_processing_deletes_only_latin1_high_like_thefuzz():
+    # thefuzz's force_ascii deletes U+0080-U+00FF only; U+2019 becomes a space, so both spell "men s"
+    assert token_set_ratio("men’s running shoes", "men's running shoes") == 100
+    # é (U+00E9) is deleted, not spaced: "café" -> "caf"
+    assert token_set_ratio("café", "caf") == 100
+    assert token_set_ratio("café", "cafe") < 100
+    # a CJK letter (above U+00FF) is a word character and is kept
+    assert token_set_ratio("茶cup", "cup") < 100

@@ -16,3 +16,7 @@ class RewardModelError(Exception):
         super().__init__(f"reward model at {where} failed: {reason}")
         self.where = where
         self.reason = reason
+
+
+class BadFileError(UserError, ValueError):
+    """An input file that cannot be read as what it should be (a garbage line, a cut checkpoint)."""

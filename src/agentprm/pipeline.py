@@ -116,12 +116,19 @@ class PipelineConfig:
             p = Path(path)
             if not p.is_file():
                 raise UserError(f"config {p} does not exist; give a YAML file (see configs/)")
-            data = yaml.safe_load(p.read_text()) or {}
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as e:
+                where = getattr(e, "problem_mark", None)
+                at = f" at line {where.line + 1}" if where is not None else ""
+                raise UserError(f"config {p} is not valid YAML{at}; fix its syntax (see configs/ for examples)") from None
             if not isinstance(data, dict):
                 raise UserError(f"config {p} must be a YAML mapping of PipelineConfig fields")
         elif (overrides.get("env") or DEFAULT_ENV) in ENV_DEFAULTS:  # the embedded default, sized for that env
             data = dict(ENV_DEFAULTS[overrides.get("env") or DEFAULT_ENV])
         data.update({k: v for k, v in overrides.items() if v is not None})
+        check_keys(cls, {k: v for k, v in data.items() if k not in ("sft", "prm")}, f"config {path}" if path else "config")
+        _check_types({k: v for k, v in data.items() if k not in ("sft", "prm")}, path)  # + sizes >= 0
         return cls.from_dict(data)
 
     @classmethod
@@ -143,6 +150,25 @@ class PipelineConfig:
         if cfg.bon < 1:
             raise UserError(f"bon = {cfg.bon}: best-of-n needs at least 1 sample per task")
         return cfg
+
+
+def _check_types(data: dict[str, Any], path: str | Path | None) -> None:
+    """Each given field has its default's type (ints >= 0 except the seed), else one line naming the field."""
+    defaults = PipelineConfig()
+    for key, value in data.items():
+        want = getattr(defaults, key)
+        if want is None or (key == "thought_style" and value is None):
+            continue  # optional fields (thought_style) take None or a string
+        kind = type(want)
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and kind is int and key != "seed" and value < 0:
+            ok = False
+        if not ok:
+            what = {int: "a whole number >= 0", float: "a number", str: "a string", bool: "true or false",
+                    list: "a list", dict: "a mapping"}.get(kind, kind.__name__)
+            raise UserError(f"config {path}: {key} must be {what}, not {value!r}; fix that line")
 
 
 # The embedded default's changes for other envs (`agentprm pipeline --env E` without a config).

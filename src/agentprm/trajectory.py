@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from agentprm.errors import BadFileError
+
 SCHEMA_VERSION = 1
 
 # Why an episode ended. `env_error` / `policy_error` are data, never silently reward 0.
@@ -120,7 +122,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             is_last = all(not rest.strip() for rest in lines[i + 1 :])
             if is_last:
                 return  # torn write of the record in flight: drop it
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON (not a torn last line)") from None
+            # bad input a user can fix (a resumed writer must not append past it), so one line, exit 2
+            raise BadFileError(f"{path}: line {i + 1} is not valid JSON (not a torn last line); repair or delete that line") from None
 
 
 def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:

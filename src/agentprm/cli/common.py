@@ -27,6 +27,17 @@ def writable_path(path: Path) -> Path:
     return path
 
 
+def writable_dir(path: Path, flag: str) -> Path:
+    """Fail early (one line) when folder `path` cannot be created or written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create folder {path}: {e.strerror}; choose another {flag}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"cannot write in {path}: permission denied; choose another {flag}")
+    return path
+
+
 def existing_file(path: Path, what: str = "file") -> Path:
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist")

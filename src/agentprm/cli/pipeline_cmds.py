@@ -26,6 +26,7 @@ def pipeline(
     With no CONFIG this is the embedded default: BabyAI, a tiny policy trained from scratch, 50 test tasks, on
     2 CPU cores (`--env` picks another env's embedded default).
     """
+    from agentprm.cli.common import writable_dir
     from agentprm.envs import get_spec
     from agentprm.pipeline import Pipeline, PipelineConfig
 
@@ -35,4 +36,5 @@ def pipeline(
     elif name is not None:
         cfg.name = name
     get_spec(cfg.env)
+    writable_dir(runs / cfg.name, "--runs")
     Pipeline(cfg, runs, force=force, redo=redo or ()).run()

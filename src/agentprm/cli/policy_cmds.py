@@ -83,12 +83,11 @@ def sft(
 
 
 def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "hf"):
+    from agentprm.policy.hf import check_trained_env
     from agentprm.policy.vllm import load_policy_backend
 
     pol = load_policy_backend(policy, backend, batch_size=batch_size)
-    trained_on = pol.meta.get("env")
-    if trained_on and trained_on != env_name:
-        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
+    check_trained_env(pol.meta, policy, env_name)
     return pol
 
 

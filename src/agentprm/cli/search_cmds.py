@@ -81,6 +81,9 @@ def search(
     else:
         reward_model = None if strategy == "greedy" else load_reward_model(rm)
         pol = load_policy(policy) if backend == "hf" else load_policy(policy, backend)
+        from agentprm.policy.hf import check_trained_env
+
+        check_trained_env(getattr(pol, "meta", {}), policy, env)
     task_ids = spec_env.make().task_ids(split, n or None)
     command = _command_line(ctx, "search")
     ok = total = 0

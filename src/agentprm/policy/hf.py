@@ -51,6 +51,21 @@ def read_policy_meta(path: str | Path) -> dict[str, Any]:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
+def check_tokenizer_fits(tokenizer: Any, model: Any, path: str | Path) -> None:
+    """A tokenizer with ids past the model's embedding belongs to another model: fail before generating."""
+    n_embed = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > n_embed:
+        raise UserError(f"the tokenizer in {path} has {len(tokenizer)} tokens but the model embeds {n_embed}: the "
+                        "tokenizer files belong to another model; copy the tokenizer saved with this model")
+
+
+def check_trained_env(meta: dict[str, Any], policy: str | Path, env_name: str) -> None:
+    """A policy dir records the env its demos came from (`agentprm sft`); another env's policy is bad input."""
+    trained_on = meta.get("env")
+    if trained_on and trained_on != env_name:
+        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
+
+
 def check_policy_dir(path: str | Path) -> Path:
     """A local policy dir must exist and hold a model config (hub names are not checked here)."""
     p = Path(path)
@@ -111,13 +126,18 @@ class HFPolicy:
             check_policy_dir(path)
         else:
             path = str(path)[3:]
+        from safetensors import SafetensorError
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(
                 str(path), dtype=getattr(torch, dtype), attn_implementation=attn or cpu_attention(device)
             )
-        except OSError as e:
-            raise UserError(f"cannot load a causal LM from {path}: {str(e).splitlines()[0]}") from None
+        except (OSError, SafetensorError, RuntimeError, ValueError) as e:  # missing, cut or mismatched files
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise UserError(f"cannot load a causal LM from {path} ({type(e).__name__}: {first}); "
+                            "its model.safetensors may be cut short: retrain or copy it again") from None
+        check_tokenizer_fits(tokenizer, model, path)
         return cls(model.to(device), tokenizer, name or str(path), meta=read_policy_meta(path) if local else {}, **kwargs)
 
     # -- rendering ------------------------------------------------------------------------------------

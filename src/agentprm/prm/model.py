@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from agentprm.conversation import Message, tokenize_conversation
+from agentprm.errors import BadFileError
 from agentprm.prm.base import StepScores
 
 HEAD_FILE = "value_head.safetensors"
@@ -106,12 +107,19 @@ class ValueHeadPRM(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
+        from safetensors import SafetensorError
+
         path = Path(path)
         if not (path / HEAD_FILE).is_file() or not (path / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a PRM dir (no {HEAD_FILE} / {CONFIG_FILE}); train one with train-prm")
-        meta = PRMMeta(**json.loads((path / CONFIG_FILE).read_text()))
-        model = cls.from_backbone(path, meta.head_activation, dtype, attn)
-        model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+            raise BadFileError(f"{path} is not a PRM dir (no {HEAD_FILE} / {CONFIG_FILE}); train one with train-prm")
+        try:
+            meta = PRMMeta(**json.loads((path / CONFIG_FILE).read_text()))
+            model = cls.from_backbone(path, meta.head_activation, dtype, attn)
+            model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        except (OSError, SafetensorError, RuntimeError, ValueError, TypeError) as e:  # cut or mismatched files
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BadFileError(f"cannot load the PRM in {path} ({type(e).__name__}: {first}); its {HEAD_FILE} or "
+                               "model.safetensors may be cut short: retrain it with train-prm (a rerun resumes)") from None
         model.head.to(dtype or torch.float32)
         return model, AutoTokenizer.from_pretrained(str(path)), meta
 

@@ -34,11 +34,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentprm.labels.outcome import failed
 from agentprm.policy.base import Generation, Policy
 from agentprm.prm.base import IncrementalRewardModel, RewardModel
 from agentprm.rollout.engine import RolloutConfig, advance, fail_policy, fork, generate_turn, sub_seed
-from agentprm.search.core import EnvFactory, Node, SearchResult, root_node, task_seed
+from agentprm.search.core import EnvFactory, Node, SearchResult, rank_key, root_node, task_seed
 from agentprm.trajectory import Compute
 
 
@@ -84,7 +83,7 @@ def _history_key(node: Node, output: str | None = None) -> tuple[str, ...]:
 
 
 def _rank_key(node: Node) -> tuple[bool, float]:
-    return (not failed(node.traj.status), node.score if node.score is not None else float("-inf"))
+    return rank_key(node.traj.status, node.score)
 
 
 def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Compute], reuse: bool) -> None:

@@ -19,11 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentprm.conversation import trajectory_messages
-from agentprm.labels.outcome import failed
 from agentprm.policy.base import Policy
 from agentprm.prm.base import RewardModel
 from agentprm.rollout.engine import fork
-from agentprm.search.core import EnvFactory, SearchResult, root_node, run_to_end, task_seed
+from agentprm.search.core import EnvFactory, SearchResult, rank_key, root_node, run_to_end, task_seed
 from agentprm.trajectory import Compute, Trajectory
 
 AGGREGATIONS = ("last", "min", "mean", "product")
@@ -65,12 +64,12 @@ class Candidate:
 def select(candidates: Sequence[Candidate], n: int | None = None, aggregation: str = "last") -> int:
     """Index of the best of the first `n` candidates: highest aggregated score, ties to the earliest.
 
-    Candidates whose env or policy failed (`labels.outcome.failed`) rank below every other one, as in beam search.
+    Candidates whose env or policy failed rank below every other one (`core.rank_key`, as beam search).
     """
     pool = candidates[: n or len(candidates)]
     if not pool:
         raise ValueError("no candidates to select from")
-    keys = [(not failed(c.status), aggregate(c.scores, aggregation)) for c in pool]
+    keys = [rank_key(c.status, aggregate(c.scores, aggregation)) for c in pool]
     return max(range(len(pool)), key=lambda i: (keys[i], -i))
 
 

@@ -17,12 +17,22 @@ from typing import Any
 
 from agentprm.conversation import Message
 from agentprm.envs.base import Env
+from agentprm.labels.outcome import FAILED_STATUSES, failed  # noqa: F401 (FAILED_STATUSES re-exported)
 from agentprm.policy.base import Policy
 from agentprm.rollout.engine import Episode, RolloutConfig, new_episode, run_episodes, start
 from agentprm.rollout.jobs import episode_seed
 from agentprm.trajectory import Compute, Trajectory
 
 EnvFactory = Callable[[], Env]
+
+# Ended candidates with nothing to evaluate: the env or the policy failed (errors are data, never reward 0).
+
+
+def rank_key(status: str, score: float | None) -> tuple[bool, float]:
+    """How every strategy ranks a candidate (higher is better): failed ones below all others, then by score.
+
+    Best-of-N and beam search both sort with this, so they agree on failed candidates."""
+    return (not failed(status), score if score is not None else float("-inf"))
 
 
 @dataclass

@@ -1,31 +1,17 @@
 """Our in-process envs behind AgentGym's HTTP endpoints and response shapes (`../shared/envs.md` §5).
 
 `create_app(factory, protocol)` serves any `Env` so that AgentGym's own clients (and `AgentGymEnv`)
-drive it unchanged. `protocol` picks the AgentGym server whose shapes we copy:
+drive it unchanged. `protocol` names the AgentGym server whose `Dialect` (`agentprm.envs.agentgym.dialects`,
+shared with our client, which documents every shape) we answer in: textcraft, babyai or webshop.
+`data_idx`/`session_id` i means our task `<name>_i`.
 
-- `textcraft` (`id` dialect): `POST /create` needs a JSON body (`{}`; no body is FastAPI's 422) and
-  answers `{"id", "observation", "done", "reward"}` for the task `<name>_0`; `POST /reset {"id", "data_idx"}`
-  -> `{"id", "observation", "done", "reward"}`; `POST /step {"id", "action"}` -> `{"observation",
-  "reward", "done"}`; `GET /observation?id=` -> a bare string; `GET /detail?id=` -> `{"observation",
-  "done", "reward", "deleted"}`.
-- `babyai` (`id` dialect): `POST /create` (no body needed) -> `{"id"}`; `/reset` -> `{"observation",
-  "reward", "score", "deleted", "done"}`; `/step` -> `{"observation", "reward", "score", "done"}`;
-  `GET /observation?id=` -> a dict like reset's. `score` is the summed reward.
-- `webshop` (`env_idx` dialect): `POST /create` -> a bare int drawn from AgentGym's range;
-  `POST /reset {"env_idx", "session_id"}` -> `[observation, null]`; `POST /step {"env_idx", "action"}`
-  -> `{"state", "reward", "done", "info": null}`; `GET /observation?env_idx=` -> string;
-  `GET /list_envs` -> ids; no `/close` (as upstream).
-
-Common: `GET /` answers a string; `POST /close {"id"}` -> `true`/`false` (id dialects); errors are
-HTTP 200 `{"error": "..."}` with AgentGym's texts ("The id N is not valid.", "The task with environment N
-has finished."), wrong types FastAPI's 422. `data_idx`/`session_id` i means our task `<name>_i`.
-
-Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
+Request bodies over `max_body_bytes` (Content-Length) get HTTP 413. Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
 least recently used. Thread-safe: a table lock, and a lock per env so one id is stepped by one request at
 a time while different ids run in parallel (FastAPI runs these sync handlers in its thread pool).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the request models from annotations that name
+# the dialect's classes, which only resolve when evaluated at definition time.
 
 import random
 import threading
@@ -35,14 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
-from pydantic import BaseModel
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
+from agentprm.envs.agentgym.dialects import SERVERS, WEBSHOP_MAX_ID, Dialect, State
 from agentprm.envs.base import Env
 from agentprm.errors import EnvError
 
-PROTOCOLS = ("textcraft", "babyai", "webshop")
-WEBSHOP_MAX_ID = 48950076  # AgentGym's WebShop server draws ids with random.randint(0, 48950076)
+PROTOCOLS = tuple(SERVERS)
 
 
 @dataclass
@@ -55,6 +42,9 @@ class _Live:
     score: float = 0.0
     done: bool = False
     reset_done: bool = False
+
+    def state(self) -> State:
+        return State(self.observation, self.reward, self.score, self.done)
 
 
 class EnvTable:
@@ -120,57 +110,48 @@ class EnvTable:
         return len(self._envs)
 
 
-class _Id(BaseModel):
-    id: int
-
-
-class _IdReset(BaseModel):
-    id: int
-    data_idx: int = 0
-
-
-class _IdStep(BaseModel):
-    id: int
-    action: str
-
-
-class _TextCraftCreate(BaseModel):
-    commands: str | None = None
-    goal: str | None = None
-
-
-class _IdxReset(BaseModel):
-    env_idx: int
-    session_id: int | None = None
-
-
-class _IdxStep(BaseModel):
-    env_idx: int
-    action: str
-
-
-def _invalid(sid: int) -> dict[str, str]:
-    return {"error": f"The id {sid} is not valid."}
-
-
 def create_app(
     factory: Callable[[], Env],
     protocol: str,
     *,
     max_envs: int = 1024,
     idle_seconds: float = 3600.0,
+    max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
     """A FastAPI app serving envs made by `factory` with the endpoints and shapes of AgentGym's `protocol` server."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    probe = factory()  # the name for task ids and the splits for session_id=null
+    d: Dialect = SERVERS[protocol]
+    probe = factory()  # the name for task ids
     name = probe.name
     probe.close()
-    table = EnvTable(factory, max_envs=max_envs, idle_seconds=idle_seconds, random_ids=protocol == "webshop")
+    table = EnvTable(factory, max_envs=max_envs, idle_seconds=idle_seconds, random_ids=d.random_ids)
     app = FastAPI(title=f"agentprm {name} env server ({protocol} protocol)")
     app.state.table = table
 
-    def do_reset(live: _Live, index: int) -> str:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # An action is a line of text: a body past max_body_bytes is a client bug or abuse, not an action.
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body_bytes):
+            return JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+    train_ids: list[str] = []  # for WebShop's session_id=null (a random goal), read on first use
+
+    def with_status(answer: Any) -> Any:
+        """An error answer with the dialect's status for bad ids (HTTP 200 upstream except WebShop's, see dialects)."""
+        if d.invalid_status != 200 and isinstance(answer, dict) and "error" in answer:
+            return JSONResponse(answer, status_code=d.invalid_status)
+        return answer
+
+    def invalid(sid: int) -> Any:
+        return with_status(d.invalid(sid))
+
+    def do_reset(live: _Live, index: int | None) -> str:
+        if index is None:  # upstream WebShop: a random goal
+            if not train_ids:
+                train_ids.extend(_train_ids(factory))
+            index = int(random.choice(train_ids).rsplit("_", 1)[1])
         obs = live.env.reset(f"{name}_{index}")
         live.observation, live.reward, live.score, live.done, live.reset_done = obs, 0.0, 0.0, False, True
         return obs
@@ -178,9 +159,9 @@ def create_app(
     def do_step(sid: int, live: _Live, action: str) -> dict[str, Any] | None:
         """Step under the env's lock; returns an error body or None (state updated on `live`)."""
         if not live.reset_done:
-            return {"error": f"The environment {sid} has not been reset."}
-        if live.done and protocol != "webshop":
-            return {"error": f"The task with environment {sid} has finished."}
+            return d.not_reset(sid)
+        if live.done and d.finished_is_error:
+            return d.finished(sid)
         res = live.env.step(action)
         live.observation, live.reward, live.done = res.observation, res.reward, res.done
         live.score += res.reward
@@ -195,134 +176,90 @@ def create_app(
         except Exception as e:  # noqa: BLE001 - mirrored upstream behaviour; the client records env_error
             return {"error": f"{type(e).__name__}: {e}"}
 
-    if protocol == "webshop":
+    def query_id(request: Request) -> int:
+        raw = request.query_params.get(d.id_key)
+        try:
+            return int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise RequestValidationError([{"type": "int_parsing", "loc": ["query", d.id_key], "msg": "an integer is required", "input": raw}]) from None
 
-        @app.get("/")
-        def hello() -> str:
-            return "ok"
-
-        @app.get("/list_envs")
-        def list_envs() -> list[int]:
-            return table.ids()
-
-        @app.post("/create")
-        def create() -> Any:
-            return guarded(lambda: table.create()[0])
-
-        @app.post("/reset")
-        def reset(body: _IdxReset) -> Any:
-            live = table.get(body.env_idx)
-            if live is None:
-                return _invalid(body.env_idx)
-            index = body.session_id
-            if index is None:  # upstream: a random goal
-                index = int(probe_ids[random.randrange(len(probe_ids))].rsplit("_", 1)[1])
-            with live.lock:
-                return guarded(lambda: [do_reset(live, index), None])
-
-        @app.post("/step")
-        def step(body: _IdxStep) -> Any:
-            live = table.get(body.env_idx)
-            if live is None:
-                return _invalid(body.env_idx)
-
-            def run() -> Any:
-                err = do_step(body.env_idx, live, body.action)
-                return err or {"state": live.observation, "reward": live.reward, "done": live.done, "info": None}
-
-            with live.lock:
-                return guarded(run)
-
-        @app.get("/observation")
-        def observation(env_idx: int) -> Any:
-            live = table.get(env_idx)
-            return _invalid(env_idx) if live is None else live.observation
-
-        probe_ids = _train_ids(factory)
-        return app
-
-    # -- id dialect (TextCraft, BabyAI) ------------------------------------------------------------------------
     @app.get("/")
     def hello() -> str:
-        return f"This is environment {name}."
+        return d.hello(name)
 
-    if protocol == "textcraft":
+    if d.create_body is not None:  # TextCraft: a JSON body is required (no body is FastAPI's 422)
 
         @app.post("/create")
-        def create(body: _TextCraftCreate) -> Any:
-            if body.commands is not None or body.goal is not None:
+        def create(body: d.create_body = Body(...)) -> Any:  # type: ignore[name-defined]
+            if getattr(body, "commands", None) is not None or getattr(body, "goal", None) is not None:
                 return {"error": "custom commands/goal are not supported by agentprm's server; use /reset with data_idx"}
-
-            def run() -> Any:
-                sid, live = table.create()
-                with live.lock:
-                    do_reset(live, 0)
-                    return {"id": sid, "observation": live.observation, "done": False, "reward": 0.0}
-
-            return guarded(run)
+            return guarded(create_one)
 
     else:
 
         @app.post("/create")
         def create() -> Any:
-            return guarded(lambda: {"id": table.create()[0]})
+            return guarded(create_one)
 
-    def reset_body(sid: int, live: _Live) -> dict[str, Any]:
-        if protocol == "textcraft":
-            return {"id": sid, "observation": live.observation, "done": live.done, "reward": live.reward}
-        return {"observation": live.observation, "reward": live.reward, "score": live.score, "deleted": False, "done": live.done}
+    def create_one() -> Any:
+        sid, live = table.create()
+        if not d.reset_on_create:
+            return d.create_answer(sid, None)
+        with live.lock:
+            do_reset(live, 0)
+            return d.create_answer(sid, live.state())
 
     @app.post("/reset")
-    def reset(body: _IdReset) -> Any:
-        live = table.get(body.id)
+    def reset(body: d.reset_body) -> Any:  # type: ignore[name-defined]
+        sid = getattr(body, d.id_key)
+        live = table.get(sid)
         if live is None:
-            return _invalid(body.id)
+            return invalid(sid)
 
         def run() -> Any:
-            do_reset(live, body.data_idx)
-            return reset_body(body.id, live)
+            do_reset(live, getattr(body, d.index_key))
+            return d.reset_answer(sid, live.state())
 
-        with live.lock:
-            return guarded(run)
+        with live.lock:  # a task index the env does not know is a bad id too
+            return with_status(guarded(run))
 
     @app.post("/step")
-    def step(body: _IdStep) -> Any:
-        live = table.get(body.id)
+    def step(body: d.step_body) -> Any:  # type: ignore[name-defined]
+        sid = getattr(body, d.id_key)
+        live = table.get(sid)
         if live is None:
-            return _invalid(body.id)
+            return invalid(sid)
 
         def run() -> Any:
-            err = do_step(body.id, live, body.action)
-            if err:
-                return err
-            out: dict[str, Any] = {"observation": live.observation, "reward": live.reward}
-            if protocol == "babyai":
-                out["score"] = live.score
-            out["done"] = live.done
-            return out
+            return do_step(sid, live, body.action) or d.step_answer(sid, live.state())
 
         with live.lock:
             return guarded(run)
 
-    @app.get("/observation")
-    def observation(id: int) -> Any:  # noqa: A002 - AgentGym's query parameter name
-        live = table.get(id)
-        if live is None:
-            return _invalid(id)
-        return live.observation if protocol == "textcraft" else reset_body(id, live)
+    def read(request: Request, answer: Callable[[int, State], Any]) -> Any:
+        sid = query_id(request)
+        live = table.get(sid)
+        return invalid(sid) if live is None else answer(sid, live.state())
 
-    if protocol == "textcraft":
+    @app.get("/observation")
+    def observation(request: Request) -> Any:
+        return read(request, d.observation_answer)
+
+    if "detail" in d.extra_gets:
 
         @app.get("/detail")
-        def detail(id: int) -> Any:  # noqa: A002
-            live = table.get(id)
-            if live is None:
-                return _invalid(id)
-            return {"observation": live.observation, "done": live.done, "reward": live.reward, "deleted": False}
+        def detail(request: Request) -> Any:
+            return read(request, d.detail_answer)
+
+    if "list_envs" in d.extra_gets:
+
+        @app.get("/list_envs")
+        def list_envs() -> list[int]:
+            return table.ids()
 
     @app.post("/close")
-    def close(body: _Id) -> bool:
-        return table.close(body.id)
+    def close(body: d.close_body) -> bool:  # type: ignore[name-defined]
+        return table.close(getattr(body, d.id_key))
 
     return app
 

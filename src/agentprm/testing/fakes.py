@@ -14,6 +14,7 @@ from collections.abc import Callable
 from agentprm.conversation import Message
 from agentprm.envs.base import StepResult, parse_react_action
 from agentprm.policy.base import Generation
+from agentprm.policy.hf import row_seed
 from agentprm.prm.base import StepScores
 
 WORDS = "abcdefghijklmnopqrstuvwxyz"
@@ -70,10 +71,19 @@ class ScriptedPolicy:
         self.choose = choose
 
     def generate(self, conversations, *, n=1, temperature=1.0, max_new_tokens=128, seed=None):
+        # As the HF backend: a conversation's own seed is used alone (never with its batch index), so its
+        # samples do not depend on batching; one int for the call is spread as row_seed(seed, i).
+        if seed is None:
+            conv_seeds: list[int | None] = [None] * len(conversations)
+        elif isinstance(seed, int):
+            conv_seeds = [row_seed(seed, i) for i in range(len(conversations))]
+        else:
+            conv_seeds = list(seed)
+            if len(conv_seeds) != len(conversations):
+                raise ValueError(f"got {len(conv_seeds)} seeds for {len(conversations)} conversations")
         out = []
-        for ci, conv in enumerate(conversations):
-            row_seed = seed[ci] if isinstance(seed, (list, tuple)) else seed  # one seed per conversation, or one
-            rng = random.Random(hash((row_seed, ci, len(conv))) if row_seed is not None else None)
+        for conv, conv_seed in zip(conversations, conv_seeds):
+            rng = random.Random(row_seed(conv_seed, len(conv)) if conv_seed is not None else None)
             prompt_tokens = sum(len(m["content"].split()) for m in conv)
             gens = []
             for _ in range(n):

@@ -64,8 +64,13 @@ def normalize_color(value: str) -> str:
 _NON_ALNUM = re.compile(r"(?ui)\W")
 
 
+# thefuzz's force_ascii ("asciidammit") deletes only U+0080-U+00FF; any other non-word character (say
+# U+2019 in "men’s") becomes a space below, as in thefuzz.
+_LATIN1_HIGH = dict.fromkeys(range(0x80, 0x100))
+
+
 def _full_process(s: str) -> str:
-    s = "".join(ch for ch in s if ord(ch) < 128)  # thefuzz's force_ascii
+    s = s.translate(_LATIN1_HIGH)
     return _NON_ALNUM.sub(" ", s).lower().strip()
 
 
