@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from agentprm.cli import app
-from agentprm.cli.common import existing_file, progress, writable_path
+from agentprm.cli.common import existing_file, progress, resumable, writable_path
 from agentprm.errors import UserError
 
 TrajOpt = Annotated[Path, typer.Option(help="Trajectories JSONL (from `agentprm collect`).")]
@@ -128,9 +128,12 @@ def train_prm_cmd(
     max_length: Annotated[int, typer.Option(help="Token cap (0: the backbone's).")] = 0,
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: the preset's).")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished PRM.")] = False,
 ) -> None:
-    """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint."""
+    """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint.
+
+    Runs unchanged under `accelerate launch` (data parallel; --batch-size stays the global batch)."""
     from agentprm.prm.train import OBJECTIVES, PRMTrainConfig, is_trained, train_prm
 
     if objective not in OBJECTIVES:
@@ -148,7 +151,8 @@ def train_prm_cmd(
         shutil.rmtree(out)
     if preset == "auto":
         preset = "tiny" if _param_count(init) < 50e6 else "paper"
-    overrides = {k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    overrides = {k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size, "bf16": bf16}.items()
+                 if v is not None}
     try:
         cfg = PRMTrainConfig.preset(
             preset, objective=objective, beta=beta, gamma=gamma, lam=lam, bootstrap=bootstrap,
@@ -172,7 +176,8 @@ def train_prm_cmd(
             bar.update(task, completed=step, total=total, status=f"L_Q {lq:.4f}  L_A {la:.4f}")
 
         try:
-            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step)
+            with resumable("train-prm"):  # Ctrl-C writes a checkpoint first
+                res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step)
         except ValueError as e:
             raise UserError(str(e)) from None
     note = f", resumed at step {res.resumed_from_step}" if res.resumed_from_step else ""
