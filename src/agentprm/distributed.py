@@ -110,7 +110,7 @@ class DataParallel:
         """
         if self.accelerator is None:
             out = loss_fn(q, mask)
-            return out[0], tuple(float(x) for x in out)
+            return out[0], _floats(out)
         import torch
         import torch.distributed as dist
 
@@ -139,8 +139,12 @@ class DataParallel:
         if real:
             g[:, :] = grad[lo : lo + b, : q.shape[1]]
         surrogate = self.world * (q * g).sum()
-        return surrogate, tuple(float(x) for x in out)
+        return surrogate, _floats(out)
 
     def rank_order(self, batch: Sequence[T]) -> list[T]:
         """The global batch in the order `global_loss` gathers rows: rank 0's shard, rank 1's, ..."""
         return [x for r in range(self.world) for x in batch[r :: self.world]]
+
+
+def _floats(values: Sequence[Any]) -> tuple[float, ...]:
+    return tuple(float(v.detach()) if hasattr(v, "detach") else float(v) for v in values)

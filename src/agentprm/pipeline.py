@@ -40,6 +40,7 @@ class PipelineConfig:
     # envs/textcraft_augment.py and docs/policy.md for what they measured.
     demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
+    policy_dtype: str = "float32"  # the SFT policy's weights when sampling (bfloat16: ~2x faster for pretrained bases on CPU)
     # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
     sft: dict[str, Any] = field(default_factory=lambda: {"epochs": 3.0, "batch_size": 8, "lr": 2e-3, "bf16": True})
     # collect: N trajectories per training task at temperature 1.0 (paper)
@@ -146,7 +147,8 @@ class Pipeline:
     def _policy(self):
         from agentprm.policy.hf import HFPolicy
 
-        return HFPolicy.load(self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+        return HFPolicy.load(self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size,
+                             dtype=self.cfg.policy_dtype)
 
     def _env_factory(self):
         spec = self._spec()

@@ -32,3 +32,11 @@ def main() -> None:
     except UserError as e:
         print(f"agentprm: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as e:
+        if e.code == 130:  # Ctrl-C, state saved (cli.common.resumable): skip the interpreter's teardown,
+            import os  # whose garbage collection of torch/transformers took 20-60 s on a loaded machine
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise

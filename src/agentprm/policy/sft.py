@@ -212,6 +212,7 @@ def train_sft(
     import torch
 
     from agentprm.distributed import DataParallel
+    from agentprm.interrupt import atomic
 
     cfg = cfg or SFTConfig()
     out = Path(out_dir)
@@ -311,10 +312,11 @@ def train_sft(
             loss = loss_sum * (dp.world / max(n_global, 1.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            with atomic():  # Ctrl-C waits for the update to finish: checkpoints hold whole steps
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                done = step + 1
             loss_val = dp.sum(float(loss_sum.detach())) / max(n_global, 1.0)
-            done = step + 1
             if on_step and dp.is_main:
                 on_step(done, total, loss_val)
             due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0

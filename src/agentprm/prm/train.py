@@ -31,6 +31,7 @@ import torch
 
 from agentprm.conversation import trajectory_messages
 from agentprm.distributed import DataParallel
+from agentprm.interrupt import atomic
 from agentprm.labels.outcome import LabelSettings, outcome_value
 from agentprm.labels.td_gae import BOOTSTRAPS, td_gae_linear
 from agentprm.prm.losses import REDUCTIONS, advantage_loss, agentprm_loss, q_loss
@@ -303,11 +304,12 @@ def train_prm(
                     q.float(), mask, real, lambda qq, mm: compute_loss(qq, mm, ordered, cfg))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
+                with atomic():  # Ctrl-C waits for the whole update: checkpoints hold whole steps
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    step += 1
                 log_rows.append({"step": step, "epoch": epoch, "loss": loss_v, "l_q": lq, "l_a": la})
                 if on_step is not None and dp.is_main:
                     on_step(step, total, lq, la)
