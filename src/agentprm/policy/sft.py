@@ -255,7 +255,11 @@ def train_sft(
             model = get_peft_model(model, lora_cfg)
     if cfg.gradient_checkpointing:  # recompute each layer's activations in backward: memory for ~30% time
         base_model = model.get_base_model() if lora else model
-        base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(base_model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            base_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
 
     examples = [sft_example(tokenizer, c, cfg.train_on_ack) for c in convs]
