@@ -54,11 +54,20 @@ class DataParallel:
     def device(self):
         return self._device
 
-    def wrap(self, module: Any, method: str | None = None) -> Any:
-        """`module` itself (world 1), else a DDP wrapper whose forward calls `module.method` (or forward):
-        DDP syncs gradients only for passes that go through its own forward."""
+    def wrap(self, module: Any, method: str | Callable[..., Any] | None = None) -> Any:
+        """A callable running `module.method(...)` (a name), `method(module, ...)` (a function, e.g. one
+        that calls the module several times) or `module(...)`: itself at world 1, else through a DDP
+        wrapper, since DDP syncs gradients only for passes that go through its own forward (one per step)."""
+        if callable(method):
+            fn = method
+        elif method:
+            def fn(m, *a, **k):
+                return getattr(m, method)(*a, **k)
+        else:
+            def fn(m, *a, **k):
+                return m(*a, **k)
         if self.accelerator is None:
-            return getattr(module, method) if method else module
+            return lambda *a, **k: fn(module, *a, **k)
         import torch
 
         class _Call(torch.nn.Module):
@@ -67,7 +76,7 @@ class DataParallel:
                 self.inner = inner
 
             def forward(self, *args, **kwargs):
-                return getattr(self.inner, method)(*args, **kwargs) if method else self.inner(*args, **kwargs)
+                return fn(self.inner, *args, **kwargs)
 
         return self.accelerator.prepare_model(_Call(module))
 
