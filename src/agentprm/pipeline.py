@@ -72,6 +72,7 @@ class PipelineConfig:
     # envs/textcraft_augment.py and docs/policy.md for what they measured.
     demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
+    policy_dtype: str = "float32"  # the SFT policy's weights when sampling (bfloat16: ~2x faster for pretrained bases on CPU)
     sft: SFTConfig = field(default_factory=_default_sft)  # YAML: a mapping of SFTConfig fields
     # collect: N trajectories per training task at temperature 1.0 (paper)
     collect_tasks: int = 24
@@ -313,7 +314,8 @@ class Pipeline:
     def _policy(self, policy_dir: Path | None = None):
         from agentprm.policy.hf import HFPolicy
 
-        return HFPolicy.load(policy_dir or self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size)
+        return HFPolicy.load(policy_dir or self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size,
+                             dtype=self.cfg.policy_dtype)
 
     def _policy_dir_for(self, rm: str | None) -> Path:
         """The policy a search decodes: the RFT policy for its greedy search ("rft"), else the SFT policy."""

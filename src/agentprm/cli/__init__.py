@@ -38,3 +38,11 @@ def main() -> None:
     except RewardModelError as e:  # a runtime failure, not bad input: finished work is saved, a rerun resumes
         print(f"agentprm: error: {e}; finished results are saved: rerun the same command to resume", file=sys.stderr)
         sys.exit(1)
+    except SystemExit as e:
+        if e.code == 130:  # Ctrl-C, state saved (cli.common.resumable): skip the interpreter's teardown,
+            import os  # whose garbage collection of torch/transformers took 20-60 s on a loaded machine
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from agentprm.cli import app
-from agentprm.cli.common import ReportToOpt, existing_file, progress, writable_path
+from agentprm.cli.common import ReportToOpt, existing_file, progress, resumable, writable_path
 from agentprm.errors import UserError
 
 TrajOpt = Annotated[Path, typer.Option(help="Trajectories JSONL (from `agentprm collect`).")]
@@ -145,10 +145,13 @@ def train_prm_cmd(
     max_length: Annotated[int, typer.Option(help="Token cap (0: the backbone's).")] = 0,
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: the preset's).")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished PRM.")] = False,
     report_to: ReportToOpt = "tensorboard",
 ) -> None:
-    """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint."""
+    """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint.
+
+    Runs unchanged under `accelerate launch` (data parallel; --batch-size stays the global batch)."""
     from agentprm.prm.train import OBJECTIVES, PRMTrainConfig, is_trained, train_prm
     from agentprm.tracking import check_report_to
 
@@ -169,7 +172,8 @@ def train_prm_cmd(
         shutil.rmtree(out)
     if preset == "auto":
         preset = "tiny" if _param_count(init) < 50e6 else "paper"
-    overrides = {k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    overrides = {k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size, "bf16": bf16}.items()
+                 if v is not None}
     try:
         cfg = PRMTrainConfig.preset(
             preset, objective=objective, beta=beta, gamma=gamma, lam=lam, bootstrap=bootstrap,
@@ -195,8 +199,9 @@ def train_prm_cmd(
             bar.update(task, completed=step, total=total, status=f"L_Q {lq:.4f}  L_A {la:.4f}  {rate[0]:,.0f} tok/s")
 
         try:
-            res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to,
-                            on_rate=lambda r: rate.__setitem__(0, r))
+            with resumable("train-prm"):  # Ctrl-C writes a checkpoint first
+                res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to,
+                                on_rate=lambda r: rate.__setitem__(0, r))
         except ValueError as e:
             raise UserError(str(e)) from None
     note = f", resumed at step {res.resumed_from_step}" if res.resumed_from_step else ""

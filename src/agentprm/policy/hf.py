@@ -138,6 +138,7 @@ class HFPolicy:
             raise UserError(f"cannot load a causal LM from {path} ({type(e).__name__}: {first}); "
                             "its model.safetensors may be cut short: retrain or copy it again") from None
         check_tokenizer_fits(tokenizer, model, path)
+        kwargs.setdefault("kv_store_bytes", prefix_store_budget(model.config, getattr(torch, dtype), kwargs.get("batch_size", 64)))
         return cls(model.to(device), tokenizer, name or str(path), meta=read_policy_meta(path) if local else {}, **kwargs)
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -252,6 +253,33 @@ class HFPolicy:
                     break
             results.append((toks, finished))
         return results
+
+
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """Bytes of keys + values one token occupies in every layer's cache (SmolLM2-135M: 30 layers x 3 KV
+    heads x 64 dims x 2 = 46 KB in fp32, 23 KB in bf16)."""
+    import torch
+
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * heads * head_dim * torch.tensor([], dtype=dtype).element_size()
+
+
+def prefix_store_budget(config: Any, dtype: Any, batch_size: int, tokens: int = 2048) -> int:
+    """The prefix store's byte bound: room for every live conversation of a batch at `tokens` tokens (a
+    failed 20-round TextCraft episode reaches ~1k; the rest is slack for the superseded entries LRU drops
+    first), at least 1 GiB and at most a quarter of the machine's memory. A smaller bound evicts the
+    conversations of the round in flight before their next round can reuse them: every round then
+    re-encodes every history (the thrash seen with SmolLM2 at 1 GiB, issue 14)."""
+    import os
+
+    want = kv_bytes_per_token(config, dtype) * batch_size * tokens
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 16 << 30
+    return int(min(max(want, 1 << 30), ram // 4))
 
 
 def _conversation_seeds(seed: int | Sequence[int] | None, n: int) -> list[int] | None:

@@ -45,10 +45,16 @@ class SFTConfig:
     train_on_ack: bool = False
     lora_r: int = 0  # > 0: LoRA adapters instead of full fine-tuning (pretrained bases only)
     lora_alpha: int = 32
+    lora_targets: str | list[str] = "all-linear"  # peft target_modules (all-linear: every projection, not the LM head)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
     checkpoint_every: int = 100  # steps
+    checkpoint_minutes: float = 5.0  # also save when this long has passed since the last save (0: never)
     seed: int = 0
     threads: int | None = None  # torch threads (None: torch's default)
-    bf16: bool = False  # bf16 autocast (fp32 master weights): ~1.3x faster on CPUs with AVX-512 bf16
+    device: str = "auto"  # auto: cuda when available (under accelerate launch: accelerate's device)
+    # bf16 autocast (fp32 master weights): ~1.3x faster on CPUs with AVX-512 bf16; with LoRA the frozen
+    # base weights are also held in bf16 (half the memory), and merged into fp32 on save
+    bf16: bool = False
     tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
 
 
@@ -124,6 +130,27 @@ def _schedule(lengths: list[int], cfg: SFTConfig) -> list[list[int]]:
     return out[:total]
 
 
+def resolve_base(base: str, out_dir: str | Path) -> str:
+    """`tiny`, an HF dir, or a preset name (`smollm2`), which is written once next to `out_dir` as a
+    plain HF dir (`<parent>/<name>-base`) and returned as that dir: the pipeline and `agentprm sft`
+    both go through here."""
+    from agentprm.policy.presets import PRESETS, materialize_preset
+
+    if base in PRESETS:
+        return str(materialize_preset(base, Path(out_dir).parent / f"{base}-base"))
+    if base != "tiny" and not Path(base).is_dir():
+        raise UserError(f"base {base} is neither `tiny`, a preset ({', '.join(PRESETS)}) nor a model dir")
+    return base
+
+
+def _weights_dtype(cfg: SFTConfig):
+    """bf16 frozen base weights under LoRA with --bf16 (half the memory; the adapters stay fp32 as
+    peft keeps them); fp32 for full fine-tuning, whose AdamW updates bf16 weights would round away."""
+    import torch
+
+    return torch.bfloat16 if cfg.bf16 and cfg.lora_r > 0 else torch.float32
+
+
 def _load_base(base: str, convs: list[list[Message]], cfg: SFTConfig):
     if base == "tiny":
         return build_tiny(convs, cfg.tiny, seed=cfg.seed)
@@ -133,10 +160,37 @@ def _load_base(base: str, convs: list[list[Message]], cfg: SFTConfig):
     tokenizer = AutoTokenizer.from_pretrained(base)
     if getattr(tokenizer, "chat_template", None) is None:
         raise UserError(f"the tokenizer in {base} has no chat template; use a chat/instruct model")
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=_weights_dtype(cfg))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _trained_positions_loss():
+    """A module computing (summed cross-entropy, count) over the trained positions only.
+
+    The LM head runs on the hidden states of positions whose next token carries a label, not on every
+    position: with SmolLM2's 49k vocabulary, full-sequence fp32 logits (and their gradient) for a batch
+    of 8 x 700 tokens are ~1.1 GB each, for the ~7% of positions that are trained (measured: see
+    docs/policy.md). Summing (not averaging) lets data-parallel ranks normalise by the global count.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    class TrainedPositionsLoss(torch.nn.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, ids, labels):
+            base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+            hidden = base.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+            target = labels[:, 1:]
+            sel = target != IGNORE
+            logits = base.get_output_embeddings()(hidden[:, :-1][sel]).float()
+            return F.cross_entropy(logits, target[sel], reduction="sum"), sel.sum()
+
+    return TrainedPositionsLoss
 
 
 def train_sft(
@@ -150,11 +204,18 @@ def train_sft(
 ) -> SFTResult:
     """Train a policy on the demos and save it to `out_dir`; resumes from `out_dir/checkpoint`.
 
-    `on_step(step, total_steps, loss)` is called after every optimiser step (progress bars).
-    Loss, lr and tokens/s go to `report_to` (`agentprm.tracking`; event files in `logging_dir`,
-    default `out_dir/tb`).
+    `base`: `tiny`, a preset name (`smollm2`) or an HF dir. `on_step(step, total_steps, loss)` is called
+    after every optimiser step (progress bars). Loss, lr and tokens/s go to `report_to`
+    (`agentprm.tracking`; event files in `logging_dir`, default `out_dir/tb`). Ctrl-C (KeyboardInterrupt)
+    writes a checkpoint at the last finished step before it propagates, so rerunning the same call resumes
+    there. Under `accelerate launch` the global batch is split over the processes (`agentprm.distributed`).
     """
+    import time
+
     import torch
+
+    from agentprm.distributed import DataParallel
+    from agentprm.interrupt import atomic
 
     cfg = cfg or SFTConfig()
     out = Path(out_dir)
@@ -162,20 +223,26 @@ def train_sft(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     convs, env_name = load_demo_conversations(demos, cfg.max_demos)
-    ckpt = out / CKPT_DIR
-    resumed = ckpt.is_dir() and (ckpt / "trainer_state.json").is_file()
+    base_name = base
     lora = cfg.lora_r > 0
     if lora and base == "tiny":
         raise UserError("LoRA is for pretrained bases; train the tiny model fully (--lora-r 0)")
+    dp = DataParallel(cfg.device)
+    if dp.is_main:
+        base = resolve_base(base, out)
+    dp.barrier()
+    base = resolve_base(base, out)  # every rank: the preset dir now exists
+    ckpt = out / CKPT_DIR
+    resumed = ckpt.is_dir() and (ckpt / "trainer_state.json").is_file()
     if resumed:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        if state["config"] != _jsonable(cfg) or state["base"] != base:
+        if state["config"] != _jsonable(cfg) or state["base"] != base_name:
             raise UserError(f"{ckpt} was written with other settings; delete it or use another --out")
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
         # LoRA checkpoints hold only the adapters: the base weights never change.
-        model = AutoModelForCausalLM.from_pretrained(base if lora else ckpt, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(base if lora else ckpt, dtype=_weights_dtype(cfg))
     else:
         model, tokenizer = _load_base(base, convs, cfg)
         state = {"step": 0}
@@ -186,9 +253,17 @@ def train_sft(
             model = PeftModel.from_pretrained(model, ckpt / "adapter", is_trainable=True)
         else:
             lora_cfg = LoraConfig(
-                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_targets, task_type="CAUSAL_LM"
             )
             model = get_peft_model(model, lora_cfg)
+    if cfg.gradient_checkpointing:  # recompute each layer's activations in backward: memory for ~30% time
+        base_model = model.get_base_model() if lora else model
+        kwargs = {"use_reentrant": False}
+        if hasattr(base_model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            base_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
     examples = [sft_example(tokenizer, c, cfg.train_on_ack) for c in convs]
     num_truncated = sum(len(ids) > cfg.max_length for ids, _ in examples)
@@ -211,61 +286,103 @@ def train_sft(
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     torch.manual_seed(cfg.seed + start)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    model.train()
-    loss_val = float("nan")
-    from agentprm.tracking import TB_DIR, Tracker
+    model.to(dp.device).train()
+    loss_module = dp.wrap(_trained_positions_loss()(model))
 
-    tracker = Tracker(logging_dir or out / TB_DIR, report_to, run_name=f"sft {out}", config=_jsonable(cfg))
-    for step in range(start, total):
-        batch = [examples[i] for i in schedule[step]]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        for r, (x, y) in enumerate(batch):
-            ids[r, : len(x)] = torch.tensor(x)
-            labels[r, : len(y)] = torch.tensor(y)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        # Right padding needs no attention mask: under the causal mask no real token sees a pad, and
-        # pads carry no loss. Without a mask, SDPA takes its fused causal kernel: ~4x faster on CPU
-        # than the masked path, which materialises [B, H, L, L] (measured on TextCraft demos).
-        with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = model(input_ids=ids, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        loss_val = float(loss.detach())
-        done = step + 1
-        if tracker.active:
-            tracker.log({"sft/loss": loss_val, "sft/lr": lr_at(step),
-                         "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in batch))}, done)
-        if on_step:
-            on_step(done, total, loss_val)
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
-            _save_checkpoint(model, tokenizer, opt, ckpt, done, cfg, base, lora)
+    def save(step: int) -> None:
+        if dp.is_main:
+            _save_checkpoint(model, tokenizer, opt, ckpt, step, cfg, base_name, lora)
+
+    loss_val = float("nan")
+    done = start
+    last_save = time.monotonic()
+    try:
+        for step in range(start, total):
+            rows, real = dp.shard([examples[i] for i in schedule[step]])
+            width = max(len(ids) for ids, _ in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+            for r, (x, y) in enumerate(rows):
+                ids[r, : len(x)] = torch.tensor(x)
+                labels[r, : len(y)] = torch.tensor(y)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            # Right padding needs no attention mask: under the causal mask no real token sees a pad, and
+            # pads carry no loss. Without a mask, SDPA takes its fused causal kernel: ~4x faster on CPU
+            # than the masked path, which materialises [B, H, L, L] (measured on TextCraft demos).
+            with torch.autocast(device_type=dp.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss_sum, count = loss_module(ids.to(dp.device), labels.to(dp.device))
+            if not real:
+                loss_sum, count = loss_sum * 0.0, count * 0
+            n_global = dp.sum(float(count))
+            # Mean over the global batch's trained tokens; x world because DDP averages gradients.
+            loss = loss_sum * (dp.world / max(n_global, 1.0))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with atomic():  # Ctrl-C waits for the update to finish: checkpoints hold whole steps
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                done = step + 1
+            loss_val = dp.sum(float(loss_sum.detach())) / max(n_global, 1.0)
+            if tracker.active:
+                tracker.log({"sft/loss": loss_val, "sft/lr": lr_at(step),
+                             "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in rows))}, done)
+            if on_step and dp.is_main:
+                on_step(done, total, loss_val)
+            due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+            late = cfg.checkpoint_minutes and time.monotonic() - last_save > 60 * cfg.checkpoint_minutes
+            if (due or late) and done < total:
+                save(done)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        if done > start:  # the last finished step becomes the resume point
+            save(done)
+        tracker.close()
+        raise
 
     tracker.close()
     model.eval()
     if lora:
-        model = model.merge_and_unload()  # downstream loads a plain HF dir
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    meta = {
-        "env": env_name,
-        "base": base,
-        "demos": str(demos),
-        "num_demos": len(convs),
-        "steps": total,
-        "final_loss": loss_val,
-        "num_truncated": num_truncated,
-        "config": _jsonable(cfg),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(ckpt, ignore_errors=True)
+        model = _merged(model, base, cfg)  # downstream loads a plain HF dir
+    if dp.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        meta = {
+            "env": env_name,
+            "base": base_name,
+            "base_dir": base,
+            "demos": str(demos),
+            "num_demos": len(convs),
+            "steps": total,
+            "final_loss": loss_val,
+            "num_truncated": num_truncated,
+            "config": _jsonable(cfg),
+        }
+        (out / META_FILE).write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(ckpt, ignore_errors=True)
+    dp.barrier()
     return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start,
                      num_truncated=num_truncated)
+
+
+def _merged(model, base: str, cfg: SFTConfig):
+    """The LoRA model merged into fp32 base weights (a bf16 base is reloaded in fp32 first: adding small
+    LoRA deltas to bf16 weights would round many of them away)."""
+    import tempfile
+
+    import torch
+
+    if _weights_dtype(cfg) == torch.float32:
+        return model.merge_and_unload()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        del model
+        full = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        return PeftModel.from_pretrained(full, tmp).merge_and_unload()
 
 
 def is_trained(out_dir: str | Path) -> bool:
@@ -275,9 +392,8 @@ def is_trained(out_dir: str | Path) -> bool:
 
 def _jsonable(cfg: SFTConfig) -> dict[str, Any]:
     d = asdict(cfg)
-    d.pop("checkpoint_every")  # may change between a run and its resume
-    d.pop("threads")
-    d.pop("bf16")
+    for k in ("checkpoint_every", "checkpoint_minutes", "threads", "bf16", "gradient_checkpointing", "device"):
+        d.pop(k)  # may change between a run and its resume
     return d
 
 

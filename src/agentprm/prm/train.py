@@ -31,6 +31,8 @@ from typing import Any
 import torch
 
 from agentprm.conversation import trajectory_messages
+from agentprm.distributed import DataParallel
+from agentprm.interrupt import atomic
 from agentprm.labels.outcome import LabelSettings, outcome_trusted, outcome_value
 from agentprm.labels.td_gae import BOOTSTRAPS, td_gae_linear
 from agentprm.prm.losses import REDUCTIONS, advantage_loss, agentprm_loss, q_loss
@@ -194,12 +196,6 @@ def compute_loss(q, mask, items, cfg) -> tuple[torch.Tensor, float, float]:
     return lq, lq.item(), la.item()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _lr_lambda(warmup: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
@@ -299,7 +295,8 @@ def train_prm(
     else:
         model = ValueHeadPRM.from_backbone(init, cfg.head_activation)
         tokenizer = AutoTokenizer.from_pretrained(str(init))
-    device = _device(cfg.device)
+    dp = DataParallel(cfg.device)  # under `accelerate launch`: this process's share of each batch
+    device = dp.device
     model.to(device).train()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     limit = getattr(model.backbone.config, "max_position_embeddings", None) or 1 << 30
@@ -325,6 +322,8 @@ def train_prm(
     resumed_from = step
 
     def save_checkpoint() -> None:
+        if not dp.is_main:
+            return
         tmp = out / (CHECKPOINT_DIR + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -340,56 +339,72 @@ def train_prm(
         on_step(step, total, float("nan"), float("nan"))
     from agentprm.tracking import TB_DIR, Tracker
 
-    tracker = Tracker(logging_dir or out / TB_DIR, report_to, run_name=f"prm {out}", config=asdict(cfg))
+    tracker = Tracker(logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"prm {out}",
+                      config=asdict(cfg))
     n_tokens, seconds = 0, 0.0
 
     def result() -> TrainResult:
         return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from,
                            n_tokens, seconds)
 
-    for epoch in range(cfg.epochs):
-        for b, idx in enumerate(batches_of_epoch(len(items), cfg.batch_size, cfg.seed, epoch)):
-            if epoch * per_epoch + b < step:
-                continue  # done before the resume point
-            batch = [items[i] for i in idx]
-            t0 = time.perf_counter()
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                q, mask = grouped_step_values(model, [it.encoded for it in batch], pad_id)
-            loss, lq, la = compute_loss(q.float(), mask, batch, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            seconds += time.perf_counter() - t0
-            n_tokens += sum(len(it.encoded.input_ids) for it in batch)
-            log_rows.append({"step": step, "epoch": epoch, "loss": loss.item(), "l_q": lq, "l_a": la})
-            if tracker.active:
-                tracker.log({"prm/loss": loss.item(), "prm/l_q": lq, "prm/l_a": la, "prm/lr": sched.get_last_lr()[0],
-                             "prm/tokens_per_s": n_tokens / seconds if seconds > 0 else 0.0}, step)
-            if on_rate is not None:
-                on_rate(n_tokens / seconds if seconds > 0 else 0.0)
-            if on_step is not None:
-                on_step(step, total, lq, la)
-            last_of_epoch = b == per_epoch - 1
-            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (last_of_epoch and step < total):
-                save_checkpoint()
-            if stop_after_steps is not None and step >= stop_after_steps:
-                save_checkpoint()
-                tracker.close()
-                return result()
+    # one DDP forward per step, in length-sorted groups (less padding; same values as one padded forward)
+    step_values = dp.wrap(model, lambda m, enc, pad: grouped_step_values(m, enc, pad))
+    try:
+        for epoch in range(cfg.epochs):
+            for b, idx in enumerate(batches_of_epoch(len(items), cfg.batch_size, cfg.seed, epoch)):
+                if epoch * per_epoch + b < step:
+                    continue  # done before the resume point
+                batch = [items[i] for i in idx]
+                rows, real = dp.shard(batch)  # this process's rows (all of them without accelerate launch)
+                ordered = dp.rank_order(batch)
+                t0 = time.perf_counter()
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    q, mask = step_values([it.encoded for it in rows], pad_id)
+                loss, (loss_v, lq, la) = dp.global_loss(
+                    q.float(), mask, real, lambda qq, mm: compute_loss(qq, mm, ordered, cfg))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                with atomic():  # Ctrl-C waits for the whole update: checkpoints hold whole steps
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    step += 1
+                seconds += time.perf_counter() - t0
+                n_tokens += sum(len(it.encoded.input_ids) for it in rows)  # this process's real tokens
+                log_rows.append({"step": step, "epoch": epoch, "loss": loss_v, "l_q": lq, "l_a": la})
+                rate = n_tokens / seconds if seconds > 0 else 0.0
+                if tracker.active:
+                    tracker.log({"prm/loss": loss_v, "prm/l_q": lq, "prm/l_a": la, "prm/lr": sched.get_last_lr()[0],
+                                 "prm/tokens_per_s": rate}, step)
+                if on_rate is not None and dp.is_main:
+                    on_rate(rate)
+                if on_step is not None and dp.is_main:
+                    on_step(step, total, lq, la)
+                last_of_epoch = b == per_epoch - 1
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or (last_of_epoch and step < total):
+                    save_checkpoint()
+                if stop_after_steps is not None and step >= stop_after_steps:
+                    save_checkpoint()
+                    tracker.close()
+                    return result()
+    except KeyboardInterrupt:  # Ctrl-C: the last finished step becomes the resume point
+        if step > resumed_from:
+            save_checkpoint()
+        tracker.close()
+        raise
 
     tracker.close()
     model.eval()
     train_info = {**asdict(cfg), "steps": step, "items": len(items), "skipped": skipped, "complete": True}
-    model.save(out, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length, train_info))
-    with open(out / "train_log.jsonl", "w", encoding="utf-8") as fh:
-        for row in log_rows:
-            fh.write(json.dumps(row) + "\n")
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
+    if dp.is_main:
+        model.save(out, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length, train_info))
+        with open(out / "train_log.jsonl", "w", encoding="utf-8") as fh:
+            for row in log_rows:
+                fh.write(json.dumps(row) + "\n")
+        if ckpt.exists():
+            shutil.rmtree(ckpt)
+    dp.barrier()
     return result()
 
 
