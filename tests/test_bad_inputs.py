@@ -47,9 +47,9 @@ def _one_line(code: int, err: str, *needles: str) -> None:
     [
         ("name: [unclosed\n", "is not valid YAML"),  # malformed
         ("nonsense_key: 1\n", "unknown config keys ['nonsense_key']"),  # unknown key
-        ("demos: many\n", "demos must be"),  # wrong type
-        ("n_per_task: -3\n", "n_per_task must be"),  # negative size
-        ("objectives: agentprm\n", "objectives must be"),  # a string where a list is meant
+        ("demos: many\n", "config.demos = 'many' must be of type int"),  # wrong type
+        ("n_per_task: -3\n", "config.n_per_task = -3 must be a whole number >= 0"),  # negative size
+        ("objectives: agentprm\n", "config.objectives = 'agentprm' must be of type list[str]"),  # a string where a list is meant
         ("- a\n- b\n", "must be a YAML mapping"),  # not a mapping
     ],
 )

@@ -118,7 +118,7 @@ def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
     assert cfg.sft.max_steps == 4 and cfg.sft.tiny.hidden_size == 32 and cfg.prm.batch_size == 4
     assert cfg.prm.lr == 3e-4  # the tiny preset under the config's overrides
     bad = tmp_path / "b.yaml"
-    for text, msg in [("sft: {epoch: 3}\n", "unknown sft keys ['epoch']"), ("prm: {lr: fast}\n", "prm.lr = 'fast' is not a float"),
+    for text, msg in [("sft: {epoch: 3}\n", "unknown sft keys ['epoch']"), ("prm: {lr: fast}\n", "prm.lr = 'fast' must be of type float"),
                       ("sft: {tiny: {hidden: 3}}\n", "unknown sft.tiny keys ['hidden']"), ("bon: many\n", "config.bon = 'many'"),
                       ("beams: ['4y4']\n", "bad --budget '4y4'")]:
         bad.write_text(text)

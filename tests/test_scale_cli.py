@@ -6,7 +6,6 @@ from typer.testing import CliRunner
 
 from agentprm.cli import app
 from agentprm.pipeline import PipelineConfig
-from agentprm.prm.train import PRMTrainConfig
 
 
 @pytest.mark.parametrize("cmd,opts", [("collect", ["--ray", "--backend"]), ("eval", ["--ray", "--backend"]),
@@ -30,7 +29,7 @@ def test_bad_scale_inputs_are_one_line(tmp_path):
 def test_paper_presets_carry_the_papers_values(size):
     cfg = PipelineConfig.load(f"configs/qwen2.5-{size}.yaml")
     assert cfg.device == "cuda" and cfg.base.endswith(f"Qwen2.5-{size.upper()}-Instruct")
-    assert (cfg.demos, cfg.sft["lr"], cfg.n_per_task, cfg.collect_temperature) == (300, 1e-5, 16, 1.0)
-    prm = PRMTrainConfig.preset(cfg.prm_preset, **cfg.prm)
+    assert (cfg.demos, cfg.sft.lr, cfg.n_per_task, cfg.collect_temperature) == (300, 1e-5, 16, 1.0)
+    prm = cfg.prm  # a pretrained base gets the paper preset (prm_preset: auto)
     assert (prm.lr, prm.epochs, prm.beta, prm.gamma, prm.lam) == (1e-6, 5, 1.0, 1.0, 0.95)
     assert cfg.bon == 64 and cfg.beams == ["2x2", "4x4", "8x8"] and cfg.collect_tasks is None and cfg.eval_tasks is None

@@ -18,6 +18,8 @@ def _type_ok(annotation: str, value: Any) -> bool:
     parts = [p.strip() for p in str(annotation).split("|")]
     if value is None:
         return "None" in parts or not all(p in _SCALARS or p == "None" for p in parts)
+    if all(p.startswith("list[") for p in parts if p != "None") and not isinstance(value, list):
+        return False  # a lone string where a list is meant (e.g. `objectives: agentprm`)
     known = [p for p in parts if p in _SCALARS]
     if len(known) != len([p for p in parts if p != "None"]):
         return True  # a container or nested type: checked by whoever builds it
@@ -36,7 +38,7 @@ def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
         raise UserError(f"unknown {where} keys {unknown}; valid: {', '.join(sorted(fields))}")
     for k, v in data.items():
         if not _type_ok(fields[k].type, v):
-            raise UserError(f"{where}.{k} = {v!r} is not a {fields[k].type}; fix it in the config")
+            raise UserError(f"{where}.{k} = {v!r} must be of type {fields[k].type}; fix it in the config")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, **nested: type) -> T:

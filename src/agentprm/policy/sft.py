@@ -294,6 +294,10 @@ def train_sft(
             _save_checkpoint(model, tokenizer, opt, ckpt, step, cfg, base_name, lora)
 
     loss_val = float("nan")
+    from agentprm.tracking import TB_DIR, Tracker
+
+    tracker = Tracker(logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"sft {out}",
+                      config=_jsonable(cfg))
     done = start
     last_save = time.monotonic()
     try:
