@@ -494,7 +494,7 @@ class Pipeline:
         """Append to stages.jsonl: `agentprm view` shows each stage's status and time (a run in progress too)."""
         from agentprm.trajectory import JsonlWriter
 
-        with JsonlWriter(self.dir / "stages.jsonl") as w:
+        with JsonlWriter(self.layout.stage_log) as w:
             w.write({"stage": stage, "event": event, "time": time.time(), **extra})
 
     def _write_config(self) -> None:

@@ -14,6 +14,7 @@ runs/<name>/
   eval/<env>/samples_<N>.jsonl                  best-of-n samples shared by every RM (one sampling run, N per task)
   eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
   eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
+  stages.jsonl                                  each stage's start and end (times; read by `agentprm view`)
   provenance/<output path>.json                 what produced each output (`agentprm.pipeline.Provenance`)
   report.md, plots/*.png                        written by `agentprm report`
 ```
@@ -102,6 +103,11 @@ class RunLayout:
     def provenance(self, output: Path) -> Path:
         """Where the record of what produced `output` (a file or folder of this run) is kept."""
         return self.root / "provenance" / (str(Path(output).relative_to(self.root)) + ".json")
+
+    @property
+    def stage_log(self) -> Path:
+        """One JSON line per pipeline stage start/end (`agentprm view` shows status and times)."""
+        return self.root / "stages.jsonl"
 
     @property
     def report(self) -> Path:

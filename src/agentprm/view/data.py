@@ -154,7 +154,7 @@ class Run:
         for env in p.eval_envs():
             if p.greedy(env).is_file():
                 out.append(Source(p.rel(p.greedy(env)), "greedy", "test", env))
-            for budget, f in p.samples(env).items():
+            for budget, f in p.samples_by_budget(env).items():
                 out.append(Source(p.rel(f), "samples", "test", env, budget=budget))
             for sf in p.search_files(env):
                 if sf.strategy == "beam":

@@ -1,8 +1,8 @@
-"""Every path the viewer reads in a run folder, in one place (the layout is `agentprm.report.layout`'s).
+"""What the viewer reads in a run folder: `agentprm.run_layout.RunLayout`'s paths, plus the listings
+the viewer needs (stage log, TensorBoard dirs, label files, trained PRMs, result files by budget).
 
 The viewer reads the folder as it is, while a pipeline may still be writing it: every method here only
-looks, never creates. When the run folder gets one owner of its paths (a `RunLayout`), this module is
-the one to point at it.
+looks, never creates.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentprm.run_layout import RunLayout
 
 _SAMPLES = re.compile(r"^samples_(\d+)$")
 _SEARCH = re.compile(r"^(bon)_(\d+)$|^(beam)_(\d+x\d+)$")
@@ -24,35 +26,11 @@ class SearchFile:
     path: Path
 
 
-class RunPaths:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+class RunPaths(RunLayout):
 
     @property
     def name(self) -> str:
         return self.root.resolve().name
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
-
-    @property
-    def trajectories(self) -> Path:
-        """Collected trajectories (the training split), the PRMs' training data."""
-        return self.root / "trajectories.jsonl"
-
-    @property
-    def stage_log(self) -> Path:
-        """One JSON line per pipeline stage start/end (written by `agentprm pipeline`)."""
-        return self.root / "stages.jsonl"
 
     def event_dirs(self) -> list[Path]:
         """Folders holding TensorBoard event files (each training writes `<its out dir>/tb`)."""
@@ -71,9 +49,9 @@ class RunPaths:
         return sorted(p.name for p in (self.root / "eval").glob("*") if p.is_dir())
 
     def greedy(self, env: str) -> Path:
-        return self.root / "eval" / env / "greedy.jsonl"
+        return self.result(env, "greedy")
 
-    def samples(self, env: str) -> dict[str, Path]:
+    def samples_by_budget(self, env: str) -> dict[str, Path]:
         """Best-of-n candidate files by budget ("16": eval/<env>/samples_16.jsonl)."""
         out = {}
         for p in sorted((self.root / "eval" / env).glob("samples_*.jsonl")):
