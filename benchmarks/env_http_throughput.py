@@ -113,12 +113,13 @@ def main() -> None:
             remote.close()
             counts = [0] * args.clients
 
-            def client(i: int) -> None:
-                e = AgentGymEnv(f"agentgym:{name}+{dialect}@{url}")
+            def client(i: int, spec: str, plan: dict[str, list[str]], counts: list[int]) -> None:
+                e = AgentGymEnv(spec)
                 counts[i] = loop(e, plan, args.seconds, offset=i)
                 e.close()
 
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            spec = f"agentgym:{name}+{dialect}@{url}"
+            threads = [threading.Thread(target=client, args=(i, spec, plan, counts)) for i in range(args.clients)]
             for t in threads:
                 t.start()
             for t in threads:

@@ -75,7 +75,7 @@ def main() -> None:
           f"policy/PRM h{args.hidden} L{args.layers}, {args.threads} thread(s)")
     print(f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated, {prm_b} PRM tokens)")
     print(f"one at a time:  {t_single:7.2f} s  {len(tasks) / t_single:6.2f} tasks/s  (same trajectories: {same})")
-    from agentprm.flops import matmul_flops_per_s, limit_line
+    from agentprm.flops import limit_line, matmul_flops_per_s
 
     machine = matmul_flops_per_s()
     prompt = sum(r.compute.policy_prompt_tokens for r in batched) / max(1, sum(len(r.trajectory.steps) for r in batched))

@@ -44,7 +44,7 @@ def main() -> None:
               f"bought the goal product {found:.1%} mean steps {steps / len(trajs):.2f} ({len(ids) / dt:.0f} episodes/s)")
 
     ranks = []
-    for i, g in enumerate(env.catalogue.goals):
+    for g in env.catalogue.goals:
         res = env.engine.search(g.instruction_text.lower().split(" "))
         ranks.append(res.index(g.asin) if g.asin in res else None)
     n = len(ranks)

@@ -33,7 +33,7 @@ from agentprm.envs.agentgym.dialects import State
 from agentprm.errors import EnvError, UserError
 from agentprm.serve import create_app, default_protocol, serve_in_thread
 from agentprm.serve.runner import bind
-from agentprm.testing.fake_agentgym import FaultPlan, NumberedScriptedEnv, scripted_expert, with_faults
+from agentprm.testing.fake_agentgym import FaultPlan, NumberedScriptedEnv, with_faults
 from agentprm.trajectory import read_trajectories
 from tests.cli_helpers import run_main
 

@@ -129,8 +129,9 @@ def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
     paper = PipelineConfig.load(bad).prm
     assert paper.lr == 1e-6 and paper.epochs == 5
     # the written config.yaml loads back to the same config
-    import yaml
     from dataclasses import asdict
+
+    import yaml
 
     bad.write_text(yaml.safe_dump(asdict(cfg)))
     assert PipelineConfig.load(bad) == cfg

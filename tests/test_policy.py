@@ -16,7 +16,6 @@ from agentprm.policy.tokenizer import train_chat_tokenizer
 from agentprm.testing.policies import scripted_demos, tiny_policy_dir
 from agentprm.trajectory import write_trajectories
 
-
 torch.set_num_threads(1)  # tiny models: threads only contend on the shared CI cores
 
 

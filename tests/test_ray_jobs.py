@@ -12,7 +12,13 @@ from agentprm.policy.hf import HFPolicy  # noqa: E402
 from agentprm.rollout.engine import RolloutConfig  # noqa: E402
 from agentprm.rollout.jobs import rollout_tasks  # noqa: E402
 from agentprm.scale.ray_jobs import (  # noqa: E402
-    MCLabelStage, RayOptions, RolloutStage, SearchStage, mc_label_on_ray, rollout_on_ray, search_on_ray,
+    MCLabelStage,
+    RayOptions,
+    RolloutStage,
+    SearchStage,
+    mc_label_on_ray,
+    rollout_on_ray,
+    search_on_ray,
 )
 from agentprm.search.loading import load_reward_model  # noqa: E402
 from agentprm.search.runner import SearchSpec, run_search  # noqa: E402

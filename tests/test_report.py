@@ -8,19 +8,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agentprm.labels.store import LabelRecord
-from agentprm.trajectory import JsonlWriter
 from typer.testing import CliRunner
 
 from agentprm.cli import app
 from agentprm.errors import UserError
-from agentprm.report import RunSet, write_report
+from agentprm.labels.store import LabelRecord
 from agentprm.prm.evaluate import auroc as auc
+from agentprm.report import RunSet, write_report
 from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel
-from agentprm.trajectory import read_trajectories
+from agentprm.trajectory import JsonlWriter, read_trajectories
 from tests.cli_helpers import run_main
 from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
 

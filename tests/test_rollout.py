@@ -13,7 +13,6 @@ from agentprm.testing import ScriptedEnv, ScriptedPolicy
 from agentprm.testing.policies import tiny_policy_dir
 from agentprm.trajectory import read_trajectories
 
-
 torch.set_num_threads(1)  # tiny models: threads only contend on the shared CI cores
 
 

@@ -390,7 +390,6 @@ def test_renamed_copy_is_a_consistent_world(env):
     # The copy still reads: its goal is the renamed goal and every craft it does is a listed command.
     goal = re.search(r"Goal: craft (.*)\.", demo.first_observation).group(1)
     assert f"Goal: craft {' '.join(forward[w] for w in goal.split())}." in copy.first_observation
-    listed = copy.first_observation.splitlines()
     targets = {m.group(1) for m in re.finditer(r"^craft \d+ (.*?) using ", copy.first_observation, re.M)}
     crafted = [re.match(r"craft \d+ (.*?) using ", c.action).group(1) for c in copy.steps if c.action.startswith("craft")]
     assert crafted and set(crafted) <= targets

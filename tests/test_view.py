@@ -206,10 +206,8 @@ def test_viewer_in_a_real_browser(smoke_run, served, browser, tmp_path):
     from urllib.parse import urlencode
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     shots = []
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from agentprm.conversation import trajectory_messages
 from agentprm.errors import UserError
 from agentprm.policy.hf import HFPolicy, row_seed
 from agentprm.policy.vllm import VLLMPolicy, load_policy_backend
 from agentprm.testing.policies import tiny_policy_dir
 from tests.prm_helpers import scripted_dataset
-from agentprm.conversation import trajectory_messages
 
 
 class FakeSamplingParams:  # vllm.SamplingParams keeps its arguments as attributes

@@ -164,7 +164,7 @@ def test_fuzz_random_actions_keep_invariants():
     e = WebShopEnv()
     rng = random.Random(0)
     n_done = 0
-    for ep in range(60):
+    for _ in range(60):
         e.reset(f"webshop_{rng.randrange(len(e.catalogue.goals))}")
         for _ in range(30):
             before = e.observation()

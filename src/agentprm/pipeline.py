@@ -539,7 +539,6 @@ class Pipeline:
     def _run_rft(self) -> str:
         """RFT: continue training the SFT policy on its own successful collected trajectories (train split)."""
         from agentprm.policy.sft import train_sft
-
         from agentprm.trajectory import read_trajectories
 
         cfg = replace(self.cfg.sft, epochs=self.cfg.rft_epochs, threads=self.cfg.threads, seed=self.cfg.seed)

@@ -194,7 +194,7 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
     plan: list[str] = []
     at, segment = 0, 0
     while len(plan) < env.max_rounds:
-        found = _bfs_to(env, lambda fp: segment_of.get(_world(fp), -1) > segment, cfg.segment_budget, env.max_rounds - len(plan))
+        found = _bfs_to(env, lambda fp, seg=segment: segment_of.get(_world(fp), -1) > seg, cfg.segment_budget, env.max_rounds - len(plan))
         if found is not None:
             path, fp = found
             if _follow(env, path, plan):
@@ -217,7 +217,7 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
             env.step(action)
             continue
         # Off the bot's path (a macro took another route): find the way back onto a later state of it.
-        found = _bfs_to(env, lambda fp: exact.get(fp, -1) > at, cfg.segment_budget, env.max_rounds - len(plan))
+        found = _bfs_to(env, lambda fp, at=at: exact.get(fp, -1) > at, cfg.segment_budget, env.max_rounds - len(plan))
         if found is None:
             return None, f"bot path not expressible in macros after {len(plan)} rounds"
         path, fp = found

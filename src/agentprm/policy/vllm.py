@@ -22,7 +22,15 @@ from typing import Any
 from agentprm.conversation import Message
 from agentprm.errors import UserError
 from agentprm.policy.base import Generation
-from agentprm.policy.hf import HFPolicy, _conversation_seeds, _stop_ids, check_policy_dir, quiet_transformers, read_policy_meta, row_seed
+from agentprm.policy.hf import (
+    HFPolicy,
+    _conversation_seeds,
+    _stop_ids,
+    check_policy_dir,
+    quiet_transformers,
+    read_policy_meta,
+    row_seed,
+)
 
 BACKENDS = ("hf", "vllm")
 

@@ -104,10 +104,9 @@ class ValueHeadPRM(nn.Module):
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
         """(model, tokenizer, meta) of a PRM dir written by `save`."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
-
-        from safetensors import SafetensorError
 
         path = Path(path)
         if not (path / HEAD_FILE).is_file() or not (path / CONFIG_FILE).is_file():

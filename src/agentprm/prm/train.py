@@ -361,7 +361,7 @@ def train_prm(
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     q, mask = step_values([it.encoded for it in rows], pad_id)
                 loss, (loss_v, lq, la) = dp.global_loss(
-                    q.float(), mask, real, lambda qq, mm: compute_loss(qq, mm, ordered, cfg))
+                    q.float(), mask, real, lambda qq, mm, ordered=ordered: compute_loss(qq, mm, ordered, cfg))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 with atomic():  # Ctrl-C waits for the whole update: checkpoints hold whole steps

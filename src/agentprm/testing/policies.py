@@ -32,9 +32,9 @@ def scripted_demos(n: int = 16, split: str = "train") -> list[Trajectory]:
 
 def tiny_policy_dir(path: str | Path, *, train_steps: int = 0, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """Save a toy-size tiny policy (untrained, or SFT'd `train_steps` steps on scripted demos) to `path`."""
+    from agentprm.conversation import trajectory_messages
     from agentprm.policy.sft import SFTConfig, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig, build_tiny
-    from agentprm.conversation import trajectory_messages
     from agentprm.trajectory import write_trajectories
 
     path = Path(path)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from agentprm.envs.agentgym.pool import POOL, Handle, Slot, close_on_server, release
@@ -60,7 +60,7 @@ _INVALID_ID = re.compile(r"id \S+ is not valid|not valid|unknown (env|id)", re.I
 # -- what we know locally about an AgentGym env -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def local_env(name: str) -> Any | None:
     """Our own in-process env of that name (for system prompt, parse_action, splits), or None."""
     spec = REGISTRY.get(name)

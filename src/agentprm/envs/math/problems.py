@@ -134,7 +134,7 @@ def _money(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     (name, he) = rng.choice(NAMES)
     goods = rng.sample(GOODS, kinds + (1 if single else 0))
     buys, lines, costs = [], [], []
-    for one, many in goods[:kinds]:
+    for _one, many in goods[:kinds]:
         a, p = rng.randint(2, 5), rng.randint(2, 9 if kinds <= 2 else 5)
         buys.append(f"{a} {many} for ${p} each")
         c = a * p

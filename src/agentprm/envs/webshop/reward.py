@@ -127,7 +127,7 @@ def _noun_tagger() -> tuple[str, Callable[[str], list[str]]]:
                     nlp = spacy.load(model, disable=["parser", "ner", "lemmatizer"])
                 except (OSError, ImportError):
                     continue
-                return f"spacy:{model}", lambda text: [t.text.lower() for t in nlp(text) if t.pos_ in NOUN_TAGS]
+                return f"spacy:{model}", lambda text, nlp=nlp: [t.text.lower() for t in nlp(text) if t.pos_ in NOUN_TAGS]
     return "heuristic", heuristic_nouns
 
 
