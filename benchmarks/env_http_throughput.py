@@ -65,8 +65,18 @@ def free_port() -> int:
 def start_server(name: str, port: int, lifetime: float) -> subprocess.Popen:
     import httpx
 
-    cmd = [sys.executable, "-c", "from agentprm.cli import main; main()", "serve-env", "--env", name,
-           "--port", str(port), "--lifetime", str(lifetime)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from agentprm.cli import main; main()",
+        "serve-env",
+        "--env",
+        name,
+        "--port",
+        str(port),
+        "--lifetime",
+        str(lifetime),
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL)
     for _ in range(600):  # bounded wait for start-up
         try:
@@ -130,7 +140,9 @@ def main() -> None:
             proc.wait(timeout=10)
         print(f"{name}: in-process {local:,.0f} steps/s")
         print(f"{name}: http 1 client {one:,.0f} steps/s ({one / local:.3f}x in-process)")
-        print(f"{name}: http {args.clients} clients {many:,.0f} steps/s ({many / local:.3f}x in-process, {many / one:.2f}x one client)")
+        print(
+            f"{name}: http {args.clients} clients {many:,.0f} steps/s ({many / local:.3f}x in-process, {many / one:.2f}x one client)"
+        )
 
 
 if __name__ == "__main__":

@@ -115,6 +115,11 @@ def _hms(seconds: float) -> str:
 
 
 # Training curves (agentprm.tracking), Hugging Face's option name and values.
-ReportToOpt = Annotated[str, typer.Option(
-    "--report-to", help="Where training curves go: tensorboard (event files in OUT/tb), wandb (needs the wandb "
-    "package), none, or a comma list.")]
+ReportToOpt = Annotated[
+    str,
+    typer.Option(
+        "--report-to",
+        help="Where training curves go: tensorboard (event files in OUT/tb), wandb (needs the wandb "
+        "package), none, or a comma list.",
+    ),
+]

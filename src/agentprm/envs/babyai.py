@@ -326,7 +326,9 @@ def _action_space(pos, d, view, objs, barriers, carrying) -> tuple[dict[str, lis
         if steps == []:
             actions["toggle"] = [TOGGLE]
         if "closed door" in name:
-            errors[f"go through {label}"] = f"You cannot go through {label}, as it is closed. You should toggle it first."
+            errors[f"go through {label}"] = (
+                f"You cannot go through {label}, as it is closed. You should toggle it first."
+            )
 
     for name, p, _ in objs:
         if "goal" not in name:

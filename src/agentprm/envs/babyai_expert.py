@@ -194,7 +194,12 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
     plan: list[str] = []
     at, segment = 0, 0
     while len(plan) < env.max_rounds:
-        found = _bfs_to(env, lambda fp, seg=segment: segment_of.get(_world(fp), -1) > seg, cfg.segment_budget, env.max_rounds - len(plan))
+        found = _bfs_to(
+            env,
+            lambda fp, seg=segment: segment_of.get(_world(fp), -1) > seg,
+            cfg.segment_budget,
+            env.max_rounds - len(plan),
+        )
         if found is not None:
             path, fp = found
             if _follow(env, path, plan):
@@ -320,7 +325,9 @@ def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: st
     for t, action in enumerate(plan[: env.max_rounds]):
         output = f"Thought: {thought_for(action, env.goal, observation, t == 0)}\nAction: {action}"
         res = env.step(action)
-        traj.steps.append(Step(t=t, observation=observation, output=output, action=action, reward=res.reward, done=res.done))
+        traj.steps.append(
+            Step(t=t, observation=observation, output=output, action=action, reward=res.reward, done=res.done)
+        )
         observation = res.observation
         if res.done:
             break

@@ -354,7 +354,9 @@ def split_indices() -> dict[str, list[int]]:
 def parse_task_id(task_id: str) -> int:
     m = _TASK_ID.fullmatch(task_id)
     if m is None:
-        raise UserError(f"unknown task id {task_id!r}; TextCraft task ids are textcraft_<i> with i >= 0 (e.g. textcraft_12)")
+        raise UserError(
+            f"unknown task id {task_id!r}; TextCraft task ids are textcraft_<i> with i >= 0 (e.g. textcraft_12)"
+        )
     return int(m.group(1))
 
 

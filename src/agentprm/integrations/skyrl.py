@@ -107,8 +107,9 @@ class AgentPRMTextEnv(BaseTextEnv):
             res = self.env.step(self.env.parse_action(action))
         except Exception as e:  # noqa: BLE001 - errors are data: flagged in metadata, the episode ends
             self.env_error = f"{type(e).__name__}: {e}"
-            return BaseTextEnvStepOutput(observations=[], reward=0.0, done=True,
-                                         metadata={"env_error": self.env_error, "task_id": self.task_id})
+            return BaseTextEnvStepOutput(
+                observations=[], reward=0.0, done=True, metadata={"env_error": self.env_error, "task_id": self.task_id}
+            )
         done = bool(res.done)
         last = done or self.turns >= self.max_turns
         outcome = 0.0
@@ -117,8 +118,11 @@ class AgentPRMTextEnv(BaseTextEnv):
             outcome = float(self.success) if self.binary_outcome else float(res.reward)
         if self.reward == "prm":
             self.scores.append(float(self.rm.score([self.messages])[0].scores[-1]))
-            reward = float(turn_rewards(self.shaping, outcome, self.scores, gamma=self.gamma, done=done,
-                                        phi0=self.phi0, coef=self.rm_coef)[-1])
+            reward = float(
+                turn_rewards(
+                    self.shaping, outcome, self.scores, gamma=self.gamma, done=done, phi0=self.phi0, coef=self.rm_coef
+                )[-1]
+            )
         else:
             reward = outcome
         obs = [] if last else [{"role": "user", "content": res.observation}]

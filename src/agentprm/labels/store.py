@@ -53,5 +53,9 @@ def to_trl_stepwise(traj: Trajectory, labels: list[float | None], threshold: flo
     completions = [s.output if s.t == 0 else f"{s.observation}\n{s.output}" for s in traj.steps]
     filled = [v if v is not None else labels[-1] for v in labels]
     out = [bool(v >= threshold) for v in filled] if threshold is not None else [float(v) for v in filled]
-    return {"prompt": f"{traj.system_prompt}\n\n{traj.first_observation}", "completions": completions, "labels": out,
-            "trajectory_id": traj.id}
+    return {
+        "prompt": f"{traj.system_prompt}\n\n{traj.first_observation}",
+        "completions": completions,
+        "labels": out,
+        "trajectory_id": traj.id,
+    }

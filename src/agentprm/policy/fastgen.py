@@ -136,14 +136,10 @@ def _mask(allowed: torch.Tensor, dtype: torch.dtype, boolean: bool) -> torch.Ten
     allowed = allowed.unsqueeze(1)
     if boolean:
         return allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min
-    )
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _sample(
-    logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator | None]
-) -> torch.Tensor:
+def _sample(logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -169,8 +165,15 @@ class DecodeState:
     for a value head). `live` maps batch rows to original prompt indices (rows leave by `keep_rows`).
     """
 
-    def __init__(self, model, prompts: Sequence[Sequence[int]], *, extra: int = 0, pad_id: int = 0,
-                 prefixes: Sequence[object | None] | None = None):
+    def __init__(
+        self,
+        model,
+        prompts: Sequence[Sequence[int]],
+        *,
+        extra: int = 0,
+        pad_id: int = 0,
+        prefixes: Sequence[object | None] | None = None,
+    ):
         self.model = model
         self.pad_id = pad_id
         self.device = device = next(model.parameters()).device
@@ -299,7 +302,11 @@ def decode_batch(
     tokens: list[list[int]] = [[] for _ in range(n)]
 
     def done(j: int, r: int, finished: bool) -> None:
-        kv = state.kv(j, list(prompts[r]) + tokens[r][: state.cache.start - state.p_max], len(prompts[r])) if keep_kv else None
+        kv = (
+            state.kv(j, list(prompts[r]) + tokens[r][: state.cache.start - state.p_max], len(prompts[r]))
+            if keep_kv
+            else None
+        )
         results[r] = Decoded(tokens[r], finished, kv)
 
     active = [True] * n  # per batch row: still generating (finished rows may linger until compaction)

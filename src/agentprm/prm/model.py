@@ -78,8 +78,9 @@ class ValueHeadPRM(nn.Module):
 
     # -- construction / persistence ---------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None,
-                      attn: str | None = None):
+    def from_backbone(
+        cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None, attn: str | None = None
+    ):
         """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head).
         `attn`: the attention implementation (None: the transformers default)."""
         from transformers import AutoModel
@@ -102,7 +103,9 @@ class ValueHeadPRM(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
+    def load(
+        cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None
+    ) -> tuple[ValueHeadPRM, Any, PRMMeta]:
         """(model, tokenizer, meta) of a PRM dir written by `save`."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -117,8 +120,10 @@ class ValueHeadPRM(nn.Module):
             model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         except (OSError, SafetensorError, RuntimeError, ValueError, TypeError) as e:  # cut or mismatched files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise BadFileError(f"cannot load the PRM in {path} ({type(e).__name__}: {first}); its {HEAD_FILE} or "
-                               "model.safetensors may be cut short: retrain it with train-prm (a rerun resumes)") from None
+            raise BadFileError(
+                f"cannot load the PRM in {path} ({type(e).__name__}: {first}); its {HEAD_FILE} or "
+                "model.safetensors may be cut short: retrain it with train-prm (a rerun resumes)"
+            ) from None
         model.head.to(dtype or torch.float32)
         return model, AutoTokenizer.from_pretrained(str(path)), meta
 
@@ -205,8 +210,16 @@ class PRMScorer:
     pass over their first `max_length` tokens; each step beyond is scored on its own left-truncated window.
     """
 
-    def __init__(self, model: ValueHeadPRM, tokenizer: Any, *, name: str = "prm", batch_tokens: int = 16384,
-                 max_length: int = 0, cache_bytes: int = 1 << 28):
+    def __init__(
+        self,
+        model: ValueHeadPRM,
+        tokenizer: Any,
+        *,
+        name: str = "prm",
+        batch_tokens: int = 16384,
+        max_length: int = 0,
+        cache_bytes: int = 1 << 28,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -221,7 +234,9 @@ class PRMScorer:
         model, tok, meta = ValueHeadPRM.load(path, attn=kw.pop("attn", None))
         if device:
             model.to(device)
-        return cls(model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw)
+        return cls(
+            model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw
+        )
 
     def _split_long(self, e: EncodedConversation) -> list[tuple[EncodedConversation, list[int]]]:
         """(piece, which steps of `e` it scores) pieces that each fit in max_length tokens."""
@@ -302,7 +317,10 @@ class PRMScorer:
                     break
                 end, width, longest = end + 1, w, L
             batch = todo[start:end]
-            for i, res in zip(batch, self._score_window([encoded[i] for i in batch], [states[i] for i in batch], [texts[i] for i in batch])):
+            for i, res in zip(
+                batch,
+                self._score_window([encoded[i] for i in batch], [states[i] for i in batch], [texts[i] for i in batch]),
+            ):
                 out[i] = res
             start = end
         return out  # type: ignore[return-value]
@@ -353,7 +371,9 @@ class PRMScorer:
         if not hasattr(self, "_boundaries"):
             tok = self.tokenizer
             added = getattr(tok, "added_tokens_decoder", {}) or {}
-            self._boundaries = sorted({str(t) for t in added.values()} | set(tok.all_special_tokens), key=len, reverse=True)
+            self._boundaries = sorted(
+                {str(t) for t in added.values()} | set(tok.all_special_tokens), key=len, reverse=True
+            )
         return self._boundaries
 
     def _reusable(self, state: ScoreState | None, ids: list[int]) -> int:
@@ -389,8 +409,12 @@ class PRMScorer:
             a = st.slot(i, r)
             kv = st.cache.buf[:, :, i, :, a : st.slot(i, len(e.input_ids))].clone()  # type: ignore[index]
             parent = state if r else None
-            res.append((StepScores([v for _, v in steps], len(e.input_ids) - r),
-                        ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i])))
+            res.append(
+                (
+                    StepScores([v for _, v in steps], len(e.input_ids) - r),
+                    ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i]),
+                )
+            )
         return res
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:

@@ -25,7 +25,7 @@ ABLATION_RM = "agentprm-beta0"
 
 
 def metric_of(env: str) -> str:
-    """"success" or "reward" (BabyAI's metric is mean reward), from the env registry."""
+    """ "success" or "reward" (BabyAI's metric is mean reward), from the env registry."""
     from agentprm.envs import REGISTRY
 
     spec = REGISTRY.get(env)
@@ -129,7 +129,9 @@ def bon_measures(f: EvalFile, metric: str, rm: str) -> tuple[dict[int, Measure],
     chosen: dict[int, Measure] = {}
     oracle: dict[int, Measure] = {}
     for n in budgets_upto(n_max):
-        chosen[n] = Measure(f"{rm} BoN@{n}", {k: 100.0 * metric_value(g[select(g, n, agg)], metric) for k, g in groups.items()}, f)
+        chosen[n] = Measure(
+            f"{rm} BoN@{n}", {k: 100.0 * metric_value(g[select(g, n, agg)], metric) for k, g in groups.items()}, f
+        )
         oracle[n] = Measure(f"oracle@{n}", {k: 100.0 * oracle_value(g[:n], metric) for k, g in groups.items()}, f)
     return chosen, oracle
 
@@ -249,9 +251,19 @@ def prm_trainings(run: RunSet) -> list[PRMTraining]:
             except ValueError:
                 continue
             t = d.get("train") or {}
-            out.append(PRMTraining(folder.root, cfg.parent.name, d.get("objective", t.get("objective", "?")),
-                                   t.get("beta"), t.get("items"), t.get("epochs"), t.get("steps"), t.get("lr"),
-                                   t.get("batch_size")))
+            out.append(
+                PRMTraining(
+                    folder.root,
+                    cfg.parent.name,
+                    d.get("objective", t.get("objective", "?")),
+                    t.get("beta"),
+                    t.get("items"),
+                    t.get("epochs"),
+                    t.get("steps"),
+                    t.get("lr"),
+                    t.get("batch_size"),
+                )
+            )
     return out
 
 

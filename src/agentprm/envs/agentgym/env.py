@@ -184,7 +184,12 @@ class AgentGymEnv:
             h.users = 1
             self._slot.handle = h
         obs = self.first_observation
-        if fresh_reset or h.task_id != self.task_id or prefix[: len(h.prefix)] != h.prefix or len(h.prefix) > len(prefix):
+        if (
+            fresh_reset
+            or h.task_id != self.task_id
+            or prefix[: len(h.prefix)] != h.prefix
+            or len(h.prefix) > len(prefix)
+        ):
             obs = self._proto.reset(h.sid, self.index_of(self.task_id))
             h.task_id, h.prefix = self.task_id, ()
             if not fresh_reset:
@@ -203,7 +208,10 @@ class AgentGymEnv:
     def _check_replay(self, h: Handle, k: int, action: str, got: Any, want: Any) -> None:
         if isinstance(got, StepResult):
             same = (got.observation, got.reward, got.done) == (want.observation, want.reward, want.done)
-            got_s, want_s = f"{got.observation!r} r={got.reward} done={got.done}", f"{want.observation!r} r={want.reward} done={want.done}"
+            got_s, want_s = (
+                f"{got.observation!r} r={got.reward} done={got.done}",
+                f"{want.observation!r} r={want.reward} done={want.done}",
+            )
         else:
             same, got_s, want_s = got == want, repr(got), repr(want)
         if not same:
@@ -260,8 +268,12 @@ def _check_reachable(target: Target, policy: RetryPolicy) -> None:
     key = (os.getpid(), target.url)
     if key in _REACHABLE:
         return
-    quick = RetryPolicy(retries=min(policy.retries, 2), backoff_s=policy.backoff_s, timeout_s=min(10.0, policy.timeout_s),
-                        connect_timeout_s=policy.connect_timeout_s)
+    quick = RetryPolicy(
+        retries=min(policy.retries, 2),
+        backoff_s=policy.backoff_s,
+        timeout_s=min(10.0, policy.timeout_s),
+        connect_timeout_s=policy.connect_timeout_s,
+    )
     try:
         call(target, "GET", "/", safe=True, policy=quick, send_body=False)
     except ServerUnreachable as e:

@@ -258,8 +258,15 @@ class WebShopEnv:
             parts = [*head, "< Prev"]
             for name, values in product["options"].items():
                 parts += [name, *values]
-            parts += [product["Title"], f"Price: {product['Price']}", f"Rating: {product['Rating']}",
-                      "Description", "Features", "Reviews", "Buy Now"]
+            parts += [
+                product["Title"],
+                f"Price: {product['Price']}",
+                f"Rating: {product['Rating']}",
+                "Description",
+                "Features",
+                "Reviews",
+                "Buy Now",
+            ]
             return SEP.join(parts)
         if s.page == "description":
             return SEP.join([*head, "< Prev", product["Description"] or "No Description"])
@@ -269,9 +276,22 @@ class WebShopEnv:
         if s.page == "reviews":
             return SEP.join([*head, "< Prev"])
         reward = s.reward.total if s.reward else 0.0
-        return SEP.join(["Thank you for shopping with us!", "Your code:", "None", "(Paste it in your MTurk interface.)",
-                         "Purchased", "asin", s.asin or "", "options", json.dumps(s.options),
-                         "Reward", "Your score (min 0.0, max 1.0)", str(reward)])
+        return SEP.join(
+            [
+                "Thank you for shopping with us!",
+                "Your code:",
+                "None",
+                "(Paste it in your MTurk interface.)",
+                "Purchased",
+                "asin",
+                s.asin or "",
+                "options",
+                json.dumps(s.options),
+                "Reward",
+                "Your score (min 0.0, max 1.0)",
+                str(reward),
+            ]
+        )
 
     # -- protocol rest -----------------------------------------------------------------------------------
     def clone(self) -> WebShopEnv:
