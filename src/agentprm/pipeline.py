@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,7 @@ class Pipeline:
         self.eval_dir = self.layout.eval_dir(cfg.env)
         self._cleared: set[Path] = set()
         self._redone: set[str] = set()
-        self._ids: dict[tuple[str, int], list[str]] = {}
+        self._ids: dict[tuple[str, int | None], list[str]] = {}
 
     @classmethod
     def for_folder(cls, run_dir: str | Path) -> Pipeline:
@@ -329,7 +330,7 @@ class Pipeline:
 
         return get_spec(self.cfg.env)
 
-    def _task_ids(self, split: str, n: int) -> list[str]:
+    def _task_ids(self, split: str, n: int | None) -> list[str]:
         if (split, n) not in self._ids:
             self._ids[(split, n)] = self._spec().make().task_ids(split, n)
         return self._ids[(split, n)]
@@ -465,17 +466,11 @@ class Pipeline:
                 Stage(
                     f"train-prm {name}",
                     self.prm_dir(name),
-                    lambda n=name: self.prm_key(n),
-                    lambda n=name: {
-                        "policy": str(self.policy_dir),
-                        "trajectories": str(self.trajectories_path),
-                        "objective": self.prm_config(n).objective,
-                        "beta": self.prm_config(n).beta,
-                        "seed": c.seed,
-                    },
-                    lambda n=name: self._prm_done(n),
-                    lambda n=name: self._run_train(n),
-                    lambda n=name: self._remove(self.prm_dir(n)),
+                    partial(self.prm_key, name),
+                    partial(self._prm_stage_config, name),
+                    partial(self._prm_done, name),
+                    partial(self._run_train, name),
+                    partial(self._remove, self.prm_dir(name)),
                     ("collect", "sft", *(("label",) if name == "mc" else ())),
                 )
             )
@@ -795,6 +790,15 @@ class Pipeline:
         return f"mc (N_mc={self.cfg.n_mc}) on {len(todo)} trajectories ({len(done)} resumed), {tokens} sampled tokens"
 
     # PRMs
+    def _prm_stage_config(self, name: str) -> dict[str, Any]:
+        return {
+            "policy": str(self.policy_dir),
+            "trajectories": str(self.trajectories_path),
+            "objective": self.prm_config(name).objective,
+            "beta": self.prm_config(name).beta,
+            "seed": self.cfg.seed,
+        }
+
     def _prm_done(self, name: str) -> bool:
         from agentprm.prm.train import is_trained
 
@@ -933,5 +937,5 @@ class _bar:
         job = self.p.add_task(self.what, total=self.total, status="")
         return self.p, job
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.p.__exit__(*exc)

@@ -235,7 +235,12 @@ def train_prm_cmd(
     if objective == "mc":
         from agentprm.labels.store import read_labels
 
-        mc = {k: [float(v) for v in r.labels] for k, r in read_labels(existing_file(labels, "labels file")).items()}
+        assert labels is not None  # checked above: --objective mc needs --labels
+        # an unlabelled step stays None, as the pipeline passes it
+        mc = {
+            k: [None if v is None else float(v) for v in r.labels]
+            for k, r in read_labels(existing_file(labels, "labels file")).items()
+        }
     with progress() as bar:
         task = bar.add_task(f"train-prm {objective}", total=None, status="")
 

@@ -97,6 +97,8 @@ def search(
         out.unlink()
     if ray and samples is not None:
         raise UserError("--samples is not supported with --ray yet; drop one of them")
+    rm_spec = None if strategy == "greedy" else rm  # what the records name as the RM
+    reward_model, pol = None, None
     if ray:  # the workers load the policy and RM; the driver only checks that they are there
         from agentprm.policy.hf import check_policy_dir
 
@@ -107,7 +109,6 @@ def search(
             raise UserError(
                 f"reward model directory {rm} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random"
             )
-        reward_model, pol = (None if strategy == "greedy" else rm), None
     else:
         reward_model = None if strategy == "greedy" else load_reward_model(rm)
         pol = load_policy(policy) if backend == "hf" else load_policy(policy, backend)
@@ -127,7 +128,7 @@ def search(
             bar.update(job, advance=k, status=f"success {ok}/{total}")
 
         done_before = len(task_ids)
-        extra = {"policy": str(policy), "rm": None if reward_model is None else rm, "env": env, "split": split}
+        extra = {"policy": str(policy), "rm": rm_spec, "env": env, "split": split}
         if ray:
             from agentprm.scale.ray_jobs import RayOptions, SearchStage, search_on_ray
 
@@ -147,7 +148,7 @@ def search(
                 policy=str(policy),
                 env=env,
                 backend=backend,
-                rm=None if reward_model is None else rm,
+                rm=rm_spec,
                 spec={k: getattr(spec, k) for k in fields},
                 config={**spec.to_dict(), **extra},
                 command=command,
@@ -161,6 +162,7 @@ def search(
                 on_progress=advance,
             )
         else:
+            assert pol is not None  # loaded above when not on Ray
             records = run_search(
                 pol,
                 reward_model,

@@ -145,7 +145,8 @@ def run_bot(level: str, seed: int, cfg: ExpertConfig) -> tuple[list[int], bool, 
     """The bot's primitive actions for (level, seed), in a subprocess with a timeout and a memory cap."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_bot_worker, args=(level, seed, cfg.bot_max_primitives, cfg.bot_memory_mb, child))
+    # typeshed's BaseContext lacks Process; the fork and spawn contexts have it
+    proc = ctx.Process(target=_bot_worker, args=(level, seed, cfg.bot_max_primitives, cfg.bot_memory_mb, child))  # type: ignore[attr-defined]
     proc.start()
     child.close()
     try:

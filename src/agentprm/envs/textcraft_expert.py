@@ -302,15 +302,15 @@ def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> 
         return rng.choice(
             [f"I have everything for {item} now, so I craft it.", f"All ingredients are ready. Time to craft {item}."]
         )
-    users = " and ".join(_users(plan, item))
+    who = " and ".join(_users(plan, item))
     progress = f" ({nth} of {n})" if n > 1 else ""
     if nth > 1:
-        return f"One more craft of {item}{progress}: I need {plan.need[item]} in total for {users}."
+        return f"One more craft of {item}{progress}: I need {plan.need[item]} in total for {who}."
     yields = f"each craft gives {r.count}, so I craft it {n} times" if n > 1 else f"one craft gives {r.count}"
     return rng.choice(
         [
-            f"I need {plan.need[item]} {item} for {users}; {yields}{progress}.",
-            f"Now I can make {item} for {users}. I need {plan.need[item]} and {yields}{progress}.",
+            f"I need {plan.need[item]} {item} for {who}; {yields}{progress}.",
+            f"Now I can make {item} for {who}. I need {plan.need[item]} and {yields}{progress}.",
         ]
     )
 

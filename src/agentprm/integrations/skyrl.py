@@ -59,9 +59,10 @@ class AgentPRMTextEnv(BaseTextEnv):
         if not name:
             raise ValueError("no env: register with register_envs() or pass env_config.env")
         self.env = make_env(name)
-        self.task_id = extras.get("task_id") or (extras.get("extra_info") or {}).get("task_id")
-        if not self.task_id:
+        task_id = extras.get("task_id") or (extras.get("extra_info") or {}).get("task_id")
+        if not task_id:
             raise ValueError("each dataset row needs extras.task_id (or extra_info.task_id), e.g. babyai_12")
+        self.task_id: str = task_id
         # SkyRL puts generator.max_turns into extras; env_config.max_turns wins; else the env's own limit.
         self.max_turns = int(_get(env_config, "max_turns", 0) or extras.get("max_turns") or self.env.max_rounds)
         self.rm = _get(env_config, "reward_model", None)

@@ -46,8 +46,9 @@ class RowKVCache:
         self.buf: torch.Tensor | None = None
         self.start = 0
 
-    def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         self.buf = torch.zeros((2, self.n_layers, b, heads, self.capacity, dim), dtype=dtype, device=device)
+        return self.buf
 
     @property
     def keys(self) -> list[torch.Tensor]:
@@ -58,11 +59,12 @@ class RowKVCache:
         return list(self.buf[1]) if self.buf is not None else []
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
-        if self.buf is None:  # lazily, so dtype/device/heads come from the model itself
+        buf = self.buf
+        if buf is None:  # lazily, so dtype/device/heads come from the model itself
             b, h, _, d = key_states.shape
-            self.allocate(b, h, d, key_states.dtype, key_states.device)
+            buf = self.allocate(b, h, d, key_states.dtype, key_states.device)
         end = self.start + key_states.shape[2]
-        k_buf, v_buf = self.buf[0, layer_idx], self.buf[1, layer_idx]
+        k_buf, v_buf = buf[0, layer_idx], buf[1, layer_idx]
         k_buf[:, :, self.start : end] = key_states
         v_buf[:, :, self.start : end] = value_states
         return k_buf[:, :, :end], v_buf[:, :, :end]
@@ -172,7 +174,7 @@ class DecodeState:
         *,
         extra: int = 0,
         pad_id: int = 0,
-        prefixes: Sequence[object | None] | None = None,
+        prefixes: Sequence[PrefixKV | None] | None = None,
     ):
         self.model = model
         self.pad_id = pad_id
@@ -191,18 +193,18 @@ class DecodeState:
         # Reused prefix length per row: the common prefix with its stored sequence, leaving at least
         # one prompt token to encode (its output starts the turn / scores the last token).
         self.reuse = [0] * n
-        if prefixes is not None:
-            for i, (p, pre) in enumerate(zip(prompts, prefixes)):
-                if pre is not None:
-                    self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
-        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
-        if any(self.reuse):
-            first = next(prefixes[i] for i in range(n) if self.reuse[i])  # type: ignore[index]
-            heads, dim, dtype = first.shape()
-            self.cache.allocate(n, heads, dim, dtype, device)
-            for i in range(n):
+        reused: list[tuple[int, PrefixKV]] = []  # (row, its stored prefix) where some of it is reused
+        for i, (p, pre) in enumerate(zip(prompts, prefixes or ())):
+            if pre is not None:
+                self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
                 if self.reuse[i]:
-                    prefixes[i].copy_into(self.cache.buf, i, self.pad_list[i], self.reuse[i])  # type: ignore[index]
+                    reused.append((i, pre))
+        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
+        if reused:
+            heads, dim, dtype = reused[0][1].shape()
+            buf = self.cache.allocate(n, heads, dim, dtype, device)
+            for i, pre in reused:
+                pre.copy_into(buf, i, self.pad_list[i], self.reuse[i])
         slots = torch.arange(p_max, device=device)
         self.real = slots.view(1, -1) >= self.pad.view(-1, 1)  # [B, slots]: not padding
         self.live = list(range(n))  # original row index of each batch row

@@ -153,8 +153,13 @@ class HFPolicy:
         kwargs.setdefault(
             "kv_store_bytes", prefix_store_budget(model.config, getattr(torch, dtype), kwargs.get("batch_size", 64))
         )
+        # transformers types PreTrainedModel.to through a decorator mypy reads wrongly
         return cls(
-            model.to(device), tokenizer, name or str(path), meta=read_policy_meta(path) if local else {}, **kwargs
+            model.to(device),  # type: ignore[arg-type]
+            tokenizer,
+            name or str(path),
+            meta=read_policy_meta(path) if local else {},
+            **kwargs,
         )
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -219,6 +224,7 @@ class HFPolicy:
                 results = [(d.tokens, d.finished) for d in decoded]
                 if store is not None:
                     for d in decoded:
+                        assert d.kv is not None  # keep_kv
                         store.add(d.kv)
             else:
                 results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)

@@ -240,6 +240,7 @@ def train_sft(
     base = resolve_base(base, out)  # every rank: the preset dir now exists
     ckpt = out / CKPT_DIR
     resumed = ckpt.is_dir() and (ckpt / "trainer_state.json").is_file()
+    model: Any  # a causal LM, or a PeftModel around it under LoRA
     if resumed:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -48,7 +48,7 @@ class _GenConfigHolder:  # what `_stop_ids` reads from a model: its generation c
         from transformers import GenerationConfig
 
         try:
-            self.generation_config = GenerationConfig.from_pretrained(path)
+            self.generation_config: GenerationConfig | None = GenerationConfig.from_pretrained(path)
         except OSError:
             self.generation_config = None
 

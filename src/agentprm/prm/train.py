@@ -122,7 +122,7 @@ def build_items(
     trajectories: list[Trajectory],
     tokenizer: Any,
     cfg: PRMTrainConfig,
-    mc_labels: dict[str, list[float]] | None = None,
+    mc_labels: dict[str, list[float | None]] | None = None,
     max_length: int = 1 << 30,
 ) -> tuple[list[TrainItem], dict[str, int]]:
     """Tokenised training items and counts of what was skipped and why."""
@@ -269,7 +269,7 @@ def train_prm(
     out: str | Path,
     cfg: PRMTrainConfig,
     *,
-    mc_labels: dict[str, list[float]] | None = None,
+    mc_labels: dict[str, list[float | None]] | None = None,
     on_step: Callable[[int, int, float, float], None] | None = None,
     on_rate: Callable[[float], None] | None = None,
     stop_after_steps: int | None = None,

@@ -169,6 +169,8 @@ class AgentGymEnv:
 
     def _materialize(self, fresh_reset: bool) -> tuple[Handle, str]:
         """A handle in this env's state, with the reset observation where a reset happened."""
+        task_id = self.task_id
+        assert task_id is not None  # reset() sets it before any _run
         close_on_server(POOL.drain_closes(), self.policy)
         prefix = self._prefix()
         h = self._slot.handle
@@ -178,7 +180,7 @@ class AgentGymEnv:
             release(self._slot)  # shared or stale: leave it to the others / the pool
             h = None
         if h is None:
-            h = POOL.take(self.target, self.task_id, prefix) if not fresh_reset else POOL.take(self.target, "", ())
+            h = POOL.take(self.target, task_id, prefix) if not fresh_reset else POOL.take(self.target, "", ())
             if h is None:
                 h = Handle(self.target, self._proto.create())
             h.users = 1
@@ -190,7 +192,7 @@ class AgentGymEnv:
             or prefix[: len(h.prefix)] != h.prefix
             or len(h.prefix) > len(prefix)
         ):
-            obs = self._proto.reset(h.sid, self.index_of(self.task_id))
+            obs = self._proto.reset(h.sid, self.index_of(task_id))
             h.task_id, h.prefix = self.task_id, ()
             if not fresh_reset:
                 self._check_replay(h, -1, "(reset)", obs, self.first_observation)

@@ -67,7 +67,8 @@ class _TrainIndex:
     operations and numbers: `Problem.key`) is a test problem's, so the splits share no problem."""
 
     def __init__(self, seed: int):
-        self.seed, self.next, self.ids = seed, NUM_TEST, []
+        self.seed, self.next = seed, NUM_TEST
+        self.ids: list[int] = []
 
     def first(self, n: int) -> list[int]:
         keys = _test_keys(self.seed)

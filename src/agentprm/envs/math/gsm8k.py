@@ -35,7 +35,7 @@ def parse_item(record: dict, where: str) -> Item:
     lines = [line for line in lines if line]
     final = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("####")), None)
     ref = extract_answer(lines[final]) if final is not None else None
-    if final is None or parse_number(ref) is None:
+    if final is None or ref is None or parse_number(ref) is None:
         raise UserError(f"{where}: the answer must end with a line `#### N` (N a number)")
     steps = tuple(lines[:final]) + (f"#### {ref}",)
     return Item(question.strip(), steps, ref)

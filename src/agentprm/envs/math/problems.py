@@ -189,8 +189,8 @@ def _money(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     lines.append(f"The change is {bill} - {total} = ${bill - total}.")
     ops.append(f"bill{bill}")
     what = ", ".join(buys[:-1]) + " and " + buys[-1] if len(buys) > 1 else buys[0]
-    q = f"{name} buys {what}. {he.capitalize()} pays with a ${bill} bill. How much change does {he} get?"
-    return q, lines, bill - total
+    question = f"{name} buys {what}. {he.capitalize()} pays with a ${bill} bill. How much change does {he} get?"
+    return question, lines, bill - total
 
 
 def _pair(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[str], int]:
