@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -79,6 +80,16 @@ class RowKVCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.start
+
+
+class StoredPrefix(Protocol):
+    """What `DecodeState` reads from a stored prefix: `PrefixKV` here, the PRM's `ScoreState`."""
+
+    def all_ids(self) -> list[int]: ...
+
+    def shape(self) -> tuple[int, int, torch.dtype]: ...
+
+    def copy_into(self, buf: torch.Tensor, row: int, at: int, n: int) -> None: ...
 
 
 @dataclass
@@ -174,7 +185,7 @@ class DecodeState:
         *,
         extra: int = 0,
         pad_id: int = 0,
-        prefixes: Sequence[PrefixKV | None] | None = None,
+        prefixes: Sequence[StoredPrefix | None] | None = None,
     ):
         self.model = model
         self.pad_id = pad_id
@@ -193,7 +204,7 @@ class DecodeState:
         # Reused prefix length per row: the common prefix with its stored sequence, leaving at least
         # one prompt token to encode (its output starts the turn / scores the last token).
         self.reuse = [0] * n
-        reused: list[tuple[int, PrefixKV]] = []  # (row, its stored prefix) where some of it is reused
+        reused: list[tuple[int, StoredPrefix]] = []  # (row, its stored prefix) where some of it is reused
         for i, (p, pre) in enumerate(zip(prompts, prefixes or ())):
             if pre is not None:
                 self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)

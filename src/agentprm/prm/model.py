@@ -64,12 +64,15 @@ def _quiet_transformers():
 
 
 class ValueHeadPRM(nn.Module):
+    init_from: str  # set by rl/critic.py: what the PPO critic started from (no class default)
+
     def __init__(self, backbone: nn.Module, head_activation: str = "none"):
         super().__init__()
         if head_activation not in HEAD_ACTIVATIONS:
             raise ValueError(f"unknown head_activation {head_activation!r}; choose one of {HEAD_ACTIVATIONS}")
-        self.backbone = backbone
-        cfg = backbone.config
+        # a transformers model: its config and save_pretrained are read dynamically
+        self.backbone: Any = backbone
+        cfg: Any = backbone.config
         hidden = getattr(cfg, "hidden_size", None) or cfg.get_text_config().hidden_size
         self.head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.head.weight)
@@ -266,8 +269,7 @@ class PRMScorer:
                 end += 1
             batch = [pieces[i] for i in order[start:end]]
             q, _ = self.model.step_values([p[2] for p in batch], self.pad_id)
-            q = q.cpu().tolist()
-            for (ci, steps, piece), row in zip(batch, q, strict=True):
+            for (ci, steps, piece), row in zip(batch, q.cpu().tolist(), strict=True):
                 tokens[ci] += len(piece.input_ids)
                 for k, t in enumerate(steps):
                     scores[ci][t] = row[k]

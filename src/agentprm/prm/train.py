@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -370,7 +370,7 @@ def train_prm(
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     q, mask = step_values([it.encoded for it in rows], pad_id)
                 loss, (loss_v, lq, la) = dp.global_loss(
-                    q.float(), mask, real, lambda qq, mm, ordered=ordered: compute_loss(qq, mm, ordered, cfg)
+                    q.float(), mask, real, partial(compute_loss, items=ordered, cfg=cfg)
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -390,7 +390,7 @@ def train_prm(
                             "prm/loss": loss_v,
                             "prm/l_q": lq,
                             "prm/l_a": la,
-                            "prm/lr": sched.get_last_lr()[0],
+                            "prm/lr": float(sched.get_last_lr()[0]),
                             "prm/tokens_per_s": rate,
                         },
                         step,

@@ -204,9 +204,9 @@ def _table1(ctx: _Ctx, e: EnvResults) -> None:
             rows.append([rm, "", *cells])
     layout = ctx.run.folder_of(e.env).layout
     for rm in TABLE1_RMS:
-        for b in PAPER_BEAMS:
-            if not any(str(k) == b for k in e.beam.get(rm, {})):
-                ctx.not_run.append(f"{e.env}: {rm} beam @{b} (`{ctx.show(layout.result(e.env, 'beam', rm, b))}`)")
+        for pb in PAPER_BEAMS:  # the paper's budgets, as written ("4x4")
+            if not any(str(k) == pb for k in e.beam.get(rm, {})):
+                ctx.not_run.append(f"{e.env}: {rm} beam @{pb} (`{ctx.show(layout.result(e.env, 'beam', rm, pb))}`)")
     if not rows:
         ctx.lines += ["not run", ""]
         return
@@ -288,7 +288,7 @@ def _bon_section(ctx: _Ctx, res: Results) -> None:
         if e.greedy is not None and e.oracle:  # the headroom a selector has over greedy decoding
             pairs.append((f"headroom @{max(e.oracle)}", e.oracle[max(e.oracle)], e.greedy))
         _differences(ctx, pairs)
-        ctx.sources([next(iter(per.values())).source for per in e.bon.values()])
+        ctx.sources([s for per in e.bon.values() if (s := next(iter(per.values())).source) is not None])
     per_env = {e.env: e.curves() for e in res.envs if e.bon}
     if len(per_env) > 1:
         _average_curves(ctx, res)

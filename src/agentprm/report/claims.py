@@ -51,10 +51,10 @@ class Claim:
 
     def strength(self) -> str:
         """How many of the checks' differences have a 95% interval that excludes 0 in the checked direction."""
-        diffs = [c for c in self.checks if c.diff is not None]
+        diffs = [(c.diff, c.ok) for c in self.checks if c.diff is not None]
         if not diffs:
             return "no interval (not a difference of per-task means)" if self.checks else ""
-        clear = sum(1 for c in diffs if c.diff.sign != 0 and (c.diff.sign > 0) == c.ok)
+        clear = sum(1 for d, ok in diffs if d.sign != 0 and (d.sign > 0) == ok)
         return f"{clear}/{len(diffs)} differences with a 95% interval excluding 0"
 
     def per_env_text(self) -> str:

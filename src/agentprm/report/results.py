@@ -106,7 +106,7 @@ class EnvResults:
         return {b: efficiency_ratios(agent, self.curve(b)) for b in self.bon if b not in ("agentprm",)}
 
     def sources(self) -> list[EvalFile]:
-        out = [m.source for m in (self.greedy, self.rft) if m is not None and m.source is not None]
+        out: list[EvalFile | None] = [m.source for m in (self.greedy, self.rft) if m is not None]
         out += [next(iter(per.values())).source for per in self.bon.values() if per]
         out += [m.source for per in self.beam.values() for m in per.values()]
         return [f for f in out if f is not None]
@@ -179,7 +179,8 @@ def env_results(run: RunSet, env: str, cost: Mapping[str, Mapping[str, int]] | N
                 res.bon[rm] = chosen
                 if oracle_from is None or rm == "agentprm":  # RMs share samples; prefer AgentPRM's file
                     res.oracle, oracle_from = oracle, rm
-            ok, bad = [], []
+            ok: list[float] = []
+            bad: list[float] = []
             for t in f.records:
                 for c in candidates_of(t):
                     if outcome_trusted(c.status):

@@ -121,9 +121,10 @@ class PPOConfig:
             if not p.is_file():
                 raise UserError(f"config {p} does not exist; give a YAML file (see configs/rl-babyai.yaml)")
             raw = yaml.safe_load(p.read_text()) or {}
-            data = raw.get("rl", raw) if isinstance(raw, dict) else None
-            if not isinstance(data, dict):
+            section = raw.get("rl", raw) if isinstance(raw, dict) else None
+            if not isinstance(section, dict):
                 raise UserError(f"config {p} must be a YAML mapping of PPOConfig fields")
+            data = section
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -138,7 +139,12 @@ class PPOConfig:
 
 
 def gae(
-    rewards: Sequence[float], values: Sequence[float], *, gamma: float = 1.0, lam: float = 0.95, last_value: float = 0.0
+    rewards: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+    last_value: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """GAE over the turns of one episode: (advantages, returns = advantages + values).
 

@@ -258,7 +258,7 @@ class Run:
         scores, computed, errors = self.scores(src, [traj], rms)
         mine = scores[traj.id]
         # labels carried in the trajectory record itself, then the run's label files (which win)
-        labels = {
+        labels: dict[str, list[float | None]] = {
             **{m: list(v) for m, v in traj.labels.items()},
             **{m: v[traj.id] for m, v in self.labels().items() if traj.id in v},
         }
@@ -363,7 +363,7 @@ class Run:
         """Every TensorBoard log dir in the run folder with its scalar curves."""
         from agentprm.tracking import read_scalars
 
-        out = []
+        out: list[dict[str, Any]] = []
         for d in self.paths.event_dirs():
             name = self.paths.rel(d)
             try:
@@ -382,7 +382,7 @@ def mark_disagreement(steps: list[StepView], top_k: int | None = None) -> None:
         vals = [v for v in s.series.values() if v is not None and math.isfinite(v)]
         s.spread = (max(vals) - min(vals)) if len(vals) >= 2 else None
     k = top_k if top_k is not None else max(1, math.ceil(len(steps) / 5))
-    ranked = sorted((s for s in steps if s.spread), key=lambda s: -s.spread)
+    ranked = sorted((s for s in steps if s.spread), key=lambda s: -(s.spread or 0.0))
     for s in ranked[:k]:
         s.disagree = True
 
@@ -495,6 +495,7 @@ def table(run: Run, f: Filters) -> tuple[list[Row], dict[str, Any]]:
     if f.sort:
 
         def key(r: Row):
+            v: float | None
             if f.sort == "reward":
                 v = r.traj.reward
             elif f.sort == "steps":
