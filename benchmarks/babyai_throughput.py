@@ -45,7 +45,9 @@ def main() -> None:
         for task_id in env.task_ids("train", args.demos):
             ok += expert_trajectory(env, task_id, 0).success
         elapsed = time.perf_counter() - start
-        print(f"expert: {ok}/{args.demos} solved, {elapsed / args.demos:.2f} s/episode ({args.demos / elapsed:.2f} demos/s)")
+        print(
+            f"expert: {ok}/{args.demos} solved, {elapsed / args.demos:.2f} s/episode ({args.demos / elapsed:.2f} demos/s)"
+        )
 
 
 if __name__ == "__main__":

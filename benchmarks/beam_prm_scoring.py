@@ -38,8 +38,11 @@ class Recording:
     def _new(self, convs) -> int:
         """New tokens: each conversation minus its parent node's (the last user + assistant turns)."""
         tok = self.scorer.tokenizer
-        return sum(len(encode_for_scoring(tok, c).input_ids) - (len(encode_for_scoring(tok, c[:-2]).input_ids) if len(c) > 4 else 0)
-                   for c in convs)
+        return sum(
+            len(encode_for_scoring(tok, c).input_ids)
+            - (len(encode_for_scoring(tok, c[:-2]).input_ids) if len(c) > 4 else 0)
+            for c in convs
+        )
 
     def score(self, convs):
         new = self._new(convs)
@@ -94,8 +97,10 @@ def main() -> None:
         t0 = time.perf_counter()
         runs[reuse] = beam_search(KeyedPolicy(args.p_right), rec[reuse], make_env, tasks, cfg)
         runs[reuse, "sec"] = time.perf_counter() - t0
-    same = all([s.output for s in a.trajectory.steps] == [s.output for s in b.trajectory.steps]
-               for a, b in zip(runs[True], runs[False]))
+    same = all(
+        [s.output for s in a.trajectory.steps] == [s.output for s in b.trajectory.steps]
+        for a, b in zip(runs[True], runs[False])
+    )
     diff = max(abs(x - y) for a, b in zip(runs[True], runs[False]) for x, y in zip(a.scores, b.scores))
     print(f"tasks {len(tasks)}, beam {args.beam}, up to {args.rounds} rounds, PRM h128 L4, {args.threads} thread(s)")
     print(f"{'round':>5}{'cands':>7}{'new tok':>9}{'incr tok':>10}{'full tok':>10}{'incr s':>8}{'full s':>8}")
@@ -104,7 +109,9 @@ def main() -> None:
     t_inc, t_full = (sum(x[3] for x in rec[k].rounds) for k in (True, False))
     tok_inc, tok_full = (sum(x[2] for x in rec[k].rounds) for k in (True, False))
     print(f"PRM tokens: incremental {tok_inc}, re-scoring {tok_full} (x{tok_full / tok_inc:.1f})")
-    print(f"PRM seconds: incremental {t_inc:.2f}, re-scoring {t_full:.2f}; whole search {runs[True, 'sec']:.2f} vs {runs[False, 'sec']:.2f} s")
+    print(
+        f"PRM seconds: incremental {t_inc:.2f}, re-scoring {t_full:.2f}; whole search {runs[True, 'sec']:.2f} vs {runs[False, 'sec']:.2f} s"
+    )
     print(f"same trajectories chosen: {same}; max |score difference|: {diff:.1e}")
     from agentprm.flops import limit_line, matmul_flops_per_s
 

@@ -59,19 +59,31 @@ def main() -> None:
             k = marks.get(summary.written)
             if k is not None:
                 rows.append((summary.written, rss_mb(), store.bytes / 2**20, time.perf_counter() - t0))
-                print(f"{summary.written:>7} trajectories  RSS {rows[-1][1]:7.1f} MB  prefix store "
-                      f"{rows[-1][2]:6.1f} / {store.max_bytes / 2**20:.0f} MB ({len(store)} entries)  {rows[-1][3]:6.1f} s",
-                      flush=True)
+                print(
+                    f"{summary.written:>7} trajectories  RSS {rows[-1][1]:7.1f} MB  prefix store "
+                    f"{rows[-1][2]:6.1f} / {store.max_bytes / 2**20:.0f} MB ({len(store)} entries)  {rows[-1][3]:6.1f} s",
+                    flush=True,
+                )
 
-        print(f"collect {args.episodes} scripted episodes (<= {args.rounds} turns, {args.max_new_tokens} new tokens), "
-              f"batch {args.batch}, tiny policy h128 L4, {args.threads} thread(s); RSS at start {rss_mb():.1f} MB")
+        print(
+            f"collect {args.episodes} scripted episodes (<= {args.rounds} turns, {args.max_new_tokens} new tokens), "
+            f"batch {args.batch}, tiny policy h128 L4, {args.threads} thread(s); RSS at start {rss_mb():.1f} MB"
+        )
         t0 = time.perf_counter()
-        rollout_tasks(policy, lambda: ScriptedEnv(max_rounds=args.rounds, n_train=args.episodes), tasks, out,
-                      cfg=cfg, on_done=on_done)
+        rollout_tasks(
+            policy,
+            lambda: ScriptedEnv(max_rounds=args.rounds, n_train=args.episodes),
+            tasks,
+            out,
+            cfg=cfg,
+            on_done=on_done,
+        )
         size = out.stat().st_size / 2**20
     warm = rows[0][1]
-    print(f"trajectories on disk: {size:.1f} MB; RSS after the first tenth {warm:.1f} MB, at the end {rows[-1][1]:.1f} MB "
-          f"({rows[-1][1] - warm:+.1f} MB)")
+    print(
+        f"trajectories on disk: {size:.1f} MB; RSS after the first tenth {warm:.1f} MB, at the end {rows[-1][1]:.1f} MB "
+        f"({rows[-1][1] - warm:+.1f} MB)"
+    )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -65,8 +65,18 @@ def free_port() -> int:
 def start_server(name: str, port: int, lifetime: float) -> subprocess.Popen:
     import httpx
 
-    cmd = [sys.executable, "-c", "from agentprm.cli import main; main()", "serve-env", "--env", name,
-           "--port", str(port), "--lifetime", str(lifetime)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from agentprm.cli import main; main()",
+        "serve-env",
+        "--env",
+        name,
+        "--port",
+        str(port),
+        "--lifetime",
+        str(lifetime),
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL)
     for _ in range(600):  # bounded wait for start-up
         try:
@@ -113,12 +123,13 @@ def main() -> None:
             remote.close()
             counts = [0] * args.clients
 
-            def client(i: int) -> None:
-                e = AgentGymEnv(f"agentgym:{name}+{dialect}@{url}")
+            def client(i: int, spec: str, plan: dict[str, list[str]], counts: list[int]) -> None:
+                e = AgentGymEnv(spec)
                 counts[i] = loop(e, plan, args.seconds, offset=i)
                 e.close()
 
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            spec = f"agentgym:{name}+{dialect}@{url}"
+            threads = [threading.Thread(target=client, args=(i, spec, plan, counts)) for i in range(args.clients)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -129,7 +140,9 @@ def main() -> None:
             proc.wait(timeout=10)
         print(f"{name}: in-process {local:,.0f} steps/s")
         print(f"{name}: http 1 client {one:,.0f} steps/s ({one / local:.3f}x in-process)")
-        print(f"{name}: http {args.clients} clients {many:,.0f} steps/s ({many / local:.3f}x in-process, {many / one:.2f}x one client)")
+        print(
+            f"{name}: http {args.clients} clients {many:,.0f} steps/s ({many / local:.3f}x in-process, {many / one:.2f}x one client)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per env")
     parser.add_argument("--max-steps", type=int, default=None, help="actions per episode (default: env.max_rounds)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--replay-tasks", type=int, default=20, help="test tasks to replay for envs without sample_action")
+    parser.add_argument(
+        "--replay-tasks", type=int, default=20, help="test tasks to replay for envs without sample_action"
+    )
     args = parser.parse_args()
 
     from agentprm.envs import REGISTRY
@@ -70,7 +72,9 @@ def main() -> None:
             print(f"{name}: skipped, no sample_action and no expert to replay")
             continue
         steps, episodes, elapsed = measure(env, task_ids, actions_for, args.seconds, args.max_steps)
-        print(f"{name}: {steps / elapsed:,.0f} steps/s ({steps} steps incl. resets, {episodes} episodes, {elapsed:.1f} s, {source})")
+        print(
+            f"{name}: {steps / elapsed:,.0f} steps/s ({steps} steps incl. resets, {episodes} episodes, {elapsed:.1f} s, {source})"
+        )
         env.close()
 
 

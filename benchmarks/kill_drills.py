@@ -35,8 +35,10 @@ def main() -> int:
     print("\n| stage | reference run (s) | kills | finished before the kill | resumed identical | failures |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r.stage} | {r.reference_s:.1f} | {r.kills} | {r.finished_first} | {r.passed}/{r.kills + r.finished_first} | "
-              f"{'; '.join(r.failures) or 'none'} |")
+        print(
+            f"| {r.stage} | {r.reference_s:.1f} | {r.kills} | {r.finished_first} | {r.passed}/{r.kills + r.finished_first} | "
+            f"{'; '.join(r.failures) or 'none'} |"
+        )
     return 1 if any(r.failures for r in results) else 0
 
 

@@ -45,8 +45,10 @@ def main() -> None:
         from tests.prm_helpers import scripted_trajectory
 
         rng = random.Random(0)
-        trajs = [scripted_trajectory(f"line_{1 + i % 4}_{i}", rng.choice([0.2, 0.5, 0.9]), rng, max_rounds=20, i=i)
-                 for i in range(args.n)]
+        trajs = [
+            scripted_trajectory(f"line_{1 + i % 4}_{i}", rng.choice([0.2, 0.5, 0.9]), rng, max_rounds=20, i=i)
+            for i in range(args.n)
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         prm_dir = args.prm
         if prm_dir is None:
@@ -83,8 +85,10 @@ def main() -> None:
         flat_per = [r.scores[-1] for r in r_per]
         max_diff = max(abs(a - b) for a, b in zip(flat_one, flat_per))
         tok_one, tok_per = sum(r.tokens for r in r_one), sum(r.tokens for r in r_per)
-        print(f"trajectories: {len(trajs)}, steps: {steps}, mean steps/trajectory: {steps / len(trajs):.1f}, "
-              f"device: {args.device}, threads: {args.threads}")
+        print(
+            f"trajectories: {len(trajs)}, steps: {steps}, mean steps/trajectory: {steps / len(trajs):.1f}, "
+            f"device: {args.device}, threads: {args.threads}"
+        )
         print(f"one-pass : {tok_one:>9} tokens  {t_one:8.3f} s")
         print(f"per-step : {tok_per:>9} tokens  {t_per:8.3f} s   (tokens x{tok_per / tok_one:.1f})")
         print(f"max |score difference|: {max_diff:.2e}")

@@ -56,7 +56,9 @@ def main() -> None:
             q[mask].pow(2).mean().backward()
         res[name] = time.perf_counter() - t0
         print(f"{name:18s}: {res[name]:6.2f} s  {real / res[name]:8.0f} real tokens/s", flush=True)
-    print(f"{len(encs)} trajectories, {real} real tokens; one padded batch forwards {padded} ({padded / real - 1:.0%} padding)")
+    print(
+        f"{len(encs)} trajectories, {real} real tokens; one padded batch forwards {padded} ({padded / real - 1:.0%} padding)"
+    )
     print(f"speed-up: {res['one padded batch'] / res['length-grouped']:.1f}x")
 
 

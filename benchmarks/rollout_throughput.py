@@ -43,7 +43,9 @@ def measure(policy, make_env, tasks, cfg) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", type=Path, default=None, help="policy dir (default: a toy tiny policy on the scripted env)")
+    ap.add_argument(
+        "--policy", type=Path, default=None, help="policy dir (default: a toy tiny policy on the scripted env)"
+    )
     ap.add_argument("--env", default="textcraft")
     ap.add_argument("--split", default="train")
     ap.add_argument("--episodes", type=int, default=64, help="episodes per mode (= the batch for batched modes)")
@@ -73,7 +75,9 @@ def main() -> None:
         make_env = spec.make
     tasks = make_env().task_ids(args.split, args.episodes)
     policy = HFPolicy.load(policy_dir, batch_size=args.episodes)
-    cfg = RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=args.episodes)
+    cfg = RolloutConfig(
+        temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=args.episodes
+    )
     print(f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}")
     print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{'sec':>9}{'turns':>8}{'success':>9}")
     rows = {}
@@ -83,12 +87,19 @@ def main() -> None:
         policy.prefix_store = store if mode == "fast" else None
         store.clear()  # every mode starts cold
         rows[mode] = r = measure(policy, make_env, tasks, cfg)
-        print(f"{mode + ' batched':<22}{r['episodes/s']:>12.2f}{r['gen tok/s']:>12.0f}{r['sec']:>9.1f}{r['turns']:>8.1f}{r['success']:>9.1%}", flush=True)
+        print(
+            f"{mode + ' batched':<22}{r['episodes/s']:>12.2f}{r['gen tok/s']:>12.0f}{r['sec']:>9.1f}{r['turns']:>8.1f}{r['success']:>9.1%}",
+            flush=True,
+        )
     policy.mode, policy.prefix_store = "fast", store
     store.clear()
-    seq_cfg = RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=1)
+    seq_cfg = RolloutConfig(
+        temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=1
+    )
     seq = measure(policy, make_env, tasks[: args.sequential_episodes], seq_cfg)
-    print(f"{'fast one-at-a-time':<22}{seq['episodes/s']:>12.2f}{seq['gen tok/s']:>12.0f}{seq['sec']:>9.1f}{seq['turns']:>8.1f}{seq['success']:>9.1%}")
+    print(
+        f"{'fast one-at-a-time':<22}{seq['episodes/s']:>12.2f}{seq['gen tok/s']:>12.0f}{seq['sec']:>9.1f}{seq['turns']:>8.1f}{seq['success']:>9.1%}"
+    )
     if "fast" in rows:
         for mode in rows:
             if mode != "fast":
@@ -96,8 +107,17 @@ def main() -> None:
         from agentprm.flops import limit_line, matmul_flops_per_s
 
         r = rows["fast"]
-        print(limit_line("fast batched, generated tokens", policy.model.config, int(r["gen"]), r["context"], r["sec"],
-                         lm_head=True, machine=matmul_flops_per_s()))
+        print(
+            limit_line(
+                "fast batched, generated tokens",
+                policy.model.config,
+                int(r["gen"]),
+                r["context"],
+                r["sec"],
+                lm_head=True,
+                machine=matmul_flops_per_s(),
+            )
+        )
         print(f"speed-up: {rows['fast']['episodes/s'] / seq['episodes/s']:.1f}x")
 
 

@@ -68,20 +68,48 @@ def main() -> None:
     run([tasks[:1]])  # warm-up
     batched, t_batched = run([tasks])
     single, t_single = run([[t] for t in tasks])
-    same = [[s.output for s in r.trajectory.steps] for r in batched] == [[s.output for s in r.trajectory.steps] for r in single]
+    same = [[s.output for s in r.trajectory.steps] for r in batched] == [
+        [s.output for s in r.trajectory.steps] for r in single
+    ]
     gen_b = sum(r.compute.policy_generated_tokens for r in batched)
     prm_b = sum(r.compute.prm_tokens for r in batched)
-    print(f"tasks {len(tasks)}, beam {args.beam}, {args.rounds} rounds, {args.max_new_tokens} new tokens a turn, "
-          f"policy/PRM h{args.hidden} L{args.layers}, {args.threads} thread(s)")
-    print(f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated, {prm_b} PRM tokens)")
+    print(
+        f"tasks {len(tasks)}, beam {args.beam}, {args.rounds} rounds, {args.max_new_tokens} new tokens a turn, "
+        f"policy/PRM h{args.hidden} L{args.layers}, {args.threads} thread(s)"
+    )
+    print(
+        f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated, {prm_b} PRM tokens)"
+    )
     print(f"one at a time:  {t_single:7.2f} s  {len(tasks) / t_single:6.2f} tasks/s  (same trajectories: {same})")
-    from agentprm.flops import matmul_flops_per_s, limit_line
+    from agentprm.flops import limit_line, matmul_flops_per_s
 
     machine = matmul_flops_per_s()
-    prompt = sum(r.compute.policy_prompt_tokens for r in batched) / max(1, sum(len(r.trajectory.steps) for r in batched))
+    prompt = sum(r.compute.policy_prompt_tokens for r in batched) / max(
+        1, sum(len(r.trajectory.steps) for r in batched)
+    )
     # FLOPs of the whole batched run over its wall time (policy + PRM together: a lower bound on each)
-    print(limit_line("batched, generated tokens (policy)", policy.model.config, gen_b, prompt, t_batched, lm_head=True, machine=machine))
-    print(limit_line("batched, scored tokens (PRM)", rm.model.backbone.config, prm_b, prompt, t_batched, lm_head=False, machine=machine))
+    print(
+        limit_line(
+            "batched, generated tokens (policy)",
+            policy.model.config,
+            gen_b,
+            prompt,
+            t_batched,
+            lm_head=True,
+            machine=machine,
+        )
+    )
+    print(
+        limit_line(
+            "batched, scored tokens (PRM)",
+            rm.model.backbone.config,
+            prm_b,
+            prompt,
+            t_batched,
+            lm_head=False,
+            machine=machine,
+        )
+    )
     print(f"speed-up: {t_single / t_batched:.1f}x")
 
 

@@ -36,12 +36,30 @@ def main() -> int:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    code = ("from agentprm.envs import register, EnvSpec;"
-            "register(EnvSpec(name='scriptline', factory='agentprm.testing.fake_agentgym:NumberedScriptedEnv', description='t'));"
-            "from agentprm.cli import main; main()")
-    cmd = [sys.executable, "-c", code, "serve-env", "--env", "scriptline", "--protocol", args.protocol, "--port", str(port),
-           "--max-envs", "256", "--lifetime", "3600"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    code = (
+        "from agentprm.envs import register, EnvSpec;"
+        "register(EnvSpec(name='scriptline', factory='agentprm.testing.fake_agentgym:NumberedScriptedEnv', description='t'));"
+        "from agentprm.cli import main; main()"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "serve-env",
+        "--env",
+        "scriptline",
+        "--protocol",
+        args.protocol,
+        "--port",
+        str(port),
+        "--max-envs",
+        "256",
+        "--lifetime",
+        "3600",
+    ]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -50,8 +68,15 @@ def main() -> int:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        res = drive(url, args.protocol, clients=args.clients, sessions=args.sessions, steps=args.steps,
-                    server_pid=proc.pid, samples=20)
+        res = drive(
+            url,
+            args.protocol,
+            clients=args.clients,
+            sessions=args.sessions,
+            steps=args.steps,
+            server_pid=proc.pid,
+            samples=20,
+        )
         print(f"{args.clients} clients, {args.protocol} protocol: {res.summary()}")
         for done, rss, thr in res.samples:
             print(f"  after {done:6d} sessions: RSS {rss} KiB, {thr} threads")

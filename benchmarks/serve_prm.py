@@ -101,8 +101,10 @@ def main() -> None:
         from tests.prm_helpers import scripted_trajectory
 
         rng = random.Random(0)
-        trajs = [scripted_trajectory(f"line_{1 + i % 4}_{i}", rng.choice([0.2, 0.5, 0.9]), rng, max_rounds=12, i=i)
-                 for i in range(args.n)]
+        trajs = [
+            scripted_trajectory(f"line_{1 + i % 4}_{i}", rng.choice([0.2, 0.5, 0.9]), rng, max_rounds=12, i=i)
+            for i in range(args.n)
+        ]
     convs = [trajectory_messages(t) for t in trajs]
     with tempfile.TemporaryDirectory() as tmp:
         prm_dir = args.prm
@@ -116,7 +118,9 @@ def main() -> None:
             torch.nn.init.normal_(model.head.weight, std=0.1)
             model.save(Path(tmp) / "prm", AutoTokenizer.from_pretrained(str(Path(tmp) / "bb")), PRMMeta())
             prm_dir = Path(tmp) / "prm"
-        scorer = PRMScorer.load(prm_dir, device=args.device if args.device != "cpu" else None, batch_tokens=args.batch_tokens)
+        scorer = PRMScorer.load(
+            prm_dir, device=args.device if args.device != "cpu" else None, batch_tokens=args.batch_tokens
+        )
 
         # in-process: one call per conversation (what a single client does), and all in one call (the ceiling)
         scorer.score(convs[:4])
@@ -131,9 +135,24 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-c", "from agentprm.cli import main; main()", "serve-prm", "--rm", str(prm_dir),
-               "--port", str(port), "--threads", "1", "--device", args.device, "--max-wait-ms", str(args.max_wait_ms),
-               "--batch-tokens", str(args.batch_tokens)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from agentprm.cli import main; main()",
+            "serve-prm",
+            "--rm",
+            str(prm_dir),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+            "--device",
+            args.device,
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            "--batch-tokens",
+            str(args.batch_tokens),
+        ]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
@@ -147,9 +166,13 @@ def main() -> None:
                     raise SystemExit("serve-prm did not start")
                 time.sleep(0.2)
             load(url, convs, 4, 8)  # warm-up
-            print(f"conversations: {len(convs)} (mean {tokens:.0f} tokens), device: {args.device}, torch threads: 1 (server and in-process), "
-                  f"batch tokens: {args.batch_tokens}, load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-            print(f"in-process, one call per conversation: {len(convs) / t_single:8.1f} conv/s   ({t_single / len(convs) * 1000:.1f} ms each)")
+            print(
+                f"conversations: {len(convs)} (mean {tokens:.0f} tokens), device: {args.device}, torch threads: 1 (server and in-process), "
+                f"batch tokens: {args.batch_tokens}, load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
+            print(
+                f"in-process, one call per conversation: {len(convs) / t_single:8.1f} conv/s   ({t_single / len(convs) * 1000:.1f} ms each)"
+            )
             print(f"in-process, all in one call          : {len(convs) / t_all:8.1f} conv/s")
             print(f"{'clients':>7} {'requests':>8} {'conv/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batches':>8}")
             rates = {}
@@ -162,10 +185,14 @@ def main() -> None:
                 for i, s in got.items():
                     max_diff = max([max_diff, *(abs(a - b) for a, b in zip(s, want[i], strict=True))])
                 rates[c] = n_req / wall
-                print(f"{c:>7} {n_req:>8} {rates[c]:>8.1f} {statistics.median(lat) * 1000:>8.1f} {percentile(lat, 99) * 1000:>8.1f} {batches:>8}")
+                print(
+                    f"{c:>7} {n_req:>8} {rates[c]:>8.1f} {statistics.median(lat) * 1000:>8.1f} {percentile(lat, 99) * 1000:>8.1f} {batches:>8}"
+                )
             print(f"max |served - in-process score|: {max_diff:.2e}")
             most = max(rates)
-            print(f"served at {most} clients vs in-process one call per conversation: {rates[most] / (len(convs) / t_single):.1f}x")
+            print(
+                f"served at {most} clients vs in-process one call per conversation: {rates[most] / (len(convs) / t_single):.1f}x"
+            )
             print(f"speed-up: {rates[most] / rates[min(rates)]:.1f}x")
         finally:
             proc.terminate()

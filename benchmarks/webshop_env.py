@@ -40,16 +40,20 @@ def main() -> None:
         succ = sum(t.success for t in trajs) / len(trajs)
         found = sum(t.meta["found_goal"] for t in trajs) / len(trajs)
         steps = sum(t.num_steps for t in trajs)
-        print(f"oracle {split}: n={len(ids)} mean reward {mean_r:.3f} success {succ:.1%} "
-              f"bought the goal product {found:.1%} mean steps {steps / len(trajs):.2f} ({len(ids) / dt:.0f} episodes/s)")
+        print(
+            f"oracle {split}: n={len(ids)} mean reward {mean_r:.3f} success {succ:.1%} "
+            f"bought the goal product {found:.1%} mean steps {steps / len(trajs):.2f} ({len(ids) / dt:.0f} episodes/s)"
+        )
 
     ranks = []
-    for i, g in enumerate(env.catalogue.goals):
+    for g in env.catalogue.goals:
         res = env.engine.search(g.instruction_text.lower().split(" "))
         ranks.append(res.index(g.asin) if g.asin in res else None)
     n = len(ranks)
-    print(f"goal product rank for its own instruction over all {n} goals: top-1 {sum(r == 0 for r in ranks) / n:.1%} "
-          f"top-10 {sum(r is not None and r < 10 for r in ranks) / n:.1%} top-50 {sum(r is not None for r in ranks) / n:.1%}")
+    print(
+        f"goal product rank for its own instruction over all {n} goals: top-1 {sum(r == 0 for r in ranks) / n:.1%} "
+        f"top-10 {sum(r is not None and r < 10 for r in ranks) / n:.1%} top-50 {sum(r is not None for r in ranks) / n:.1%}"
+    )
 
     rng = random.Random(0)
     goals = len(env.catalogue.goals)
@@ -61,7 +65,9 @@ def main() -> None:
             done_eps += 1
             env.reset(f"webshop_{rng.randrange(goals)}")
     dt = time.perf_counter() - t0
-    print(f"random actions: {args.steps / dt:,.0f} env steps/s ({done_eps} purchases; includes sample_action and resets)")
+    print(
+        f"random actions: {args.steps / dt:,.0f} env steps/s ({done_eps} purchases; includes sample_action and resets)"
+    )
 
     env.reset("webshop_0")
     env.step("search[" + env.goal.instruction_text + "]")

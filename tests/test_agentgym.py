@@ -33,7 +33,7 @@ from agentprm.envs.agentgym.dialects import State
 from agentprm.errors import EnvError, UserError
 from agentprm.serve import create_app, default_protocol, serve_in_thread
 from agentprm.serve.runner import bind
-from agentprm.testing.fake_agentgym import FaultPlan, NumberedScriptedEnv, scripted_expert, with_faults
+from agentprm.testing.fake_agentgym import FaultPlan, NumberedScriptedEnv, with_faults
 from agentprm.trajectory import read_trajectories
 from tests.cli_helpers import run_main
 
@@ -342,7 +342,9 @@ def test_server_bounds_live_ids_and_evicts_idle():
     with serve_in_thread(app) as url:
         ids = [httpx.post(f"{url}/create").json()["id"] for _ in range(3)]
         assert len(table) == 2
-        assert httpx.post(f"{url}/reset", json={"id": ids[0], "data_idx": 1}).json() == {"error": f"The id {ids[0]} is not valid."}
+        assert httpx.post(f"{url}/reset", json={"id": ids[0], "data_idx": 1}).json() == {
+            "error": f"The id {ids[0]} is not valid."
+        }
         assert "observation" in httpx.post(f"{url}/reset", json={"id": ids[2], "data_idx": 1}).json()
         table.idle_seconds = 0.0
         time.sleep(0.01)
@@ -362,22 +364,46 @@ def test_protocol_shapes_match_agentgym():
         assert set(c.post("/reset", json={"id": sid, "data_idx": 0}).json()) == {"id", "observation", "done", "reward"}
         assert c.get("/observation", params={"id": sid}).json() == "Type 1 words. Next: ?"
         assert set(c.post("/step", json={"id": sid, "action": "a"}).json()) == {"observation", "reward", "done"}
-        assert c.post("/step", json={"id": sid, "action": "a"}).json() == {"error": f"The task with environment {sid} has finished."}
+        assert c.post("/step", json={"id": sid, "action": "a"}).json() == {
+            "error": f"The task with environment {sid} has finished."
+        }
         assert set(c.get("/detail", params={"id": sid}).json()) == {"observation", "done", "reward", "deleted"}
         assert c.post("/step", json={"id": "x", "action": "a"}).status_code == 422
         assert c.post("/close", json={"id": sid}).json() is True
         assert c.post("/close", json={"id": sid}).json() is False
     with serve_in_thread(create_app(NumberedScriptedEnv, "babyai")) as url, httpx.Client(base_url=url) as c:
         sid = c.post("/create").json()["id"]
-        assert set(c.post("/reset", json={"id": sid, "data_idx": 0}).json()) == {"observation", "reward", "score", "deleted", "done"}
-        assert set(c.get("/observation", params={"id": sid}).json()) == {"observation", "reward", "score", "deleted", "done"}
-        assert c.post("/step", json={"id": sid, "action": "a"}).json() == {"observation": "Done!", "reward": 1.0, "score": 1.0, "done": True}
+        assert set(c.post("/reset", json={"id": sid, "data_idx": 0}).json()) == {
+            "observation",
+            "reward",
+            "score",
+            "deleted",
+            "done",
+        }
+        assert set(c.get("/observation", params={"id": sid}).json()) == {
+            "observation",
+            "reward",
+            "score",
+            "deleted",
+            "done",
+        }
+        assert c.post("/step", json={"id": sid, "action": "a"}).json() == {
+            "observation": "Done!",
+            "reward": 1.0,
+            "score": 1.0,
+            "done": True,
+        }
     with serve_in_thread(create_app(NumberedScriptedEnv, "webshop")) as url, httpx.Client(base_url=url) as c:
         assert c.get("/").json() == "ok"
         idx = c.post("/create").json()
         assert isinstance(idx, int) and c.get("/list_envs").json() == [idx]
         assert c.post("/reset", json={"env_idx": idx, "session_id": 1}).json() == ["Type 2 words. Next: ?", None]
-        assert c.post("/step", json={"env_idx": idx, "action": "a"}).json() == {"state": "Good. 1 typed.", "reward": 0.0, "done": False, "info": None}
+        assert c.post("/step", json={"env_idx": idx, "action": "a"}).json() == {
+            "state": "Good. 1 typed.",
+            "reward": 0.0,
+            "done": False,
+            "info": None,
+        }
         assert c.get("/observation", params={"env_idx": idx}).json() == "Good. 1 typed."
         # Two gaps of upstream WebShop closed: /close exists, and bad ids answer a status AgentGym's client checks
         bad = idx + 1
@@ -501,8 +527,23 @@ def test_serve_env_cli_subprocess():
         "register(EnvSpec(name='scriptline', factory='agentprm.testing.fake_agentgym:NumberedScriptedEnv', description='t'));"
         "from agentprm.cli import main; main()"
     )
-    cmd = [sys.executable, "-c", code, "serve-env", "--env", "scriptline", "--protocol", "babyai", "--port", str(port), "--lifetime", "30"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "serve-env",
+        "--env",
+        "scriptline",
+        "--protocol",
+        "babyai",
+        "--port",
+        str(port),
+        "--lifetime",
+        "30",
+    ]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(200):  # bounded wait for start-up
@@ -522,7 +563,9 @@ def test_serve_env_cli_subprocess():
 
 def test_serve_env_bad_input():
     code, err = run_main(["serve-env", "--env", "scriptline"])
-    assert code == 2 and err == "agentprm: error: choose --protocol for 'scriptline': one of textcraft, babyai, webshop\n"
+    assert (
+        code == 2 and err == "agentprm: error: choose --protocol for 'scriptline': one of textcraft, babyai, webshop\n"
+    )
 
 
 def test_serve_env_port_in_use_is_one_line():
@@ -530,7 +573,11 @@ def test_serve_env_port_in_use_is_one_line():
     sock.listen()
     port = sock.getsockname()[1]
     try:
-        code, err = run_main(["serve-env", "--env", "scriptline", "--protocol", "babyai", "--port", str(port), "--lifetime", "5"])
+        code, err = run_main(
+            ["serve-env", "--env", "scriptline", "--protocol", "babyai", "--port", str(port), "--lifetime", "5"]
+        )
     finally:
         sock.close()
-    assert code == 2 and err.count("\n") == 1 and f"cannot bind 127.0.0.1:{port}" in err and "choose another --port" in err
+    assert (
+        code == 2 and err.count("\n") == 1 and f"cannot bind 127.0.0.1:{port}" in err and "choose another --port" in err
+    )

@@ -74,14 +74,19 @@ def test_numbering_and_sorting_match_agentgym_sample(env):
         "in front of you and 1 steps to your right.  "
     )
     assert "There is a grey ball 2 5 steps in front of you and 1 steps to your right.  " in obs
-    assert "There is a red ball 1 4 steps in front of you and 3 steps to your right.  The room has walls around " \
+    assert (
+        "There is a red ball 1 4 steps in front of you and 3 steps to your right.  The room has walls around "
         "you. You are facing a wall 6 steps away. You are not carrying anything.\nAvailable actions: " in obs
+    )
 
 
 def test_mission_then_becomes_and(env):
     env.reset("babyai_38")  # BossLevel seed 0: "... after you pick up a key ..."
     assert "after you" not in env.goal and "then" not in env.goal
-    assert env.goal == "put the red box next to a grey door and open a purple door and pick up a key and go to the yellow box"
+    assert (
+        env.goal
+        == "put the red box next to a grey door and open a purple door and pick up a key and go to the yellow box"
+    )
 
 
 # -- reward of a known solution ---------------------------------------------------------------------------
@@ -138,7 +143,9 @@ def test_doors_toggle_and_go_through(env):
     # Stop-early rule: walking into the closed door changes nothing, one primitive is spent.
     before = env.low_level_steps
     res = env.step("move forward")
-    assert env.low_level_steps == before + 1 and "red closed door 1 right in front of you 1 steps away" in res.observation
+    assert (
+        env.low_level_steps == before + 1 and "red closed door 1 right in front of you 1 steps away" in res.observation
+    )
     assert text(env.step("go to red closed door 1").observation) == "No change in state."  # empty expansion
 
 
@@ -156,7 +163,9 @@ def test_go_through_open_door(env):
 def test_locked_door_needs_a_key(env):
     env.reset("babyai_9")  # GoToDoor seed 0 shows a grey locked door
     res = env.step("toggle and go through grey locked door 1")
-    assert text(res.observation) == "You cannot toggle and go through grey locked door 1, as you are not carrying a key."
+    assert (
+        text(res.observation) == "You cannot toggle and go through grey locked door 1, as you are not carrying a key."
+    )
 
 
 def test_pickup_drop(env):

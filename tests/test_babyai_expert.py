@@ -78,7 +78,17 @@ def test_thoughts_are_specific():
 
 def test_demos_cli_writes_successes_and_prints_levels(tmp_path):
     out = tmp_path / "demos.jsonl"
-    args = ["demos", "--env", "babyai", "--split", "train", "--n", "3", "--out", str(out)]  # BabyAI default: successes only
+    args = [
+        "demos",
+        "--env",
+        "babyai",
+        "--split",
+        "train",
+        "--n",
+        "3",
+        "--out",
+        str(out),
+    ]  # BabyAI default: successes only
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]

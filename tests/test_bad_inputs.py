@@ -49,7 +49,10 @@ def _one_line(code: int, err: str, *needles: str) -> None:
         ("nonsense_key: 1\n", "unknown config keys ['nonsense_key']"),  # unknown key
         ("demos: many\n", "config.demos = 'many' must be of type int"),  # wrong type
         ("n_per_task: -3\n", "config.n_per_task = -3 must be a whole number >= 0"),  # negative size
-        ("objectives: agentprm\n", "config.objectives = 'agentprm' must be of type list[str]"),  # a string where a list is meant
+        (
+            "objectives: agentprm\n",
+            "config.objectives = 'agentprm' must be of type list[str]",
+        ),  # a string where a list is meant
         ("- a\n- b\n", "must be a YAML mapping"),  # not a mapping
     ],
 )
@@ -73,12 +76,16 @@ def test_truncated_policy_checkpoint(tmp_path, policy):
     cut = tmp_path / "policy"
     shutil.copytree(policy, cut)
     _cut(cut / "model.safetensors")
-    code, err = run_main(["eval", "--policy", str(cut), "--env", "scripted", "--n-tasks", "1", "--out", str(tmp_path / "e.jsonl")])
+    code, err = run_main(
+        ["eval", "--policy", str(cut), "--env", "scripted", "--n-tasks", "1", "--out", str(tmp_path / "e.jsonl")]
+    )
     _one_line(code, err, str(cut), "model.safetensors")
 
 
 def test_missing_policy_checkpoint(tmp_path):
-    code, err = run_main(["collect", "--policy", str(tmp_path / "nope"), "--env", "scripted", "--out", str(tmp_path / "t.jsonl")])
+    code, err = run_main(
+        ["collect", "--policy", str(tmp_path / "nope"), "--env", "scripted", "--out", str(tmp_path / "t.jsonl")]
+    )
     _one_line(code, err, "does not exist")
 
 
@@ -86,12 +93,42 @@ def test_truncated_and_missing_prm(tmp_path, policy):
     traj = tmp_path / "traj.jsonl"
     write_trajectories(traj, scripted_demos(4))
     prm = tmp_path / "prm"
-    code, err = run_main(["train-prm", "--objective", "orm", "--trajectories", str(traj), "--init", str(policy),
-                          "--epochs", "1", "--device", "cpu", "--out", str(prm)])
+    code, err = run_main(
+        [
+            "train-prm",
+            "--objective",
+            "orm",
+            "--trajectories",
+            str(traj),
+            "--init",
+            str(policy),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(prm),
+        ]
+    )
     assert code == 0, err
     out = tmp_path / "s.jsonl"
-    search = ["search", "--policy", str(policy), "--env", "scripted", "--strategy", "bon", "--budget", "2", "--n", "1",
-              "--max-new-tokens", "4", "--out", str(out)]
+    search = [
+        "search",
+        "--policy",
+        str(policy),
+        "--env",
+        "scripted",
+        "--strategy",
+        "bon",
+        "--budget",
+        "2",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        str(out),
+    ]
     _cut(prm / "value_head.safetensors")
     code, err = run_main([*search, "--rm", str(prm)])
     _one_line(code, err, str(prm), "value_head.safetensors")
@@ -108,7 +145,9 @@ def test_tokenizer_that_does_not_match_the_model(tmp_path, policy):
     tok = AutoTokenizer.from_pretrained(str(mixed))
     tok.add_tokens([f"extra{i}" for i in range(400)])  # ids past the model's 300 embeddings: another model's tokenizer
     tok.save_pretrained(str(mixed))
-    code, err = run_main(["eval", "--policy", str(mixed), "--env", "scripted", "--n-tasks", "1", "--out", str(tmp_path / "e.jsonl")])
+    code, err = run_main(
+        ["eval", "--policy", str(mixed), "--env", "scripted", "--n-tasks", "1", "--out", str(tmp_path / "e.jsonl")]
+    )
     _one_line(code, err, str(mixed), "tokenizer", "belong to another model")
 
 
@@ -116,8 +155,10 @@ def test_policy_of_another_env(tmp_path, policy):
     other = tmp_path / "policy"
     shutil.copytree(policy, other)
     (other / "agentprm_policy.json").write_text('{"env": "textcraft"}')
-    for cmd in (["collect", "--n-tasks", "1", "--n-per-task", "1"],
-                ["search", "--strategy", "bon", "--budget", "2", "--n", "1", "--rm", "random"]):
+    for cmd in (
+        ["collect", "--n-tasks", "1", "--n-per-task", "1"],
+        ["search", "--strategy", "bon", "--budget", "2", "--n", "1", "--rm", "random"],
+    ):
         code, err = run_main([*cmd, "--policy", str(other), "--env", "scripted", "--out", str(tmp_path / "o.jsonl")])
         _one_line(code, err, "trained on textcraft", "--env textcraft")
 
@@ -146,8 +187,23 @@ def test_garbage_line_in_an_output_being_resumed_is_kept(tmp_path, policy):
     lines.insert(1, "garbage")
     out.write_text("\n".join(lines) + "\n")
     before = out.read_bytes()
-    code, err = run_main(["collect", "--policy", str(policy), "--env", "scripted", "--n-tasks", "1", "--n-per-task", "1",
-                          "--max-new-tokens", "4", "--out", str(out)])
+    code, err = run_main(
+        [
+            "collect",
+            "--policy",
+            str(policy),
+            "--env",
+            "scripted",
+            "--n-tasks",
+            "1",
+            "--n-per-task",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     _one_line(code, err, "line 2 is not valid JSON")
     assert out.read_bytes() == before
 

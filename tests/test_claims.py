@@ -96,8 +96,18 @@ BEAM = {"agentprm": {"t1": 0.9, "t2": 0.8, "t3": 0.0}, "orm": {"t1": 0.3, "t2": 
 
 def _traj(task: str, reward: float, **meta) -> Trajectory:
     steps = [Step(0, "obs", "go", "go", reward=reward, done=True, generated_tokens=3)]
-    return Trajectory(f"{task}-{meta.get('search', {}).get('rm')}", "babyai", task, "sys", "obs", steps,
-                      reward=reward, success=reward > 0, status="done", meta=meta)
+    return Trajectory(
+        f"{task}-{meta.get('search', {}).get('rm')}",
+        "babyai",
+        task,
+        "sys",
+        "obs",
+        steps,
+        reward=reward,
+        success=reward > 0,
+        status="done",
+        meta=meta,
+    )
 
 
 def _write_babyai_run(root: Path) -> Path:
@@ -111,8 +121,20 @@ def _write_babyai_run(root: Path) -> Path:
         with JsonlWriter(lay.result("babyai", "bon", rm, "4")) as w:
             for t, cands in CANDS.items():
                 cd = [{"success": r > 0, "reward": r, "status": "done", "scores": [0.0, s[k]]} for r, *s in cands]
-                w.write(_traj(t, 0.0, search={"strategy": "bon", "budget": "4", "rm": rm, "candidates": cd,
-                                              "aggregation": "last", "command": "hand-made"}))
+                w.write(
+                    _traj(
+                        t,
+                        0.0,
+                        search={
+                            "strategy": "bon",
+                            "budget": "4",
+                            "rm": rm,
+                            "candidates": cd,
+                            "aggregation": "last",
+                            "command": "hand-made",
+                        },
+                    )
+                )
         with JsonlWriter(lay.result("babyai", "beam", rm, "2x2")) as w:
             for t, r in BEAM[rm].items():
                 w.write(_traj(t, r, search={"strategy": "beam", "budget": "2x2", "rm": rm, "command": "hand-made"}))
@@ -120,7 +142,7 @@ def _write_babyai_run(root: Path) -> Path:
 
 
 def _row(report: str, section: str, first: str) -> list[str]:
-    tail = report[report.index(section):]
+    tail = report[report.index(section) :]
     line = next(ln for ln in tail.splitlines() if ln.startswith(f"| {first} |"))
     return [c.strip() for c in line.strip("|").split("|")][1:]
 
@@ -148,7 +170,9 @@ def test_babyai_reward_results_flow_through_bon_oracle_table1_and_efficiency(tmp
     assert _row(report, "(c) Compute-efficiency", "orm") == ["1x", "> 2x", "> 1x"]
     assert "Metric: reward × 100" in report
     diff = _row(report, "(b) Best-of-N", "BoN@4")  # AgentPRM vs ORM at 4: 80.0 - 23.3 over the 3 tasks
-    assert diff[:4] == ["agentprm BoN@4", "orm BoN@4", "80.0", "23.3"] and diff[4].startswith("+56.7 [") and diff[5] == "3"
+    assert (
+        diff[:4] == ["agentprm BoN@4", "orm BoN@4", "80.0", "23.3"] and diff[4].startswith("+56.7 [") and diff[5] == "3"
+    )
     head = _row(report, "(b) Best-of-N", "headroom @4")  # oracle@4 80.0 over greedy's mean reward 20.0
     assert head[:4] == ["oracle@4", "greedy SFT", "80.0", "20.0"] and head[4].startswith("+60.0 [")
 
@@ -184,7 +208,9 @@ def test_label_values_of_every_outcome_method():
     # from predictions Q = (0.2, 0.5, 0.8): Q̂_0 = (1−λ)(Q_0 + λQ_1) + λ²r, Q̂_1 = (1−λ)Q_1 + λr, Q̂_2 = r
     q = iter([0.2, 0.5, 0.8])
     scorer = ScriptedRewardModel(lambda conv: next(q))
-    assert _labels("td-gae", scorer=scorer).labels == pytest.approx([0.05 * (0.2 + 0.95 * 0.5) + 0.9025 * 0.6, 0.05 * 0.5 + 0.95 * 0.6, 0.6])
+    assert _labels("td-gae", scorer=scorer).labels == pytest.approx(
+        [0.05 * (0.2 + 0.95 * 0.5) + 0.9025 * 0.6, 0.05 * 0.5 + 0.95 * 0.6, 0.6]
+    )
     binary = LabelSettings(binary_outcome=True)
     assert _labels("pvm", binary).labels == [1.0, 1.0, 1.0] and _labels("orm", binary).labels[2] == 1.0
     assert _labels("pvm").sampled_tokens == 6  # the trajectory's own generated tokens

@@ -25,7 +25,9 @@ def _own_actions(name: str) -> list[str]:
 
 def _actions(name: str):
     own = _own_actions(name)
-    brackets = st.builds(lambda verb, arg: f"{verb}[{arg}]", st.sampled_from(["click", "search", "Click", "go"]), st.text(max_size=20))
+    brackets = st.builds(
+        lambda verb, arg: f"{verb}[{arg}]", st.sampled_from(["click", "search", "Click", "go"]), st.text(max_size=20)
+    )
     mutated = st.builds(lambda a, cut: a[:cut], st.sampled_from(own), st.integers(0, 12))
     return st.one_of(st.sampled_from(own), brackets, mutated, st.text(max_size=40))
 

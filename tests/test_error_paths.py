@@ -65,8 +65,9 @@ def test_best_of_n_and_beam_rank_failed_candidates_alike():
     for _ in range(200):
         pool = [(rng.choice(statuses), rng.choice([None, rng.random() * 2])) for _ in range(rng.randint(1, 6))]
         cands = [Candidate(False, 0.0, s, [] if x is None else [x]) for s, x in pool]
-        nodes = [Node(Trajectory("t", "e", "t", "", "", status=s), None, scores=[] if x is None else [x])
-                 for s, x in pool]
+        nodes = [
+            Node(Trajectory("t", "e", "t", "", "", status=s), None, scores=[] if x is None else [x]) for s, x in pool
+        ]
         by_bon = select(cands)
         by_beam = max(range(len(nodes)), key=lambda i: (_rank_key(nodes[i]), -i))
         assert by_bon == by_beam, pool
@@ -78,7 +79,13 @@ def test_best_of_n_and_beam_rank_failed_candidates_alike():
 def test_search_with_failing_policy_and_env_never_picks_a_failure_over_a_finished_candidate():
     policy = FlakyPolicy(p_right=0.7)
     bon = best_of_n(policy, ORACLE, make_env, TASKS, BestOfNConfig(n=6, temperature=1.0, max_new_tokens=8, seed=1))
-    beam = beam_search(policy, ORACLE, make_env, TASKS, BeamConfig(beam_width=2, expansions=3, temperature=1.0, max_new_tokens=8, seed=1))
+    beam = beam_search(
+        policy,
+        ORACLE,
+        make_env,
+        TASKS,
+        BeamConfig(beam_width=2, expansions=3, temperature=1.0, max_new_tokens=8, seed=1),
+    )
     seen = {"env_error": 0, "policy_error": 0}
     for res in bon:
         cands = [Candidate.from_dict(d) for d in res.details["candidates"]]
@@ -106,8 +113,15 @@ def flaky_registered():
 
 def test_labels_and_prm_training_leave_failures_out_and_count_them(tmp_path, flaky_registered):
     traj = tmp_path / "traj.jsonl"
-    summary = rollout_tasks(FlakyPolicy(0.7), make_env, TASKS, traj, n_per_task=3,
-                            cfg=RolloutConfig(temperature=1.0, max_new_tokens=8, batch_size=5), seed=2)
+    summary = rollout_tasks(
+        FlakyPolicy(0.7),
+        make_env,
+        TASKS,
+        traj,
+        n_per_task=3,
+        cfg=RolloutConfig(temperature=1.0, max_new_tokens=8, batch_size=5),
+        seed=2,
+    )
     trajs = read_trajectories(traj)
     n_bad = sum(t.status in FAILED_STATUSES for t in trajs)
     assert summary.statuses.get("env_error", 0) > 0 and summary.statuses.get("policy_error", 0) > 0, summary.statuses
@@ -123,8 +137,24 @@ def test_labels_and_prm_training_leave_failures_out_and_count_them(tmp_path, fla
     assert labelled == {t.id for t in trajs if t.status not in FAILED_STATUSES and t.num_steps > 0}
 
     policy = tiny_policy_dir(tmp_path / "policy")
-    r = runner.invoke(app, ["train-prm", "--objective", "agentprm", "--trajectories", str(traj), "--init", str(policy),
-                            "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "prm")])
+    r = runner.invoke(
+        app,
+        [
+            "train-prm",
+            "--objective",
+            "agentprm",
+            "--trajectories",
+            str(traj),
+            "--init",
+            str(policy),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "prm"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     good = sum(t.status not in FAILED_STATUSES and t.num_steps > 0 for t in trajs)
     assert f"on {good} trajectories" in r.output and f"{n_bad} error/empty" in r.output

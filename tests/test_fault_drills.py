@@ -25,8 +25,15 @@ CFG = RolloutConfig(temperature=1.0, max_new_tokens=8, max_rounds=6, batch_size=
 def _collect(url: str, out, rate: float, seed: int = 0):
     policy = ScriptedPolicy(lambda conv, rng: rng.choice("abcd"))
     with FaultProxy(url, rate=rate, seed=seed, stall_s=0.5) as proxy:
-        summary = rollout_tasks(policy, lambda: AgentGymEnv(f"agentgym:scriptline+id@{proxy.url}", policy=CLIENT),
-                                TASKS, out, n_per_task=3, cfg=CFG, seed=seed)
+        summary = rollout_tasks(
+            policy,
+            lambda: AgentGymEnv(f"agentgym:scriptline+id@{proxy.url}", policy=CLIENT),
+            TASKS,
+            out,
+            n_per_task=3,
+            cfg=CFG,
+            seed=seed,
+        )
     return summary, proxy
 
 
@@ -66,4 +73,6 @@ def test_collect_through_faulty_proxy_loses_nothing_and_records_errors(tmp_path)
     # retries stay bounded: replays re-send at most the episode's own steps, a few times
     sent, clean_sent = sum(proxy.counts.values()), sum(clean_proxy.counts.values())
     assert clean_sent < sent < 4 * clean_sent, (sent, clean_sent)
-    print(f"faults {dict(proxy.counts)}; statuses {dict(statuses)} vs clean {clean_summary.statuses}; requests {sent} vs {clean_sent} clean")
+    print(
+        f"faults {dict(proxy.counts)}; statuses {dict(statuses)} vs clean {clean_summary.statuses}; requests {sent} vs {clean_sent} clean"
+    )

@@ -30,8 +30,11 @@ def test_registered_and_rewards_are_the_rl_shaping():
     ids = register_envs(["scripted"])
     assert ids == ["agentprm-scripted"] and "agentprm-scripted" in registry
     rm = ScriptedRewardModel(_q)
-    env = skyrl_gym.make("agentprm-scripted", env_config={"reward_model": rm, "shaping": "potential"},
-                         extras={"task_id": "line_2_0", "max_turns": 6})
+    env = skyrl_gym.make(
+        "agentprm-scripted",
+        env_config={"reward_model": rm, "shaping": "potential"},
+        extras={"task_id": "line_2_0", "max_turns": 6},
+    )
     assert isinstance(env, skyrl_gym.envs.base_text_env.BaseTextEnv)
     conv, _ = env.init([{"role": "user", "content": "ignored"}])
     assert conv[0]["content"].startswith("Type the secret words") and conv[-1]["content"].startswith("Type 2 words")
@@ -48,14 +51,18 @@ def test_registered_and_rewards_are_the_rl_shaping():
 def test_outcome_truncation_and_errors():
     from agentprm.integrations.skyrl import AgentPRMTextEnv
 
-    env = AgentPRMTextEnv(env_config={"env": "scripted", "max_turns": 2}, extras={"extra_info": {"task_id": "line_3_0"}})
+    env = AgentPRMTextEnv(
+        env_config={"env": "scripted", "max_turns": 2}, extras={"extra_info": {"task_id": "line_3_0"}}
+    )
     env.init()
     outs = [env.step("a"), env.step("b")]
     assert [o["done"] for o in outs] == [False, True] and outs[1]["metadata"]["truncated"]
     assert [o["reward"] for o in outs] == [0.0, 0.0]
     with pytest.raises(ValueError, match="cannot be computed turn by turn"):
-        AgentPRMTextEnv(env_config={"env": "scripted", "reward_model": ScriptedRewardModel(_q), "shaping": "min"},
-                        extras={"task_id": "line_1_0"})
+        AgentPRMTextEnv(
+            env_config={"env": "scripted", "reward_model": ScriptedRewardModel(_q), "shaping": "min"},
+            extras={"task_id": "line_1_0"},
+        )
     with pytest.raises(ValueError, match="extras.task_id"):
         AgentPRMTextEnv(env_config={"env": "scripted"}, extras={})
     bad = AgentPRMTextEnv(env_config={"env": "scripted"}, extras={"task_id": "line_1_0"})

@@ -21,8 +21,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "A
 def _interrupt_after(cmd: list[str], marker: str, timeout: float = 120) -> tuple[int, str, str, float]:
     """Run `cmd`, send SIGINT once a stdout line starts with `marker`; (exit code, stdout, stderr, seconds
     from the signal to the exit)."""
-    p = subprocess.Popen([sys.executable, "-m", "agentprm", *cmd], env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agentprm", *cmd], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     deadline = time.monotonic() + timeout
     assert p.stdout is not None
@@ -39,8 +40,27 @@ def _interrupt_after(cmd: list[str], marker: str, timeout: float = 120) -> tuple
 def test_ctrl_c_during_sft_checkpoints_and_a_rerun_resumes(tmp_path):
     demos = tmp_path / "demos.jsonl"
     write_trajectories(demos, scripted_demos(8))
-    args = ["sft", "--demos", str(demos), "--out", str(tmp_path / "pol"), "--max-steps", "100000", "--epochs", "100000",
-            "--batch-size", "2", "--hidden", "16", "--layers", "1", "--heads", "2", "--checkpoint-every", "100000"]
+    args = [
+        "sft",
+        "--demos",
+        str(demos),
+        "--out",
+        str(tmp_path / "pol"),
+        "--max-steps",
+        "100000",
+        "--epochs",
+        "100000",
+        "--batch-size",
+        "2",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--checkpoint-every",
+        "100000",
+    ]
     code, out, err, waited = _interrupt_after(args, "sft: 2/")
     assert code == 130, err[-2000:]
     assert "interrupted" in err and "rerun the same command to resume" in err
@@ -55,8 +75,21 @@ def test_ctrl_c_during_sft_checkpoints_and_a_rerun_resumes(tmp_path):
 def test_ctrl_c_during_eval_stops_and_keeps_finished_episodes(tmp_path):
     pol = tiny_policy_dir(tmp_path / "policy")  # untrained: long garbage turns until max rounds
     out = tmp_path / "eval.jsonl"
-    args = ["eval", "--policy", str(pol), "--env", "textcraft", "--n-tasks", "40", "--batch-size", "1",
-            "--max-new-tokens", "16", "--out", str(out)]
+    args = [
+        "eval",
+        "--policy",
+        str(pol),
+        "--env",
+        "textcraft",
+        "--n-tasks",
+        "40",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "16",
+        "--out",
+        str(out),
+    ]
     code, stdout, err, waited = _interrupt_after(args, "eval textcraft/test: 1/40")
     assert code == 130, err[-2000:]
     assert waited < 20 and "rerun the same command to resume" in err

@@ -24,14 +24,18 @@ def test_lambda_gamma_one_gives_pvm(q, r, bootstrap):
 
 @given(qs, st.floats(-1, 1), unit, unit)
 def test_closed_form_equals_recursion(q, r, gamma, lam):
-    np.testing.assert_allclose(td_gae_targets(q, r, gamma=gamma, lam=lam), td_gae_closed_form(q, r, gamma=gamma, lam=lam), atol=1e-9)
+    np.testing.assert_allclose(
+        td_gae_targets(q, r, gamma=gamma, lam=lam), td_gae_closed_form(q, r, gamma=gamma, lam=lam), atol=1e-9
+    )
 
 
 @given(qs, st.floats(-1, 1), unit, unit, st.sampled_from(["literal", "next"]))
 @settings(max_examples=50)
 def test_linear_form_equals_recursion(q, r, gamma, lam, bootstrap):
     W, c = td_gae_linear(len(q), gamma=gamma, lam=lam, bootstrap=bootstrap)
-    np.testing.assert_allclose(W @ np.array(q) + c * r, td_gae_targets(q, r, gamma=gamma, lam=lam, bootstrap=bootstrap), atol=1e-9)
+    np.testing.assert_allclose(
+        W @ np.array(q) + c * r, td_gae_targets(q, r, gamma=gamma, lam=lam, bootstrap=bootstrap), atol=1e-9
+    )
 
 
 def test_lambda_zero_literal_copies_own_prediction_and_next_copies_successor():

@@ -179,16 +179,22 @@ def test_bad_task_id_is_a_user_error(env):
 # -- GSM8K files --------------------------------------------------------------------------------------------
 
 GSM8K_LINES = [
-    {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-                 "How many clips did Natalia sell altogether in April and May?",
-     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
-               "altogether in April and May.\n#### 72"},
-    {"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
-                 "How much did she earn?",
-     "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = "
-               "$<<0.2*50=10>>10.\n#### 10"},
-    {"question": "A loan of $1,500 is paid back with $1,650. How much is the interest?",
-     "answer": "The interest is 1,650 - 1,500 = $<<1650-1500=150>>150.\n\n#### 150"},
+    {
+        "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May?",
+        "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+        "altogether in April and May.\n#### 72",
+    },
+    {
+        "question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+        "How much did she earn?",
+        "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = "
+        "$<<0.2*50=10>>10.\n#### 10",
+    },
+    {
+        "question": "A loan of $1,500 is paid back with $1,650. How much is the interest?",
+        "answer": "The interest is 1,650 - 1,500 = $<<1650-1500=150>>150.\n\n#### 150",
+    },
 ]
 
 
@@ -200,8 +206,11 @@ def _write(path, records):
 def test_gsm8k_loader_splits_steps_and_strips_calculator_notes(tmp_path):
     items = load_jsonl(_write(tmp_path / "x.jsonl", GSM8K_LINES))
     assert len(items) == 3
-    assert items[0].solution == ("Natalia sold 48/2 = 24 clips in May.",
-                                 "Natalia sold 48+24 = 72 clips altogether in April and May.", "#### 72")
+    assert items[0].solution == (
+        "Natalia sold 48/2 = 24 clips in May.",
+        "Natalia sold 48+24 = 72 clips altogether in April and May.",
+        "#### 72",
+    )
     assert items[0].answer == "72" and items[2].solution[-1] == "#### 150" and len(items[2].solution) == 2
 
 
@@ -252,7 +261,9 @@ def test_gsm8k_bad_dir_is_a_user_error(tmp_path):
 def tok(env):
     from agentprm.policy.tokenizer import train_chat_tokenizer
 
-    texts = [env.system_prompt] + [generate_problem(i).question + "\n".join(generate_problem(i).solution) for i in range(40)]
+    texts = [env.system_prompt] + [
+        generate_problem(i).question + "\n".join(generate_problem(i).solution) for i in range(40)
+    ]
     return train_chat_tokenizer(texts, 400)
 
 
@@ -276,7 +287,10 @@ def test_step_t_is_assistant_turn_t_and_its_score_sits_on_its_end_token(env, tok
         assert part.input_ids[: idx + 1] == enc.input_ids[: idx + 1] and part.step_index == enc.step_index[: t + 1]
         if t + 1 < n:  # between two steps: only the empty continuation turn
             between = tok.decode(enc.input_ids[idx + 1 : enc.step_index[t + 1] + 1])
-            assert between == "\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n" + traj.steps[t + 1].output + "<|im_end|>"
+            assert (
+                between
+                == "\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n" + traj.steps[t + 1].output + "<|im_end|>"
+            )
 
 
 def test_labels_go_with_steps_in_order(env, tok):

@@ -73,8 +73,14 @@ def test_seeded_labels_do_not_depend_on_which_trajectories_share_a_chunk():
     trajs = [scripted_trajectory(f"line_{k}_{i}", 0.3, rng, max_rounds=6, i=i) for i, k in enumerate([2, 3, 4, 3])]
     label = lambda chunk: [  # noqa: E731
         (r.labels, r.rollout_tokens)
-        for r in mc_label_trajectories(trajs, lambda: ScriptedEnv(max_rounds=6), policy_rollout_fn(KeyedPolicy(0.4), seed=5),
-                                       n_mc=3, soft=True, chunk=chunk)
+        for r in mc_label_trajectories(
+            trajs,
+            lambda: ScriptedEnv(max_rounds=6),
+            policy_rollout_fn(KeyedPolicy(0.4), seed=5),
+            n_mc=3,
+            soft=True,
+            chunk=chunk,
+        )
     ]
     together, alone = label(4), label(1)
     assert together == alone

@@ -21,13 +21,27 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     run = tmp_path / "smoke"
-    for rel in ["config.yaml", "demos.jsonl", "policy/config.json", "trajectories.jsonl", "labels/td-gae.jsonl",
-                "prm/agentprm/value_head.safetensors", "prm/pvm/value_head.safetensors", "prm/orm/value_head.safetensors",
-                "prm/agentprm-beta0/value_head.safetensors", "prm/mc/value_head.safetensors", "labels/mc.jsonl",
-                "eval/textcraft/greedy.jsonl", "eval/textcraft/mc/beam_2x2.jsonl",
-                "eval/textcraft/agentprm/bon_2.jsonl", "eval/textcraft/random/bon_2.jsonl",
-                "eval/textcraft/orm/beam_2x2.jsonl", "policy-rft/config.json", "eval/textcraft/rft/greedy.jsonl",
-                "report.md"]:
+    for rel in [
+        "config.yaml",
+        "demos.jsonl",
+        "policy/config.json",
+        "trajectories.jsonl",
+        "labels/td-gae.jsonl",
+        "prm/agentprm/value_head.safetensors",
+        "prm/pvm/value_head.safetensors",
+        "prm/orm/value_head.safetensors",
+        "prm/agentprm-beta0/value_head.safetensors",
+        "prm/mc/value_head.safetensors",
+        "labels/mc.jsonl",
+        "eval/textcraft/greedy.jsonl",
+        "eval/textcraft/mc/beam_2x2.jsonl",
+        "eval/textcraft/agentprm/bon_2.jsonl",
+        "eval/textcraft/random/bon_2.jsonl",
+        "eval/textcraft/orm/beam_2x2.jsonl",
+        "policy-rft/config.json",
+        "eval/textcraft/rft/greedy.jsonl",
+        "report.md",
+    ]:
         assert (run / rel).exists(), rel
     assert yaml.safe_load((run / "config.yaml").read_text())["ablation_beta0"] is True
     report = (run / "report.md").read_text()
@@ -65,14 +79,20 @@ def _stale_and_partial_results_are_redone_and_never_reported(runner, args, run: 
     assert prov.inputs["prm"].endswith("prm/orm") and prov.inputs["tasks"]["n"] == 2 and prov.inputs["budget"] == "2x2"
     rec = json.loads(stale.read_text().splitlines()[0])
     assert rec["meta"]["search"]["config"]["provenance"]["key"] == prov.key  # every record names what made it
-    Provenance(**{**json.loads(lay.provenance(stale).read_text()), "key": "made-by-an-old-config"}).write(lay.provenance(stale))
+    Provenance(**{**json.loads(lay.provenance(stale).read_text()), "key": "made-by-an-old-config"}).write(
+        lay.provenance(stale)
+    )
     Provenance(**{**json.loads(lay.provenance(partial).read_text()), "complete": False}).write(lay.provenance(partial))
     report = write_report(run).read_text()
-    tail = report[report.index("## Stale or partial results"):report.index("## Not run")]
-    assert "`eval/textcraft/orm/beam_2x2.jsonl`: stale" in tail and "`eval/textcraft/random/bon_2.jsonl`: partial" in tail
+    tail = report[report.index("## Stale or partial results") : report.index("## Not run")]
+    assert (
+        "`eval/textcraft/orm/beam_2x2.jsonl`: stale" in tail and "`eval/textcraft/random/bon_2.jsonl`: partial" in tail
+    )
     assert f"agentprm pipeline {run / 'config.yaml'}" in tail
-    assert "orm/beam_2x2.jsonl (" not in report.replace(tail, "") and "random/bon_2.jsonl (" not in report.replace(tail, "")
-    table1 = report[report.index("(a) Table 1"):report.index("(b) Best-of-N")]
+    assert "orm/beam_2x2.jsonl (" not in report.replace(tail, "") and "random/bon_2.jsonl (" not in report.replace(
+        tail, ""
+    )
+    table1 = report[report.index("(a) Table 1") : report.index("(b) Best-of-N")]
     assert next(ln for ln in table1.splitlines() if ln.startswith("| orm |")).endswith("| not run |")
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -91,8 +111,14 @@ def test_a_config_change_invalidates_exactly_the_stages_it_affects():
 
     def keys(c):
         p = Pipeline(c, "/nonexistent")
-        out = {"demos": p.demos_key(), "sft": p.sft_key(), "collect": p.collect_key(), "label": p.label_key(),
-               "greedy": p.search_key("greedy", None, Budget(1)), "random": p.search_key("bon", "random", Budget(2))}
+        out = {
+            "demos": p.demos_key(),
+            "sft": p.sft_key(),
+            "collect": p.collect_key(),
+            "label": p.label_key(),
+            "greedy": p.search_key("greedy", None, Budget(1)),
+            "random": p.search_key("bon", "random", Budget(2)),
+        }
         out.update({f"prm {n}": p.prm_key(n) for n in ("agentprm", "mc")})
         out.update({f"bon {n}": p.search_key("bon", n, Budget(2)) for n in ("agentprm", "mc")})
         return out
@@ -118,9 +144,13 @@ def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
     assert cfg.sft.max_steps == 4 and cfg.sft.tiny.hidden_size == 32 and cfg.prm.batch_size == 4
     assert cfg.prm.lr == 3e-4  # the tiny preset under the config's overrides
     bad = tmp_path / "b.yaml"
-    for text, msg in [("sft: {epoch: 3}\n", "unknown sft keys ['epoch']"), ("prm: {lr: fast}\n", "prm.lr = 'fast' must be of type float"),
-                      ("sft: {tiny: {hidden: 3}}\n", "unknown sft.tiny keys ['hidden']"), ("bon: many\n", "config.bon = 'many'"),
-                      ("beams: ['4y4']\n", "bad --budget '4y4'")]:
+    for text, msg in [
+        ("sft: {epoch: 3}\n", "unknown sft keys ['epoch']"),
+        ("prm: {lr: fast}\n", "prm.lr = 'fast' must be of type float"),
+        ("sft: {tiny: {hidden: 3}}\n", "unknown sft.tiny keys ['hidden']"),
+        ("bon: many\n", "config.bon = 'many'"),
+        ("beams: ['4y4']\n", "bad --budget '4y4'"),
+    ]:
         bad.write_text(text)
         with pytest.raises(UserError, match=re.escape(msg)):
             PipelineConfig.load(bad)
@@ -129,8 +159,9 @@ def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):
     paper = PipelineConfig.load(bad).prm
     assert paper.lr == 1e-6 and paper.epochs == 5
     # the written config.yaml loads back to the same config
-    import yaml
     from dataclasses import asdict
+
+    import yaml
 
     bad.write_text(yaml.safe_dump(asdict(cfg)))
     assert PipelineConfig.load(bad) == cfg

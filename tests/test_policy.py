@@ -16,7 +16,6 @@ from agentprm.policy.tokenizer import train_chat_tokenizer
 from agentprm.testing.policies import scripted_demos, tiny_policy_dir
 from agentprm.trajectory import write_trajectories
 
-
 torch.set_num_threads(1)  # tiny models: threads only contend on the shared CI cores
 
 
@@ -26,8 +25,14 @@ def random_llama():
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.3,  # peaky logits: varied tokens
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.3,  # peaky logits: varied tokens
     )
     return LlamaForCausalLM(cfg).eval()
 
@@ -58,7 +63,15 @@ def test_fast_path_logits_match_plain_forward(random_llama, attn):
     try:
         gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
         rec: list = []
-        out = decode_batch(random_llama, PROMPTS, max_new_tokens=10, stop_ids=list(range(12)), temperature=1.0, generators=gens, on_logits=_recorder(rec, len(PROMPTS)))
+        out = decode_batch(
+            random_llama,
+            PROMPTS,
+            max_new_tokens=10,
+            stop_ids=list(range(12)),
+            temperature=1.0,
+            generators=gens,
+            on_logits=_recorder(rec, len(PROMPTS)),
+        )
     finally:
         random_llama.config._attn_implementation = "sdpa"
     assert any(d.finished for d in out) and any(not d.finished for d in out)  # rows dropped mid-batch
@@ -84,7 +97,16 @@ def test_reused_prefix_gives_the_plain_forward_logits(random_llama, attn):
         nxt[2] = list(PROMPTS[2]) + [60, 61, 62]
         prefixes = [d.kv for d in first[:3]] + [None]
         rec: list = []
-        out = decode_batch(random_llama, nxt, max_new_tokens=8, stop_ids=[3], temperature=0, prefixes=prefixes, on_logits=_recorder(rec, len(nxt)), keep_kv=True)
+        out = decode_batch(
+            random_llama,
+            nxt,
+            max_new_tokens=8,
+            stop_ids=[3],
+            temperature=0,
+            prefixes=prefixes,
+            on_logits=_recorder(rec, len(nxt)),
+            keep_kv=True,
+        )
     finally:
         random_llama.config._attn_implementation = "sdpa"
     for prompt, d, logits in zip(nxt, out, rec):
@@ -140,7 +162,12 @@ def test_fast_greedy_equals_naive_greedy_and_is_batch_independent(random_llama):
 def test_seeded_samples_do_not_depend_on_the_batch(random_llama):
     def sample(prompts, seeds):
         gens = [torch.Generator().manual_seed(s) for s in seeds]
-        return [d.tokens for d in decode_batch(random_llama, prompts, max_new_tokens=8, stop_ids=[3], temperature=1.0, generators=gens)]
+        return [
+            d.tokens
+            for d in decode_batch(
+                random_llama, prompts, max_new_tokens=8, stop_ids=[3], temperature=1.0, generators=gens
+            )
+        ]
 
     together = sample(PROMPTS, [11, 12, 13, 14])
     assert sample(PROMPTS, [11, 12, 13, 14]) == together

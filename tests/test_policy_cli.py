@@ -35,15 +35,47 @@ def test_sft_collect_eval_end_to_end(tmp_path):
     demos = tmp_path / "demos.jsonl"
     write_trajectories(demos, scripted_demos(8))
     pol = tmp_path / "policy"
-    r = invoke("sft", "--demos", demos, "--out", pol, "--max-steps", "4", "--batch-size", "4", "--hidden", "32",
-               "--layers", "1", "--heads", "2", "--checkpoint-every", "2")
+    r = invoke(
+        "sft",
+        "--demos",
+        demos,
+        "--out",
+        pol,
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--checkpoint-every",
+        "2",
+    )
     assert r.exit_code == 0, r.output
     assert "trained on 8 demos, 4 steps" in r.output and (pol / "config.json").is_file()
     assert "already holds a trained policy" in invoke("sft", "--demos", demos, "--out", pol).output
 
     out = tmp_path / "traj.jsonl"
-    args = ("collect", "--policy", pol, "--env", "scripted", "--n-tasks", "2", "--n-per-task", "3",
-            "--max-new-tokens", "8", "--batch-size", "4", "--out", out)
+    args = (
+        "collect",
+        "--policy",
+        pol,
+        "--env",
+        "scripted",
+        "--n-tasks",
+        "2",
+        "--n-per-task",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "4",
+        "--out",
+        out,
+    )
     r = invoke(*args)
     assert r.exit_code == 0, r.output
     assert "6 trajectories" in r.output and "(6 new, 0 resumed)" in r.output
@@ -86,9 +118,22 @@ def test_tokenizer_without_chat_template_exits_2_with_one_line(tmp_path):
     for f in pol.glob("chat_template.*"):
         f.unlink()
     proc = subprocess.run(
-        [sys.executable, "-c", "from agentprm.cli import main; main()", "eval", "--policy", str(pol),
-         "--env", "textcraft", "--out", str(tmp_path / "o.jsonl")],
-        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from agentprm.cli import main; main()",
+            "eval",
+            "--policy",
+            str(pol),
+            "--env",
+            "textcraft",
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -41,8 +41,21 @@ def test_label_all_methods_and_export(files):
     for method in ("td-gae", "pvm", "orm"):
         out = run("label", "--method", method, "--trajectories", d / "traj.jsonl", "--out", d / f"{method}.jsonl")
         assert "labelled 12" in out
-    out = run("label", "--method", "mc", "--trajectories", d / "traj.jsonl", "--out", d / "mc.jsonl", "--env", "scripted",
-              "--policy", "tests.test_prm_cli:oracle_policy", "--n-mc", "2")
+    out = run(
+        "label",
+        "--method",
+        "mc",
+        "--trajectories",
+        d / "traj.jsonl",
+        "--out",
+        d / "mc.jsonl",
+        "--env",
+        "scripted",
+        "--policy",
+        "tests.test_prm_cli:oracle_policy",
+        "--n-mc",
+        "2",
+    )
     assert "labelled 12" in out
     recs = {m: [json.loads(line) for line in open(d / f"{m}.jsonl")] for m in ("td-gae", "pvm", "orm", "mc")}
     assert all(len(r) == 12 for r in recs.values())
@@ -63,14 +76,27 @@ def test_train_all_objectives(files):
     if not (d / "mc.jsonl").exists():
         test_label_all_methods_and_export(files)
     for obj in ("agentprm", "pvm", "orm", "mc"):
-        args = ["train-prm", "--objective", obj, "--trajectories", d / "traj.jsonl", "--out", d / f"prm_{obj}",
-                "--init", d / "policy", "--epochs", "1"]
+        args = [
+            "train-prm",
+            "--objective",
+            obj,
+            "--trajectories",
+            d / "traj.jsonl",
+            "--out",
+            d / f"prm_{obj}",
+            "--init",
+            d / "policy",
+            "--epochs",
+            "1",
+        ]
         if obj == "mc":
             args += ["--labels", d / "mc.jsonl"]
         out = run(*args)
         assert f"trained {obj} PRM (tiny preset) on 12 trajectories" in out
         assert (d / f"prm_{obj}" / "value_head.safetensors").is_file()
-    assert "already holds" in run("train-prm", "--trajectories", d / "traj.jsonl", "--out", d / "prm_agentprm", "--init", d / "policy")
+    assert "already holds" in run(
+        "train-prm", "--trajectories", d / "traj.jsonl", "--out", d / "prm_agentprm", "--init", d / "policy"
+    )
     sep = json.loads(run("prm-separation", "--prm", d / "prm_agentprm", "--trajectories", d / "traj.jsonl"))
     assert sep["n_success"] + sep["n_failed"] == 12
 
@@ -80,7 +106,17 @@ def test_bad_input_is_one_line_user_error(files):
     with pytest.raises(UserError, match="--method"):
         run("label", "--method", "nope", "--trajectories", d / "traj.jsonl", "--out", d / "x.jsonl")
     with pytest.raises(UserError, match="--labels"):
-        run("train-prm", "--objective", "mc", "--trajectories", d / "traj.jsonl", "--out", d / "x", "--init", d / "policy")
+        run(
+            "train-prm",
+            "--objective",
+            "mc",
+            "--trajectories",
+            d / "traj.jsonl",
+            "--out",
+            d / "x",
+            "--init",
+            d / "policy",
+        )
     with pytest.raises(UserError, match="not an HF model dir"):
         run("train-prm", "--trajectories", d / "traj.jsonl", "--out", d / "x", "--init", d)
     with pytest.raises(UserError, match="does not exist"):

@@ -33,8 +33,11 @@ def prm_dir(tmp_path_factory):
 
 def _root() -> list[dict]:
     env = ScriptedEnv()
-    return [{"role": "user", "content": env.system_prompt}, {"role": "assistant", "content": "OK."},
-            {"role": "user", "content": env.reset("line_4_0")}]
+    return [
+        {"role": "user", "content": env.system_prompt},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": env.reset("line_4_0")},
+    ]
 
 
 def _act(word: str) -> dict:
@@ -68,16 +71,19 @@ def test_scores_from_a_state_equal_full_scoring_over_rounds(prm_dir, attn):
         if rnd:  # the true extensions encode the observation + candidate turn only (38 of 116..192 here)
             assert all(s.tokens == got[0][0].tokens < ref.tokens / 2 for (s, _), ref in zip(got[:4], full))
         # Next round: keep two candidates and extend each by an observation.
-        nodes = [(st, [*c, {"role": "user", "content": f"Obs {rnd}: typed."}]) for (_, c), (_, st) in list(zip(items, got))[:2]]
+        nodes = [
+            (st, [*c, {"role": "user", "content": f"Obs {rnd}: typed."}])
+            for (_, c), (_, st) in list(zip(items, got))[:2]
+        ]
     scorer.model.backbone.config._attn_implementation = "sdpa"
 
 
 def test_extension_encodes_only_the_new_tokens(prm_dir):
     scorer = PRMScorer.load(prm_dir)
     conv = [*_root(), _act("a")]
-    (s0, st), = scorer.score_from([(None, conv)])
+    ((s0, st),) = scorer.score_from([(None, conv)])
     nxt = [*conv, {"role": "user", "content": "Good. Next: b"}, _act("b")]
-    (s1, st1), = scorer.score_from([(st, nxt)])
+    ((s1, st1),) = scorer.score_from([(st, nxt)])
     n_full = len(encode_for_scoring(scorer.tokenizer, nxt).input_ids)
     assert s1.tokens == n_full - st.length  # exactly the observation + the candidate turn
     assert st1.parent is st and st1.base == st.length and st1.kv.shape[3] == s1.tokens
@@ -146,8 +152,7 @@ def test_grouped_step_values_equal_one_padded_batch(prm_dir):
     from tests.prm_helpers import scripted_dataset
 
     model, tok, _ = ValueHeadPRM.load(prm_dir)
-    encs = [encode_for_scoring(tok, trajectory_messages(t))
-            for t in scripted_dataset(6, seed=2)]
+    encs = [encode_for_scoring(tok, trajectory_messages(t)) for t in scripted_dataset(6, seed=2)]
     assert len({len(e.input_ids) for e in encs}) > 2  # varied lengths: several groups
     q1, m1 = model.step_values(encs)
     g1 = torch.autograd.grad(q1[m1].sum(), model.head.weight)[0]

@@ -72,7 +72,18 @@ def test_score_index_tiny_chatml(tok, traj):
 @pytest.mark.parametrize("template,end", [(QWEN25_LIKE, "<|im_end|>"), (LLAMA3_LIKE, "<|eot_id|>")])
 def test_score_index_pretrained_style_templates(tok, traj, template, end):
     t = copy.deepcopy(tok)
-    t.add_special_tokens({"additional_special_tokens": ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|im_start|>", "<|endoftext|>"]})
+    t.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                "<|begin_of_text|>",
+                "<|start_header_id|>",
+                "<|end_header_id|>",
+                "<|eot_id|>",
+                "<|im_start|>",
+                "<|endoftext|>",
+            ]
+        }
+    )
     t.chat_template = template
     enc = _pinned_index_check(t, traj, end)
     if template is QWEN25_LIKE:

@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 
-from agentprm.prm.losses import advantage_loss, agentprm_loss, q_loss
-from agentprm.prm.model import PRMScorer
-from agentprm.prm.train import PRMTrainConfig, TrainItem, batch_targets, compute_loss, is_trained, train_prm
-from agentprm.prm.model import EncodedConversation
 from agentprm.conversation import trajectory_messages
+from agentprm.prm.losses import advantage_loss, agentprm_loss, q_loss
+from agentprm.prm.model import EncodedConversation, PRMScorer
+from agentprm.prm.train import PRMTrainConfig, TrainItem, batch_targets, compute_loss, is_trained, train_prm
 from tests.prm_helpers import scripted_dataset, tiny_backbone_dir
 
 

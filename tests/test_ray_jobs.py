@@ -12,7 +12,13 @@ from agentprm.policy.hf import HFPolicy  # noqa: E402
 from agentprm.rollout.engine import RolloutConfig  # noqa: E402
 from agentprm.rollout.jobs import rollout_tasks  # noqa: E402
 from agentprm.scale.ray_jobs import (  # noqa: E402
-    MCLabelStage, RayOptions, RolloutStage, SearchStage, mc_label_on_ray, rollout_on_ray, search_on_ray,
+    MCLabelStage,
+    RayOptions,
+    RolloutStage,
+    SearchStage,
+    mc_label_on_ray,
+    rollout_on_ray,
+    search_on_ray,
 )
 from agentprm.search.loading import load_reward_model  # noqa: E402
 from agentprm.search.runner import SearchSpec, run_search  # noqa: E402
@@ -23,8 +29,9 @@ from agentprm.trajectory import read_trajectories  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False
+    )
     yield RayOptions(workers=2)
     ray.shutdown()
 
@@ -54,8 +61,9 @@ def test_collect_and_search_on_ray_equal_in_process_and_resume(cluster, policy_d
     dist = tmp_path / "ray.jsonl"
     lines = local.read_text().splitlines()
     dist.write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
-    stage = RolloutStage(policy=str(policy_dir), env_factory=ScriptedEnv, batch_size=8, temperature=1.0,
-                         max_new_tokens=12, seed=7)
+    stage = RolloutStage(
+        policy=str(policy_dir), env_factory=ScriptedEnv, batch_size=8, temperature=1.0, max_new_tokens=12, seed=7
+    )
     summary = rollout_on_ray(stage, tasks, 3, dist, cluster, shard_size=4)
     assert (summary.written, summary.skipped) == (13, 5)
     got = _by_id(dist)
@@ -67,22 +75,35 @@ def test_collect_and_search_on_ray_equal_in_process_and_resume(cluster, policy_d
     s_local = tmp_path / "search_local.jsonl"
     run_search(policy, rm, ScriptedEnv, tasks[:4], spec, s_local, chunk_size=2)
     s_ray = tmp_path / "search_ray.jsonl"
-    sstage = SearchStage(policy=str(policy_dir), env_factory=ScriptedEnv, batch_size=8, rm="random:1",
-                         spec={"strategy": "bon", "budget": "3", "max_new_tokens": 12, "seed": 3},
-                         config={**spec.to_dict()})
+    sstage = SearchStage(
+        policy=str(policy_dir),
+        env_factory=ScriptedEnv,
+        batch_size=8,
+        rm="random:1",
+        spec={"strategy": "bon", "budget": "3", "max_new_tokens": 12, "seed": 3},
+        config={**spec.to_dict()},
+    )
     recs = search_on_ray(sstage, tasks[:4], s_ray, cluster, chunk_size=2)
     assert len(recs) == 4
     a, b = _by_id(s_local), _by_id(s_ray)
     assert a.keys() == b.keys()
     for k in a:
-        assert a[k]["steps"] == b[k]["steps"] and a[k]["meta"]["search"]["candidates"] == b[k]["meta"]["search"]["candidates"]
+        assert (
+            a[k]["steps"] == b[k]["steps"]
+            and a[k]["meta"]["search"]["candidates"] == b[k]["meta"]["search"]["candidates"]
+        )
 
     # MC labels: same rollouts, same labels and token costs
     trajs = read_trajectories(local)[:2]
     kw = dict(n_mc=2, temperature=1.0, max_new_tokens=12, seed=5)
     want_mc = {r.trajectory_id: r.to_dict() for r in mc_label_records(trajs, ScriptedEnv, policy, **kw)}
     mc_out = tmp_path / "mc.jsonl"
-    mc_label_on_ray(MCLabelStage(policy=str(policy_dir), env_factory=ScriptedEnv, batch_size=8, **kw), trajs, mc_out,
-                    cluster, shard_size=1)
+    mc_label_on_ray(
+        MCLabelStage(policy=str(policy_dir), env_factory=ScriptedEnv, batch_size=8, **kw),
+        trajs,
+        mc_out,
+        cluster,
+        shard_size=1,
+    )
     got_mc = {json.loads(line)["trajectory_id"]: json.loads(line) for line in mc_out.read_text().splitlines()}
     assert got_mc == want_mc

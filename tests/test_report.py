@@ -8,19 +8,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agentprm.labels.store import LabelRecord
-from agentprm.trajectory import JsonlWriter
 from typer.testing import CliRunner
 
 from agentprm.cli import app
 from agentprm.errors import UserError
-from agentprm.report import RunSet, write_report
+from agentprm.labels.store import LabelRecord
 from agentprm.prm.evaluate import auroc as auc
+from agentprm.report import RunSet, write_report
 from agentprm.search import RandomRewardModel
 from agentprm.search.runner import SearchSpec, run_search
 from agentprm.testing import ScriptedRewardModel
-from agentprm.trajectory import read_trajectories
+from agentprm.trajectory import JsonlWriter, read_trajectories
 from tests.cli_helpers import run_main
 from tests.search_fakes import ORACLE, PROGRESS, KeyedPolicy, make_env
 
@@ -39,7 +37,15 @@ def build_run(root: Path, env: str = "scripted", p_right: float = 0.4) -> Path:
     policy = KeyedPolicy(p_right)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(f"env: {env}\n")
-    run_search(policy, None, make_env, TASKS, SearchSpec("greedy", "1"), ev / "greedy.jsonl", command=f"agentprm search --env {env} --strategy greedy")
+    run_search(
+        policy,
+        None,
+        make_env,
+        TASKS,
+        SearchSpec("greedy", "1"),
+        ev / "greedy.jsonl",
+        command=f"agentprm search --env {env} --strategy greedy",
+    )
     rms = {
         "agentprm": _named(PROGRESS, "agentprm"),
         "pvm": _named(ORACLE, "pvm"),
@@ -49,7 +55,16 @@ def build_run(root: Path, env: str = "scripted", p_right: float = 0.4) -> Path:
     }
     samples = ev / "samples.jsonl.tmp"
     for name, rm in rms.items():
-        run_search(policy, rm, make_env, TASKS, SearchSpec("bon", "8"), ev / name / "bon_8.jsonl", samples_path=samples, command=f"agentprm search --env {env} --rm {name} --strategy bon --budget 8")
+        run_search(
+            policy,
+            rm,
+            make_env,
+            TASKS,
+            SearchSpec("bon", "8"),
+            ev / name / "bon_8.jsonl",
+            samples_path=samples,
+            command=f"agentprm search --env {env} --rm {name} --strategy bon --budget 8",
+        )
         run_search(policy, rm, make_env, TASKS, SearchSpec("beam", "2x2"), ev / name / "beam_2x2.jsonl", chunk_size=4)
     labels = root / "labels"
     with JsonlWriter(labels / "td-gae.jsonl") as w:
@@ -75,12 +90,23 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_report_has_every_section_plots_and_lists_what_was_not_run(run_dir):
     report = write_report(run_dir).read_text()
-    for heading in ["(a) Table 1", "(b) Best-of-N", "(c) Compute-efficiency", "(d) Table 3", "(e) PRM scores", "(f) Ablation", "claims", "Not run"]:
+    for heading in [
+        "(a) Table 1",
+        "(b) Best-of-N",
+        "(c) Compute-efficiency",
+        "(d) Table 3",
+        "(e) PRM scores",
+        "(f) Ablation",
+        "claims",
+        "Not run",
+    ]:
         assert heading in report
     assert (run_dir / "plots" / "bon_scripted.png").stat().st_size > 1000
     assert (run_dir / "plots" / "scores_scripted.png").stat().st_size > 1000
     assert "orm beam @8x8" in report and "pvm beam @4x4" in report  # the paper's budgets we did not run
-    assert "agentprm search --env scripted --rm agentprm --strategy bon --budget 8" in report  # figures name their command
+    assert (
+        "agentprm search --env scripted --rm agentprm --strategy bon --budget 8" in report
+    )  # figures name their command
     assert "label tokens" in report and "2.5×" in report  # MC spent 250 tokens a trajectory, TD 100
 
 
@@ -122,8 +148,23 @@ def test_cli_report_and_errors(run_dir, tmp_path):
     assert res.exit_code == 0 and "report.md" in res.output
     code, err = run_main(["report", str(tmp_path / "nope")])
     assert code == 2 and err.count("\n") == 1 and str(tmp_path / "nope") in err
-    code, err = run_main(["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"), "--strategy", "beam", "--budget", "4y4"])
-    assert code == 2 and err == "agentprm: error: bad --budget '4y4': give N for bon (e.g. 16) or NxM for beam (e.g. 4x4)\n"
+    code, err = run_main(
+        [
+            "search",
+            "--policy",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--strategy",
+            "beam",
+            "--budget",
+            "4y4",
+        ]
+    )
+    assert (
+        code == 2
+        and err == "agentprm: error: bad --budget '4y4': give N for bon (e.g. 16) or NxM for beam (e.g. 4x4)\n"
+    )
 
 
 def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch):
@@ -133,8 +174,25 @@ def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch
     monkeypatch.setitem(REGISTRY, "scripted", EnvSpec("scripted", "agentprm.testing.fakes:ScriptedEnv", "test env"))
     monkeypatch.setattr(loading, "load_policy", lambda path: KeyedPolicy(0.5))
     out = tmp_path / "eval" / "scripted" / "random" / "bon_4.jsonl"
-    args = ["search", "--policy", str(tmp_path), "--rm", "random:3", "--strategy", "bon", "--budget", "4",
-            "--env", "scripted", "--out", str(out), "--chunk", "3", "--samples", str(tmp_path / "s.jsonl")]
+    args = [
+        "search",
+        "--policy",
+        str(tmp_path),
+        "--rm",
+        "random:3",
+        "--strategy",
+        "bon",
+        "--budget",
+        "4",
+        "--env",
+        "scripted",
+        "--out",
+        str(out),
+        "--chunk",
+        "3",
+        "--samples",
+        str(tmp_path / "s.jsonl"),
+    ]
     runner = CliRunner()
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
@@ -153,7 +211,7 @@ def test_cli_search_writes_resumes_and_records_its_command(tmp_path, monkeypatch
 
 def _row(report: str, section: str, first_cell: str) -> list[str]:
     """The cells of the first table row starting with `first_cell` after the heading `section`."""
-    tail = report[report.index(section):]
+    tail = report[report.index(section) :]
     line = next(ln for ln in tail.splitlines() if ln.startswith(f"| {first_cell} |"))
     return [c.strip() for c in line.strip("|").split("|")]
 
@@ -165,13 +223,16 @@ def test_two_run_folders_make_one_report_with_both_envs_and_their_average(two_ru
     out = tmp_path / "report"
     report = write_report([a, b], out).read_text()
     assert not (a / "report.md").exists() and not (b / "report.md").exists()  # written to --out only
-    table1 = report[report.index("(a) Table 1"):report.index("(b) Best-of-N")]
+    table1 = report[report.index("(a) Table 1") : report.index("(b) Best-of-N")]
     assert "### scripted\n" in table1 and "### scripted-b\n" in table1
     for env in ("scripted", "scripted-b"):
         assert (out / "plots" / f"bon_{env}.png").stat().st_size > 1000
     assert (out / "plots" / "bon_average.png").stat().st_size > 1000
     # each env's numbers come from its own folder, named with its config and commands
-    assert f"run folder `{a}`, config `{a / 'config.yaml'}`" in report and f"run folder `{b}`, config `{b / 'config.yaml'}`" in report
+    assert (
+        f"run folder `{a}`, config `{a / 'config.yaml'}`" in report
+        and f"run folder `{b}`, config `{b / 'config.yaml'}`" in report
+    )
     assert "agentprm search --env scripted-b --rm pvm --strategy bon --budget 8" in report
     # the averaged curve is the mean of the two envs' curves at every budget
     ca = {p.n: 100 * p.success for p in curves(RunSet.scan([a]), "scripted")["agentprm"][1]}
@@ -180,10 +241,10 @@ def test_two_run_folders_make_one_report_with_both_envs_and_their_average(two_ru
     avg = _row(report, "### average over envs", "agentprm")[1:]
     assert avg == [f"{(ca[n] + cb[n]) / 2:.1f}" for n in sorted(ca)]
     # efficiency on the averaged curve and the mean of per-env ratios
-    eff = report[report.index("(c) Compute-efficiency"):report.index("(d) Table 3")]
+    eff = report[report.index("(c) Compute-efficiency") : report.index("(d) Table 3")]
     assert "### average over envs" in eff and "### mean of the per-env ratios" in eff
     # the claims name each env, with the numbers they rest on
-    claims = report[report.index("## The paper's claims"):]
+    claims = report[report.index("## The paper's claims") :]
     for env in ("scripted", "scripted-b"):
         assert re.search(rf"{re.escape(env)}: (holds|does not hold)", claims)
     assert "mean over envs" in claims and "(paper: ~8×)" in claims
@@ -231,7 +292,9 @@ def test_cli_several_folders_and_one_folder_default(two_runs, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["report", str(a), str(b), "--out", str(tmp_path / "combined")])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "combined" / "report.md").is_file() and (tmp_path / "combined" / "plots" / "bon_average.png").is_file()
+    assert (tmp_path / "combined" / "report.md").is_file() and (
+        tmp_path / "combined" / "plots" / "bon_average.png"
+    ).is_file()
     b = Path(shutil.copytree(b, tmp_path / "default-b"))  # leave the shared fixture's folder unwritten
     res = runner.invoke(app, ["report", str(b)])  # one folder, no --out: the report goes into the run folder
     assert res.exit_code == 0 and (b / "report.md").is_file() and (b / "plots" / "bon_scripted-b.png").is_file()
@@ -242,7 +305,9 @@ def test_cli_several_folders_and_one_folder_default(two_runs, tmp_path):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from([1, 2, 4, 8, 16]), st.floats(0, 100), min_size=1), min_size=2, max_size=4))
+@given(
+    st.lists(st.dictionaries(st.sampled_from([1, 2, 4, 8, 16]), st.floats(0, 100), min_size=1), min_size=2, max_size=4)
+)
 def test_average_curve_is_the_per_budget_mean_over_envs(env_curves):
     from agentprm.report.build import average_curves
 

@@ -32,9 +32,27 @@ def test_rl_cli(tmp_path):
     assert isinstance(r.exception, UserError) and "unknown --reward" in str(r.exception)
     r = invoke(*common, "--reward", "prm")
     assert isinstance(r.exception, UserError) and "--rm" in str(r.exception)
-    r = invoke(*common, "--reward", "prm", "--rm", "random", "--shaping", "progress", "--iterations", "1",
-               "--tasks-per-iter", "2", "--episodes-per-task", "2", "--max-new-tokens", "4", "--eval-every", "1",
-               "--eval-tasks", "2")
+    r = invoke(
+        *common,
+        "--reward",
+        "prm",
+        "--rm",
+        "random",
+        "--shaping",
+        "progress",
+        "--iterations",
+        "1",
+        "--tasks-per-iter",
+        "2",
+        "--episodes-per-task",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--eval-every",
+        "1",
+        "--eval-tasks",
+        "2",
+    )
     assert r.exit_code == 0, r.output
     assert "iteration 1/1: succ" in r.output  # not a terminal: one line per iteration
     [row] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

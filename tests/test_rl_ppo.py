@@ -56,8 +56,14 @@ def _policy(path):
 
 def test_action_tokens_are_the_assistant_turns(tiny_dir):
     pol = _policy(tiny_dir)
-    traj = Trajectory(id="x", env="scripted", task_id="line_2", system_prompt="sys", first_observation="Type 2 words.",
-                      steps=[Step(0, "Type 2 words.", "Action: a", "a"), Step(1, "Good.", "Action: b", "b")])
+    traj = Trajectory(
+        id="x",
+        env="scripted",
+        task_id="line_2",
+        system_prompt="sys",
+        first_observation="Type 2 words.",
+        steps=[Step(0, "Type 2 words.", "Action: a", "a"), Step(1, "Good.", "Action: b", "b")],
+    )
     item = encode_episode(pol.tokenizer, traj)
     item.advantages = np.array([1.0, -1.0])
     mask, adv = action_tensors([item], len(item.input_ids))
@@ -109,8 +115,11 @@ FAIL: set[str] = set()
 
 def _good_mass(pol) -> float:
     """Probability that the policy's first token (what the env judges) starts with a good letter."""
-    conv = [{"role": "user", "content": LetterEnv.system_prompt}, {"role": "assistant", "content": "OK."},
-            {"role": "user", "content": "Type 2 words. Next: ?"}]
+    conv = [
+        {"role": "user", "content": LetterEnv.system_prompt},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": "Type 2 words. Next: ?"},
+    ]
     ids = torch.tensor([pol.prompt_ids(conv)])
     with torch.no_grad():
         p = torch.softmax(pol.model(input_ids=ids).logits[0, -1].float(), -1)
@@ -119,9 +128,22 @@ def _good_mass(pol) -> float:
 
 
 def _cfg(**kw):
-    base = dict(env="letter", iterations=1, tasks_per_iter=8, episodes_per_task=2, max_new_tokens=1, lr=3e-3,
-                critic_lr=1e-3, ppo_epochs=4, minibatch_episodes=8, kl_coef=0.0, entropy_coef=0.0, eval_every=0,
-                threads=1, critic_init="policy")
+    base = dict(
+        env="letter",
+        iterations=1,
+        tasks_per_iter=8,
+        episodes_per_task=2,
+        max_new_tokens=1,
+        lr=3e-3,
+        critic_lr=1e-3,
+        ppo_epochs=4,
+        minibatch_episodes=8,
+        kl_coef=0.0,
+        entropy_coef=0.0,
+        eval_every=0,
+        threads=1,
+        critic_init="policy",
+    )
     base.update(kw)
     return PPOConfig(**base)
 
@@ -182,8 +204,9 @@ def test_error_episodes_are_excluded_and_counted(tiny_dir, tmp_path):
             calls["n"] += 1
             return 0.5
 
-        tr = _trainer(tiny_dir, tmp_path / "run", rm=ScriptedRewardModel(fn), reward="prm", shaping="potential",
-                      tasks_per_iter=12)
+        tr = _trainer(
+            tiny_dir, tmp_path / "run", rm=ScriptedRewardModel(fn), reward="prm", shaping="potential", tasks_per_iter=12
+        )
         [m] = tr.train()
     finally:
         FAIL.clear()

@@ -8,8 +8,9 @@ from agentprm.rl.report import aggregate, find_rl_runs, rl_section
 def _run(root, label, seed, env, vals, complete=True):
     d = root / "rl" / f"{label}-s{seed}"
     d.mkdir(parents=True)
-    (d / "rl_config.json").write_text(json.dumps({"config": {"seed": seed, "env": env}, "label": label, "env": env,
-                                                  "complete": complete}))
+    (d / "rl_config.json").write_text(
+        json.dumps({"config": {"seed": seed, "env": env}, "label": label, "env": env, "complete": complete})
+    )
     rows = [{"iteration": i + 1, "test_success": v, "test_reward": v / 2} for i, v in enumerate(vals)]
     rows.insert(1, {"iteration": 99, "test_success": None, "test_reward": None})  # a non-eval iteration
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

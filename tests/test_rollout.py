@@ -13,7 +13,6 @@ from agentprm.testing import ScriptedEnv, ScriptedPolicy
 from agentprm.testing.policies import tiny_policy_dir
 from agentprm.trajectory import read_trajectories
 
-
 torch.set_num_threads(1)  # tiny models: threads only contend on the shared CI cores
 
 
@@ -55,8 +54,10 @@ def test_reusing_earlier_rounds_keys_values_changes_no_trajectory(policy):
     must give the same trajectories, greedy and seeded sampling alike."""
     plain = HFPolicy(policy.model, policy.tokenizer, policy.name, reuse_kv=False)
     fresh = HFPolicy(policy.model, policy.tokenizer, policy.name)
-    for cfg, seed in ((RolloutConfig(temperature=0, max_new_tokens=24, batch_size=8), None),
-                      (RolloutConfig(temperature=1.0, max_new_tokens=16, batch_size=3), 5)):
+    for cfg, seed in (
+        (RolloutConfig(temperature=0, max_new_tokens=24, batch_size=8), None),
+        (RolloutConfig(temperature=1.0, max_new_tokens=16, batch_size=3), 5),
+    ):
         a, b = _run(fresh, TASKS, cfg, seed_base=seed), _run(plain, TASKS, cfg, seed_base=seed)
         assert {k: t.to_dict() for k, t in a.items()} == {k: t.to_dict() for k, t in b.items()}
     assert plain.prefix_store is None and fresh.prefix_store.hits > 0
@@ -184,7 +185,9 @@ def test_collect_resumes_after_a_crash_without_duplicates(policy, tmp_path):
 
     part = tmp_path / "part.jsonl"
     with pytest.raises(Killed):
-        rollout_tasks(policy, lambda: ScriptedEnv(max_rounds=4), tasks, part, n_per_task=3, cfg=cfg, seed=1, on_done=die_after_5)
+        rollout_tasks(
+            policy, lambda: ScriptedEnv(max_rounds=4), tasks, part, n_per_task=3, cfg=cfg, seed=1, on_done=die_after_5
+        )
     with open(part, "a") as fh:  # and a torn line, as a kill -9 mid-write leaves
         fh.write('{"id": "line_1_0#0", "env": "scr')
     s2 = rollout_tasks(policy, lambda: ScriptedEnv(max_rounds=4), tasks, part, n_per_task=3, cfg=cfg, seed=1)

@@ -8,9 +8,16 @@ from agentprm.cli import app
 from agentprm.pipeline import PipelineConfig
 
 
-@pytest.mark.parametrize("cmd,opts", [("collect", ["--ray", "--backend"]), ("eval", ["--ray", "--backend"]),
-                                      ("search", ["--ray", "--backend", "http"]), ("label", ["--ray"]),
-                                      ("serve-prm", ["--max-wait-ms", "--max-request-conversations", "/get_reward"])])
+@pytest.mark.parametrize(
+    "cmd,opts",
+    [
+        ("collect", ["--ray", "--backend"]),
+        ("eval", ["--ray", "--backend"]),
+        ("search", ["--ray", "--backend", "http"]),
+        ("label", ["--ray"]),
+        ("serve-prm", ["--max-wait-ms", "--max-request-conversations", "/get_reward"]),
+    ],
+)
 def test_help_explains_the_scale_options(cmd, opts):
     out = CliRunner().invoke(app, [cmd, "--help"], terminal_width=200).output
     for o in opts:
@@ -20,8 +27,20 @@ def test_help_explains_the_scale_options(cmd, opts):
 def test_bad_scale_inputs_are_one_line(tmp_path):
     r = CliRunner().invoke(app, ["serve-prm", "--rm", str(tmp_path)])
     assert r.exit_code != 0 and "not a PRM dir" in str(r.exception)
-    r = CliRunner().invoke(app, ["search", "--policy", str(tmp_path), "--out", str(tmp_path / "o.jsonl"),
-                                 "--samples", str(tmp_path / "s.jsonl"), "--ray", "auto"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--policy",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--samples",
+            str(tmp_path / "s.jsonl"),
+            "--ray",
+            "auto",
+        ],
+    )
     assert "--samples is not supported with --ray" in str(r.exception)
 
 

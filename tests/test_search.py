@@ -115,7 +115,9 @@ _cand = st.builds(
 )
 
 
-@given(st.lists(_cand, min_size=1, max_size=12), st.integers(1, 12), st.sampled_from(["last", "min", "mean", "product"]))
+@given(
+    st.lists(_cand, min_size=1, max_size=12), st.integers(1, 12), st.sampled_from(["last", "min", "mean", "product"])
+)
 def test_select_is_the_first_argmax_of_the_aggregated_score(cands, n, how):
     i = select(cands, n, how)
     pool = cands[:n]
@@ -206,5 +208,10 @@ def test_best_of_n_samples_are_the_collect_episodes_at_the_same_seed(tmp_path):
         for j, traj in enumerate(group):
             other = collected[f"{u}#{j}"]
             assert [s.output for s in traj.steps] == [s.output for s in other.steps]
-            assert (traj.seed, traj.status, traj.reward, traj.compute) == (other.seed, other.status, other.reward, other.compute)
+            assert (traj.seed, traj.status, traj.reward, traj.compute) == (
+                other.seed,
+                other.status,
+                other.reward,
+                other.compute,
+            )
     assert len({tuple(s.output for s in t.steps) for g in groups for t in g}) > len(TASKS)  # samples differ

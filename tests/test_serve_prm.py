@@ -39,8 +39,12 @@ def local(prm_dir):
 
 @pytest.fixture(scope="module")
 def server(prm_dir):
-    app = create_prm_app(PRMScorer.load(prm_dir), ServeLimits(max_wait_ms=20, max_request_conversations=64,
-                                                               max_conversation_tokens=400, max_request_bytes=200_000))
+    app = create_prm_app(
+        PRMScorer.load(prm_dir),
+        ServeLimits(
+            max_wait_ms=20, max_request_conversations=64, max_conversation_tokens=400, max_request_bytes=200_000
+        ),
+    )
     with serve_in_thread(app) as url:
         yield url, app
 

@@ -16,8 +16,16 @@ def test_trained_positions_loss_equals_hf_loss_and_its_gradient():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     ids = torch.randint(0, 50, (3, 12))
     labels = torch.full_like(ids, IGNORE)
     labels[0, 4:7] = ids[0, 4:7]
@@ -36,8 +44,17 @@ def test_lora_sft_on_a_bf16_base_with_recompute_saves_a_merged_fp32_policy(tmp_p
     base = tiny_policy_dir(tmp_path / "base")
     demos = tmp_path / "demos.jsonl"
     write_trajectories(demos, scripted_demos(6))
-    cfg = SFTConfig(max_steps=3, epochs=10, batch_size=3, lr=1e-2, warmup_steps=1, lora_r=4, bf16=True,
-                    gradient_checkpointing=True, device="cpu")
+    cfg = SFTConfig(
+        max_steps=3,
+        epochs=10,
+        batch_size=3,
+        lr=1e-2,
+        warmup_steps=1,
+        lora_r=4,
+        bf16=True,
+        gradient_checkpointing=True,
+        device="cpu",
+    )
     res = train_sft(demos, str(base), tmp_path / "pol", cfg)
     assert res.steps == 3 and res.final_loss == res.final_loss  # not NaN
     from safetensors.torch import load_file

@@ -63,7 +63,10 @@ def test_known_recipe_lines_and_cycle_breaking():
 
 
 def test_reset_observation_text(env):
-    assert env.reset("textcraft_0") == "Crafting commands:\ncraft 4 acacia planks using 1 acacia logs\n\nGoal: craft acacia planks."
+    assert (
+        env.reset("textcraft_0")
+        == "Crafting commands:\ncraft 4 acacia planks using 1 acacia logs\n\nGoal: craft acacia planks."
+    )
     obs = env.reset(GOLDEN_BOOTS)
     assert obs.startswith("Crafting commands:\n") and obs.endswith("\n\nGoal: craft golden boots.")
     lines = _lines(obs)
@@ -127,7 +130,9 @@ def test_generic_ingredients(env):
 
 
 def test_parse_action_uses_agentgym_cleaning(env):
-    assert env.parse_action("Thought: I need nuggets.\nAction: get 36 gold-nugget!\nObservation: x") == "get 36 goldnugget"
+    assert (
+        env.parse_action("Thought: I need nuggets.\nAction: get 36 gold-nugget!\nObservation: x") == "get 36 goldnugget"
+    )
     assert env.parse_action("Thought:\nfirst\n\nAction:\n  craft 1 blue dye using 1 lapis lazuli  ") == (
         "craft 1 blue dye using 1 lapis lazuli"
     )
@@ -180,7 +185,27 @@ def test_same_task_text_in_processes_with_different_hash_seeds(env):
 # -- robustness -------------------------------------------------------------------------------------------
 
 _WORDS = st.sampled_from(
-    ["craft", "get", "inventory", "using", "gold", "ingot", "nugget", "oak", "planks", "stick", "golden", "boots", ",", "1", "4", "9", "36", "0", ""]
+    [
+        "craft",
+        "get",
+        "inventory",
+        "using",
+        "gold",
+        "ingot",
+        "nugget",
+        "oak",
+        "planks",
+        "stick",
+        "golden",
+        "boots",
+        ",",
+        "1",
+        "4",
+        "9",
+        "36",
+        "0",
+        "",
+    ]
 )
 _ACTIONS = st.one_of(
     st.text(max_size=60),
@@ -285,7 +310,7 @@ def test_expert_seed_varies_demos(env):
 
 
 def test_brief_thoughts_keep_the_actions_and_successes(env):
-    """"brief" changes only the thoughts: same actions, same successes, one short sentence per turn."""
+    """ "brief" changes only the thoughts: same actions, same successes, one short sentence per turn."""
     for tid in env.task_ids("test")[:40]:
         full, brief = (expert_trajectory(env, tid, seed=3, thought_style=s) for s in ("full", "brief"))
         assert [s.action for s in brief.steps] == [s.action for s in full.steps]
@@ -333,8 +358,11 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
     brief = tmp_path / "brief.jsonl"
     res = _cli("demos", "--split", "test", "--n", "5", "--thought-style", "brief", "--out", str(brief))
     assert res.returncode == 0, res.stderr
-    assert all(s["output"].startswith(("Thought: I need ", "Thought: To craft ")) or "Now I craft" in s["output"]
-               for r in map(json.loads, brief.read_text().splitlines()) for s in r["steps"])
+    assert all(
+        s["output"].startswith(("Thought: I need ", "Thought: To craft ")) or "Now I craft" in s["output"]
+        for r in map(json.loads, brief.read_text().splitlines())
+        for s in r["steps"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -376,7 +404,9 @@ def test_renamed_copy_is_a_consistent_world(env):
     words = set(item_words())
     pairs = set()
     for a, b in [(demo.first_observation, copy.first_observation)] + [
-        (x, y) for s, c in zip(demo.steps, copy.steps) for x, y in ((s.output, c.output), (s.observation, c.observation))
+        (x, y)
+        for s, c in zip(demo.steps, copy.steps)
+        for x, y in ((s.output, c.output), (s.observation, c.observation))
     ]:
         wa, wb = _WORD.findall(a), _WORD.findall(b)
         assert len(wa) == len(wb)
@@ -390,9 +420,10 @@ def test_renamed_copy_is_a_consistent_world(env):
     # The copy still reads: its goal is the renamed goal and every craft it does is a listed command.
     goal = re.search(r"Goal: craft (.*)\.", demo.first_observation).group(1)
     assert f"Goal: craft {' '.join(forward[w] for w in goal.split())}." in copy.first_observation
-    listed = copy.first_observation.splitlines()
     targets = {m.group(1) for m in re.finditer(r"^craft \d+ (.*?) using ", copy.first_observation, re.M)}
-    crafted = [re.match(r"craft \d+ (.*?) using ", c.action).group(1) for c in copy.steps if c.action.startswith("craft")]
+    crafted = [
+        re.match(r"craft \d+ (.*?) using ", c.action).group(1) for c in copy.steps if c.action.startswith("craft")
+    ]
     assert crafted and set(crafted) <= targets
     for s, c in zip(demo.steps, copy.steps):
         assert c.action == _WORD.sub(lambda m: forward.get(m.group(0), m.group(0)), s.action)
@@ -409,6 +440,7 @@ def test_demos_write_renamed_copies_and_resume_the_same(tmp_path, env):
     assert sum(t.meta.get("augmented") == "rename-items" for t in trajs) == 2 * s.ok
     again = tmp_path / "e.jsonl"
     run_expert("textcraft", "train", 3, again, renamed_copies=2)
+
     def content(path):  # trajectory ids carry a random suffix; everything else must be the same
         recs = [json.loads(line) for line in path.read_text().splitlines()]
         for r in recs:

@@ -23,14 +23,31 @@ from agentprm.trajectory import (
 
 def make_traj(i: int = 0, n_steps: int = 2) -> Trajectory:
     steps = [
-        Step(t=t, observation=f"obs {t}", output=f"Thought: t{t}\nAction: get {t} stick", action=f"get {t} stick",
-             reward=1.0 if t == n_steps - 1 else 0.0, done=t == n_steps - 1, prompt_tokens=10 + t, generated_tokens=5)
+        Step(
+            t=t,
+            observation=f"obs {t}",
+            output=f"Thought: t{t}\nAction: get {t} stick",
+            action=f"get {t} stick",
+            reward=1.0 if t == n_steps - 1 else 0.0,
+            done=t == n_steps - 1,
+            prompt_tokens=10 + t,
+            generated_tokens=5,
+        )
         for t in range(n_steps)
     ]
-    return Trajectory(id=f"traj{i}", env="textcraft", task_id=f"textcraft_{i}", system_prompt="SYS",
-                      first_observation="obs 0", steps=steps, reward=1.0, success=True, status="done",
-                      compute=Compute(policy_prompt_tokens=21, policy_generated_tokens=10, env_steps=n_steps),
-                      labels={"pvm": [1.0] * n_steps})
+    return Trajectory(
+        id=f"traj{i}",
+        env="textcraft",
+        task_id=f"textcraft_{i}",
+        system_prompt="SYS",
+        first_observation="obs 0",
+        steps=steps,
+        reward=1.0,
+        success=True,
+        status="done",
+        compute=Compute(policy_prompt_tokens=21, policy_generated_tokens=10, env_steps=n_steps),
+        labels={"pvm": [1.0] * n_steps},
+    )
 
 
 def test_round_trip(tmp_path):

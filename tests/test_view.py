@@ -31,8 +31,7 @@ def smoke_run(tmp_path_factory) -> Path:
     from agentprm.pipeline import Pipeline, PipelineConfig
 
     root = tmp_path_factory.mktemp("runs")
-    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml", beams=[], ablation_beta0=False,
-                              mc_trajectories=1)
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml", beams=[], ablation_beta0=False, mc_trajectories=1)
     Pipeline(cfg, root=root, log=lambda _: None).run()
     run = root / cfg.name
     g = torch.Generator().manual_seed(0)
@@ -101,8 +100,10 @@ def test_pages_scores_labels_and_cache(smoke_run):
     assert {"agentprm", "pvm", "orm", "mc", "random"} <= set(stored)
     import json
 
-    rec = {json.loads(line)["task_id"]: json.loads(line) for line in
-           (smoke_run / "eval/textcraft/random/bon_2.jsonl").read_text().splitlines()}[cand.task_id]
+    rec = {
+        json.loads(line)["task_id"]: json.loads(line)
+        for line in (smoke_run / "eval/textcraft/random/bon_2.jsonl").read_text().splitlines()
+    }[cand.task_id]
     assert stored["random"] == rec["meta"]["search"]["candidates"][cand.meta["sample_index"]]["scores"]
     r = client.get("/run/0/bon", params={"src": samples, "task": cand.task_id})
     assert r.status_code == 200 and "picked a success?" in r.text
@@ -186,8 +187,10 @@ def browser():
     if found is None and os.environ.get("CI") == "true":
         pytest.fail("CI must run the browser test: .ci/run installs chromium and chromium-driver")
     if found is None:
-        pytest.skip("chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver; "
-                    ".ci/run installs them)")
+        pytest.skip(
+            "chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver; "
+            ".ci/run installs them)"
+        )
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -206,10 +209,8 @@ def test_viewer_in_a_real_browser(smoke_run, served, browser, tmp_path):
     from urllib.parse import urlencode
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     shots = []
 
@@ -227,8 +228,10 @@ def test_viewer_in_a_real_browser(smoke_run, served, browser, tmp_path):
     # the run: stages with their status, training curves from the event files, the report's tables and plots
     browser.get(f"{served}/run/0")
     assert browser.find_element(By.ID, "page-run")
-    stages = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
-              for r in browser.find_elements(By.CSS_SELECTOR, "#stages tr")[1:]}
+    stages = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#stages tr")[1:]
+    }
     assert stages["sft"] == "done" and stages["search bon@2 agentprm"] == "done"
     logdirs = {e.get_attribute("data-logdir") for e in browser.find_elements(By.CSS_SELECTOR, ".curves")}
     assert {"policy/tb", "prm/agentprm/tb"} <= logdirs
@@ -304,11 +307,14 @@ def test_play_shows_the_prm_score_and_its_change(smoke_run):
 
     rm = smoke_run / "prm" / "agentprm"
     task = _samples(smoke_run)[0].task_id
-    res = CliRunner().invoke(app, ["play", "--env", "textcraft", "--task", task, "--rm", str(rm)],
-                             input="get 1 oak logs\ncraft 4 oak planks using 1 oak logs\nquit\n")
+    res = CliRunner().invoke(
+        app,
+        ["play", "--env", "textcraft", "--task", task, "--rm", str(rm)],
+        input="get 1 oak logs\ncraft 4 oak planks using 1 oak logs\nquit\n",
+    )
     assert res.exit_code == 0, res.output
     # (piped input is not echoed, so a score follows its prompt on the same line)
-    lines = [ln[ln.index("PRM score of step"):] for ln in res.output.splitlines() if "PRM score of step" in ln]
+    lines = [ln[ln.index("PRM score of step") :] for ln in res.output.splitlines() if "PRM score of step" in ln]
     assert len(lines) == 2 and "change" not in lines[0] and "change" in lines[1]
     # the printed scores are the PRM's scores of that conversation
     from agentprm.envs import make_env
@@ -326,8 +332,22 @@ def test_play_shows_the_prm_score_and_its_change(smoke_run):
     assert "stopped" in res.output
 
     # with --policy the policy acts until the episode ends, every step scored
-    res = CliRunner().invoke(app, ["play", "--env", "textcraft", "--task", task, "--rm", str(rm),
-                                   "--policy", str(smoke_run / "policy"), "--max-new-tokens", "16"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "play",
+            "--env",
+            "textcraft",
+            "--task",
+            task,
+            "--rm",
+            str(rm),
+            "--policy",
+            str(smoke_run / "policy"),
+            "--max-new-tokens",
+            "16",
+        ],
+    )
     assert res.exit_code == 0, res.output
     n_policy = res.output.count("policy> ")
     assert n_policy >= 1 and res.output.count("PRM score of step") == n_policy

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from agentprm.conversation import trajectory_messages
 from agentprm.errors import UserError
 from agentprm.policy.hf import HFPolicy, row_seed
 from agentprm.policy.vllm import VLLMPolicy, load_policy_backend
 from agentprm.testing.policies import tiny_policy_dir
 from tests.prm_helpers import scripted_dataset
-from agentprm.conversation import trajectory_messages
 
 
 class FakeSamplingParams:  # vllm.SamplingParams keeps its arguments as attributes
@@ -65,7 +65,11 @@ class FakeLLM:
                     reason = "stop"
                     break
                 toks.append(rng.randrange(10, 60))
-            outs.append(RequestOutput(str(j), None, p["prompt_token_ids"], None, [CompletionOutput(0, "", toks, None, None, reason)]))
+            outs.append(
+                RequestOutput(
+                    str(j), None, p["prompt_token_ids"], None, [CompletionOutput(0, "", toks, None, None, reason)]
+                )
+            )
         return outs
 
 
@@ -85,7 +89,9 @@ def test_requests_use_hf_prompt_ids_per_sample_seeds_and_the_turn_stop(hf):
     assert rows == [(i, k) for i in range(3) for k in range(2)]
     assert [p["prompt_token_ids"] for p in prompts] == [hf.prompt_ids(convs[i]) for i, _ in rows]
     assert [sp.seed for sp in params] == [row_seed(s, k) for s in (11, 12, 13) for k in range(2)]
-    assert all(sp.n == 1 and sp.max_tokens == 9 and sp.stop_token_ids == hf.stop_ids and not sp.detokenize for sp in params)
+    assert all(
+        sp.n == 1 and sp.max_tokens == 9 and sp.stop_token_ids == hf.stop_ids and not sp.detokenize for sp in params
+    )
     # one int seeds conversation i with row_seed(seed, i), as HFPolicy does
     _, params1, _ = pol.requests(convs, n=1, temperature=1.0, max_new_tokens=4, seed=5)
     assert [sp.seed for sp in params1] == [row_seed(row_seed(5, i), 0) for i in range(3)]

@@ -24,19 +24,30 @@ from agentprm.errors import UserError
 
 # CI keeps shared data at ../shared/data from the repo root; a worktree may sit deeper, so look upwards.
 SHARED_DATA = next(
-    (d / "shared" / "data" / "webshop" for d in Path(__file__).resolve().parents[1].parents
-     if (d / "shared" / "data" / "webshop").is_dir()),
+    (
+        d / "shared" / "data" / "webshop"
+        for d in Path(__file__).resolve().parents[1].parents
+        if (d / "shared" / "data" / "webshop").is_dir()
+    ),
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "webshop",
 )
 
 
 def _raw(asin, name, pricing, query="Men's T-Shirts", options=None, small=None, **kw):
     d = {
-        "asin": asin, "name": name, "full_description": f"{name}. Great product.",
+        "asin": asin,
+        "name": name,
+        "full_description": f"{name}. Great product.",
         "small_description": small if small is not None else [f"{name} bullet one", "bullet two"],
-        "pricing": pricing, "images": ["https://img/x.jpg"], "category": "fashion", "query": query,
+        "pricing": pricing,
+        "images": ["https://img/x.jpg"],
+        "category": "fashion",
+        "query": query,
         "product_category": "Clothing, Shoes & Jewelry › Men › Clothing › Shirts › T-Shirts",
-        "customization_options": options, "brand": "Acme", "seller_id": "S1", "list_price": "$99",
+        "customization_options": options,
+        "brand": "Acme",
+        "seller_id": "S1",
+        "list_price": "$99",
     }
     d.update(kw)
     return d
@@ -46,10 +57,16 @@ def write_fixture(root: Path) -> None:
     """Three products in items_shuffle format (one duplicate, one 'nan' asin), attributes in
     items_ins_v2 format, human instructions in items_human_ins format."""
     products = [
-        _raw("B01SHIRT01", "Acme Men's Slim Fit T-Shirt", "$12.99",
-             options={"Color": [{"value": "Navy Blue", "image": "u1"}, {"value": "Black/White", "image": None}],
-                      "Size": [{"value": "Small", "image": None}, {"value": "Large", "image": None}],
-                      "Style": None}),
+        _raw(
+            "B01SHIRT01",
+            "Acme Men's Slim Fit T-Shirt",
+            "$12.99",
+            options={
+                "Color": [{"value": "Navy Blue", "image": "u1"}, {"value": "Black/White", "image": None}],
+                "Size": [{"value": "Small", "image": None}, {"value": "Large", "image": None}],
+                "Style": None,
+            },
+        ),
         _raw("B01SHIRT01", "duplicate", "$1.00"),
         _raw("nan", "broken", "$1.00"),
         _raw("B02RANGE02", "Bolt Cotton Crew Neck Tee", "$10.00 - $20.00", small="single bullet string"),
@@ -57,21 +74,39 @@ def write_fixture(root: Path) -> None:
         _raw("B04NOPRICE", "Plain Tee", None, options=None),
     ]
     attributes = {
-        "B01SHIRT01": {"attributes": ["slim fit", "machine wash"], "instruction": "Find me slim fit t-shirts",
-                       "instruction_attributes": ["slim fit"]},
+        "B01SHIRT01": {
+            "attributes": ["slim fit", "machine wash"],
+            "instruction": "Find me slim fit t-shirts",
+            "instruction_attributes": ["slim fit"],
+        },
         "B02RANGE02": {"attributes": ["crew neck"]},
         "B03PRICEY3": {"attributes": ["hand wash"]},
     }
     human = {
         "B01SHIRT01": [
-            {"asin": "B01SHIRT01", "instruction": "i want a slim fit navy blue t-shirt in large.",
-             "instruction_attributes": ["slim fit"], "instruction_options": ["navy blue", "large"],
-             "assignment_id": "A1", "worker_id": "W1"},
-            {"asin": "B01SHIRT01", "instruction": "a shirt please", "instruction_attributes": [],
-             "instruction_options": []},
+            {
+                "asin": "B01SHIRT01",
+                "instruction": "i want a slim fit navy blue t-shirt in large.",
+                "instruction_attributes": ["slim fit"],
+                "instruction_options": ["navy blue", "large"],
+                "assignment_id": "A1",
+                "worker_id": "W1",
+            },
+            {
+                "asin": "B01SHIRT01",
+                "instruction": "a shirt please",
+                "instruction_attributes": [],
+                "instruction_options": [],
+            },
         ],
-        "B03PRICEY3": [{"asin": "B03PRICEY3", "instruction": "i need a hand wash silk shirt",
-                        "instruction_attributes": ["hand wash"], "instruction_options": []}],
+        "B03PRICEY3": [
+            {
+                "asin": "B03PRICEY3",
+                "instruction": "i need a hand wash silk shirt",
+                "instruction_attributes": ["hand wash"],
+                "instruction_options": [],
+            }
+        ],
     }
     root.mkdir(parents=True, exist_ok=True)
     for name, obj in zip(REAL_FILES, (products, attributes, human)):
@@ -98,7 +133,10 @@ def test_real_format_loader_on_fixture(tmp_path):
     assert len(cat.goals) == 8
     shirt_goals = sorted((g for g in cat.goals if g.asin == "B01SHIRT01"), key=lambda g: g.price_upper)
     assert [g.price_upper for g in shirt_goals] == [20.0, 30.0, 40.0, 50.0]
-    assert shirt_goals[0].instruction_text == "i want a slim fit navy blue t-shirt in large, and price lower than 20.00 dollars"
+    assert (
+        shirt_goals[0].instruction_text
+        == "i want a slim fit navy blue t-shirt in large, and price lower than 20.00 dollars"
+    )
     assert shirt_goals[0].goal_options == ("navy blue", "large") and shirt_goals[0].attributes == ("slim fit",)
     pricey = [g for g in cat.goals if g.asin == "B03PRICEY3"]
     assert len(pricey) == 4 and all(g.instruction_text == "i need a hand wash silk shirt" for g in pricey)
@@ -140,8 +178,17 @@ def test_real_attribute_file_parses():
     # reshaped as human ones: attributes land on products, instructions with attributes become goals
     asins = sorted(attrs)[:60]
     raw = [_raw(a, f"Item {a}", "$25.00") for a in asins]
-    human = {a: [{"instruction": attrs[a]["instruction"], "instruction_attributes": attrs[a]["instruction_attributes"],
-                  "instruction_options": []}] for a in asins if "instruction" in attrs[a]}
+    human = {
+        a: [
+            {
+                "instruction": attrs[a]["instruction"],
+                "instruction_attributes": attrs[a]["instruction_attributes"],
+                "instruction_options": [],
+            }
+        ]
+        for a in asins
+        if "instruction" in attrs[a]
+    }
     products, prices = clean_products(raw, attrs, human)
     assert all(p["Attributes"] == attrs[p["asin"]]["attributes"] for p in products)
     goals = make_goals(products, prices)

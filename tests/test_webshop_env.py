@@ -53,8 +53,15 @@ def test_page_flow_and_texts(env):
     res = env.step(f"click[{first.lower()}]")
     item = res.observation.split(" [SEP] ")
     assert item[:4] == ["Instruction:", ins, "Back to Search", "< Prev"]
-    assert item[-7:] == [p["Title"], f"Price: {p['Price']}", "Rating: N.A.", "Description", "Features", "Reviews",
-                         "Buy Now"]
+    assert item[-7:] == [
+        p["Title"],
+        f"Price: {p['Price']}",
+        "Rating: N.A.",
+        "Description",
+        "Features",
+        "Reviews",
+        "Buy Now",
+    ]
     for name, values in p["options"].items():
         assert name in item and all(v in item for v in values)
 
@@ -64,7 +71,9 @@ def test_page_flow_and_texts(env):
     feats = env.step("click[features]").observation
     assert p["BulletPoints"][0] in feats
     env.step("click[< prev]")
-    assert env.step("click[< prev]").observation.startswith(f"Instruction: [SEP] {ins} [SEP] Back to Search [SEP] Page 1")
+    assert env.step("click[< prev]").observation.startswith(
+        f"Instruction: [SEP] {ins} [SEP] Back to Search [SEP] Page 1"
+    )
     assert env.step("click[back to search]").observation == obs
 
 
@@ -164,7 +173,7 @@ def test_fuzz_random_actions_keep_invariants():
     e = WebShopEnv()
     rng = random.Random(0)
     n_done = 0
-    for ep in range(60):
+    for _ in range(60):
         e.reset(f"webshop_{rng.randrange(len(e.catalogue.goals))}")
         for _ in range(30):
             before = e.observation()

@@ -40,9 +40,15 @@ def product(**kw):
 
 def goal(**kw):
     g = dict(
-        asin="B000000001", category="fashion", query="men's t-shirts", name="Acme Men's Slim Fit Cotton T-Shirt",
-        product_category=PC, instruction_text="i want a slim fit t-shirt", attributes=("slim fit",),
-        price_upper=20.0, goal_options=("navy blue", "large"),
+        asin="B000000001",
+        category="fashion",
+        query="men's t-shirts",
+        name="Acme Men's Slim Fit Cotton T-Shirt",
+        product_category=PC,
+        instruction_text="i want a slim fit t-shirt",
+        attributes=("slim fit",),
+        price_upper=20.0,
+        goal_options=("navy blue", "large"),
     )
     g.update(kw)
     return Goal(**g)
@@ -89,8 +95,11 @@ def test_attribute_term_by_fuzzy_attribute_match():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("Title", "Acme Shirt with Moisture Wicking"), ("BulletPoints", ["moisture wicking fabric"]),
-     ("Description", "Stays dry: moisture wicking.")],
+    [
+        ("Title", "Acme Shirt with Moisture Wicking"),
+        ("BulletPoints", ["moisture wicking fabric"]),
+        ("Description", "Stays dry: moisture wicking."),
+    ],
 )
 def test_attribute_term_by_substring(field, value):
     p = product(Attributes=["machine wash"], **{field: value})
@@ -125,17 +134,32 @@ def test_type_reward_zeroes_the_total():
 
 def test_heuristic_nouns_drop_function_words_numbers_adverbs():
     assert heuristic_nouns("Men's Slim Fit T-Shirt for the Gym, 2 Pack, Extremely Soft") == [
-        "men", "slim", "fit", "shirt", "gym", "pack", "soft",
+        "men",
+        "slim",
+        "fit",
+        "shirt",
+        "gym",
+        "pack",
+        "soft",
     ]
 
 
-_phrase = st.lists(st.sampled_from(["slim fit", "navy blue", "large", "black", "gluten free", "x-large", "oak"]),
-                   max_size=4, unique=True)
+_phrase = st.lists(
+    st.sampled_from(["slim fit", "navy blue", "large", "black", "gluten free", "x-large", "oak"]),
+    max_size=4,
+    unique=True,
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(attrs=_phrase, gopts=_phrase, chosen=_phrase, price=st.floats(0, 100), upper=st.floats(1, 100),
-       title=st.sampled_from(["Acme Slim Fit Cotton T-Shirt", "Oak Table", "Black Dress Large"]))
+@given(
+    attrs=_phrase,
+    gopts=_phrase,
+    chosen=_phrase,
+    price=st.floats(0, 100),
+    upper=st.floats(1, 100),
+    title=st.sampled_from(["Acme Slim Fit Cotton T-Shirt", "Oak Table", "Black Dress Large"]),
+)
 def test_total_in_unit_interval(attrs, gopts, chosen, price, upper, title):
     g = goal(attributes=tuple(attrs), goal_options=tuple(gopts), price_upper=upper)
     r = get_reward(product(name=title), g, price, {f"o{i}": v for i, v in enumerate(chosen)})

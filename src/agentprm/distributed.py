@@ -61,11 +61,14 @@ class DataParallel:
         if callable(method):
             fn = method
         elif method:
+
             def fn(m, *a, **k):
                 return getattr(m, method)(*a, **k)
         else:
+
             def fn(m, *a, **k):
                 return m(*a, **k)
+
         if self.accelerator is None:
             return lambda *a, **k: fn(module, *a, **k)
         import torch

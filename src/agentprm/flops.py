@@ -41,10 +41,13 @@ def matmul_flops_per_s(n: int = 512, seconds: float = 0.5) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
-def limit_line(label: str, config: Any, tokens: int, context: float, seconds: float, *, lm_head: bool,
-               machine: float) -> str:
+def limit_line(
+    label: str, config: Any, tokens: int, context: float, seconds: float, *, lm_head: bool, machine: float
+) -> str:
     """One benchmark line: FLOPs per token, achieved FLOP/s, and its share of the measured matmul rate."""
     per = forward_flops_per_token(config, context, lm_head=lm_head)
     rate = per * tokens / seconds if seconds > 0 else 0.0
-    return (f"{label}: {per / 1e6:.2f} MFLOP/token (mean context {context:.0f}), {tokens} tokens in {seconds:.2f} s "
-            f"= {rate / 1e9:.3f} GFLOP/s, {rate / machine:.1%} of the measured matmul {machine / 1e9:.1f} GFLOP/s")
+    return (
+        f"{label}: {per / 1e6:.2f} MFLOP/token (mean context {context:.0f}), {tokens} tokens in {seconds:.2f} s "
+        f"= {rate / 1e9:.3f} GFLOP/s, {rate / machine:.1%} of the measured matmul {machine / 1e9:.1f} GFLOP/s"
+    )

@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ class PipelineConfig:
     # envs/textcraft_augment.py and docs/policy.md for what they measured.
     demo_renamed_copies: int = 0
     base: str = "tiny"  # tiny | smollm2 | an HF model dir
-    policy_dtype: str = "float32"  # the SFT policy's weights when sampling (bfloat16: ~2x faster for pretrained bases on CPU)
+    policy_dtype: str = (
+        "float32"  # the SFT policy's weights when sampling (bfloat16: ~2x faster for pretrained bases on CPU)
+    )
     sft: SFTConfig = field(default_factory=_default_sft)  # YAML: a mapping of SFTConfig fields
     # collect: N trajectories per training task at temperature 1.0 (paper)
     collect_tasks: int | None = 24  # None: every task of the train split
@@ -122,7 +125,9 @@ class PipelineConfig:
             except yaml.YAMLError as e:
                 where = getattr(e, "problem_mark", None)
                 at = f" at line {where.line + 1}" if where is not None else ""
-                raise UserError(f"config {p} is not valid YAML{at}; fix its syntax (see configs/ for examples)") from None
+                raise UserError(
+                    f"config {p} is not valid YAML{at}; fix its syntax (see configs/ for examples)"
+                ) from None
             if not isinstance(data, dict):
                 raise UserError(f"config {p} must be a YAML mapping of PipelineConfig fields")
         elif (overrides.get("env") or DEFAULT_ENV) in ENV_DEFAULTS:  # the embedded default, sized for that env
@@ -173,19 +178,34 @@ DEFAULT_ENV = "babyai"
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # Thoughts stay on: the same 394 demos with action-only turns gave 12% greedy on 50 test tasks, with
     # the expert's thoughts 30% (docs/policy.md, session 4).
-    "babyai": {"env": "babyai", "demos": 500, "thought_style": None, "max_new_tokens": 96,
-               "sft": {"epochs": 10.0, "batch_size": 8, "lr": 2e-3, "bf16": True},  # docs/policy.md
-               "eval_tasks": 50},
+    "babyai": {
+        "env": "babyai",
+        "demos": 500,
+        "thought_style": None,
+        "max_new_tokens": 96,
+        "sft": {"epochs": 10.0, "batch_size": 8, "lr": 2e-3, "bf16": True},  # docs/policy.md
+        "eval_tasks": 50,
+    },
     # WebShop demos average ~1100 tokens (results pages): half would lose their last turns at 1024.
-    "webshop": {"env": "webshop", "thought_style": None, "max_new_tokens": 96,
-                "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304}},
+    "webshop": {
+        "env": "webshop",
+        "thought_style": None,
+        "max_new_tokens": 96,
+        "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304},
+    },
     # Math (docs/math.md): generated demos are free and short (~5 one-line steps, ~100 tokens), so many
     # fresh ones rather than epochs (750 steps of 16; after 200 steps the policy had the format but not
     # yet the question's numbers); a step is one line (<= ~25 tokens); episodes are cheap, so more test
     # tasks and beam 4x4.
-    "math": {"env": "math", "demos": 6000, "thought_style": None, "max_new_tokens": 40,
-             "sft": {"epochs": 2.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
-             "eval_tasks": 50, "beams": ["2x2", "4x4"]},
+    "math": {
+        "env": "math",
+        "demos": 6000,
+        "thought_style": None,
+        "max_new_tokens": 40,
+        "sft": {"epochs": 2.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
+        "eval_tasks": 50,
+        "beams": ["2x2", "4x4"],
+    },
 }
 
 
@@ -201,8 +221,13 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "rft": ("rft_epochs",),  # + sft, collect
     "search": ("eval_tasks", "max_new_tokens", "seed", "bon (best-of-n)", "beams (beam)"),  # + sft, + its PRM
 }
-STAGE_READS = {"sft": "demos", "collect": "sft", "label": "collect", "train-prm": "collect (label for mc)",
-               "search": "sft and the PRM it ranks with"}
+STAGE_READS = {
+    "sft": "demos",
+    "collect": "sft",
+    "label": "collect",
+    "train-prm": "collect (label for mc)",
+    "search": "sft and the PRM it ranks with",
+}
 
 
 def _hash(*parts: Any) -> str:
@@ -250,8 +275,15 @@ class Stage:
 
 
 class Pipeline:
-    def __init__(self, cfg: PipelineConfig, root: str | Path = "runs", force: bool = False,
-                 log: Callable[[str], None] = print, run_dir: str | Path | None = None, redo: Sequence[str] = ()):
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        root: str | Path = "runs",
+        force: bool = False,
+        log: Callable[[str], None] = print,
+        run_dir: str | Path | None = None,
+        redo: Sequence[str] = (),
+    ):
         self.cfg = cfg
         self.redo = list(redo)  # stage names (or their first word: "search", "train-prm") to redo
         self.dir = Path(run_dir) if run_dir is not None else Path(root) / cfg.name
@@ -261,7 +293,7 @@ class Pipeline:
         self.eval_dir = self.layout.eval_dir(cfg.env)
         self._cleared: set[Path] = set()
         self._redone: set[str] = set()
-        self._ids: dict[tuple[str, int], list[str]] = {}
+        self._ids: dict[tuple[str, int | None], list[str]] = {}
 
     @classmethod
     def for_folder(cls, run_dir: str | Path) -> Pipeline:
@@ -298,7 +330,7 @@ class Pipeline:
 
         return get_spec(self.cfg.env)
 
-    def _task_ids(self, split: str, n: int) -> list[str]:
+    def _task_ids(self, split: str, n: int | None) -> list[str]:
         if (split, n) not in self._ids:
             self._ids[(split, n)] = self._spec().make().task_ids(split, n)
         return self._ids[(split, n)]
@@ -306,8 +338,12 @@ class Pipeline:
     def _policy(self, policy_dir: Path | None = None):
         from agentprm.policy.hf import HFPolicy
 
-        return HFPolicy.load(policy_dir or self.policy_dir, device=self.cfg.device, batch_size=self.cfg.batch_size,
-                             dtype=self.cfg.policy_dtype)
+        return HFPolicy.load(
+            policy_dir or self.policy_dir,
+            device=self.cfg.device,
+            batch_size=self.cfg.batch_size,
+            dtype=self.cfg.policy_dtype,
+        )
 
     def _policy_dir_for(self, rm: str | None) -> Path:
         """The policy a search decodes: the RFT policy for its greedy search ("rft"), else the SFT policy."""
@@ -362,53 +398,125 @@ class Pipeline:
     def search_key(self, strategy: str, rm: str | None, budget: Budget) -> str:
         rm_key = self.rft_key() if rm == "rft" else self.prm_key(rm) if rm not in (None, "random") else rm
         samples = self.samples_key() if strategy == "bon" else None
-        return _hash("search", self.sft_key(), rm_key, samples, self._eval_ids(), strategy, str(budget),
-                     self.cfg.max_new_tokens, self.cfg.seed)
+        return _hash(
+            "search",
+            self.sft_key(),
+            rm_key,
+            samples,
+            self._eval_ids(),
+            strategy,
+            str(budget),
+            self.cfg.max_new_tokens,
+            self.cfg.seed,
+        )
 
     # -- stages -----------------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         c = self.cfg
         ids_hash = lambda: _hash(self._eval_ids())  # noqa: E731
         st = [
-            Stage("demos", self.demos_path, self.demos_key, lambda: self._pick(*STAGE_FIELDS["demos"]),
-                  self._demos_done, self._run_demos, lambda: self._remove(self.demos_path, self.layout.demos_done)),
-            Stage("sft", self.policy_dir, self.sft_key, lambda: {"base": c.base, "demos": str(self.demos_path)},
-                  self._sft_done, self._run_sft, lambda: self._remove(self.policy_dir), ("demos",)),
-            Stage("collect", self.trajectories_path, self.collect_key,
-                  lambda: {"policy": str(self.policy_dir), "tasks": {"split": "train", "n": c.collect_tasks},
-                           "n_per_task": c.n_per_task, "temperature": c.collect_temperature, "seed": c.seed},
-                  self._collect_done, self._run_collect, lambda: self._remove(self.trajectories_path), ("sft",)),
-            Stage("label", self.layout.labels_dir, self.label_key,
-                  lambda: {"trajectories": str(self.trajectories_path), "mc": "mc" in c.objectives},
-                  self._label_done, self._run_label, lambda: self._remove(self.layout.labels_dir), ("collect", "sft")),
+            Stage(
+                "demos",
+                self.demos_path,
+                self.demos_key,
+                lambda: self._pick(*STAGE_FIELDS["demos"]),
+                self._demos_done,
+                self._run_demos,
+                lambda: self._remove(self.demos_path, self.layout.demos_done),
+            ),
+            Stage(
+                "sft",
+                self.policy_dir,
+                self.sft_key,
+                lambda: {"base": c.base, "demos": str(self.demos_path)},
+                self._sft_done,
+                self._run_sft,
+                lambda: self._remove(self.policy_dir),
+                ("demos",),
+            ),
+            Stage(
+                "collect",
+                self.trajectories_path,
+                self.collect_key,
+                lambda: {
+                    "policy": str(self.policy_dir),
+                    "tasks": {"split": "train", "n": c.collect_tasks},
+                    "n_per_task": c.n_per_task,
+                    "temperature": c.collect_temperature,
+                    "seed": c.seed,
+                },
+                self._collect_done,
+                self._run_collect,
+                lambda: self._remove(self.trajectories_path),
+                ("sft",),
+            ),
+            Stage(
+                "label",
+                self.layout.labels_dir,
+                self.label_key,
+                lambda: {"trajectories": str(self.trajectories_path), "mc": "mc" in c.objectives},
+                self._label_done,
+                self._run_label,
+                lambda: self._remove(self.layout.labels_dir),
+                ("collect", "sft"),
+            ),
         ]
         for name in self.rm_names():
-            st.append(Stage(f"train-prm {name}", self.prm_dir(name), lambda n=name: self.prm_key(n),
-                            lambda n=name: {"policy": str(self.policy_dir), "trajectories": str(self.trajectories_path),
-                                            "objective": self.prm_config(n).objective, "beta": self.prm_config(n).beta,
-                                            "seed": c.seed},
-                            lambda n=name: self._prm_done(n), lambda n=name: self._run_train(n),
-                            lambda n=name: self._remove(self.prm_dir(n)),
-                            ("collect", "sft", *(("label",) if name == "mc" else ()))))
+            st.append(
+                Stage(
+                    f"train-prm {name}",
+                    self.prm_dir(name),
+                    partial(self.prm_key, name),
+                    partial(self._prm_stage_config, name),
+                    partial(self._prm_done, name),
+                    partial(self._run_train, name),
+                    partial(self._remove, self.prm_dir(name)),
+                    ("collect", "sft", *(("label",) if name == "mc" else ())),
+                )
+            )
 
         def search(strategy: str, rm: str | None, budget: Budget) -> Stage:
             path = self._search_path(strategy, rm, budget)
-            label = f"search {strategy}" + (f" {rm}" if strategy == "greedy" and rm else f"@{budget} {rm}" if rm else "")
-            return Stage(label, path, lambda: self.search_key(strategy, rm, budget),
-                         lambda: {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
-                                  "tasks": {"split": "test", "n": c.eval_tasks, "ids_hash": ids_hash()},
-                                  "strategy": strategy, "budget": str(budget), "seed": c.seed},
-                         lambda: self._search_done(strategy, rm, budget), lambda: self._run_search(strategy, rm, budget),
-                         lambda: self._remove(path), ("sft", *(("rft",) if rm == "rft" else (f"train-prm {rm}",)
-                                                                if rm not in (None, "random") else ())))
+            label = f"search {strategy}" + (
+                f" {rm}" if strategy == "greedy" and rm else f"@{budget} {rm}" if rm else ""
+            )
+            return Stage(
+                label,
+                path,
+                lambda: self.search_key(strategy, rm, budget),
+                lambda: {
+                    "policy": str(self._policy_dir_for(rm)),
+                    "prm": self._prm_arg(rm),
+                    "tasks": {"split": "test", "n": c.eval_tasks, "ids_hash": ids_hash()},
+                    "strategy": strategy,
+                    "budget": str(budget),
+                    "seed": c.seed,
+                },
+                lambda: self._search_done(strategy, rm, budget),
+                lambda: self._run_search(strategy, rm, budget),
+                lambda: self._remove(path),
+                ("sft", *(("rft",) if rm == "rft" else (f"train-prm {rm}",) if rm not in (None, "random") else ())),
+            )
 
         st.append(search("greedy", None, Budget(1)))
         if c.rft:
-            st.insert(3, Stage("rft", self.layout.rft_policy, self.rft_key,
-                               lambda: {"policy": str(self.policy_dir), "trajectories": str(self.trajectories_path),
-                                        "epochs": c.rft_epochs},
-                               lambda: self._sft_done(self.layout.rft_policy), self._run_rft,
-                               lambda: self._remove(self.layout.rft_policy), ("collect", "sft")))
+            st.insert(
+                3,
+                Stage(
+                    "rft",
+                    self.layout.rft_policy,
+                    self.rft_key,
+                    lambda: {
+                        "policy": str(self.policy_dir),
+                        "trajectories": str(self.trajectories_path),
+                        "epochs": c.rft_epochs,
+                    },
+                    lambda: self._sft_done(self.layout.rft_policy),
+                    self._run_rft,
+                    lambda: self._remove(self.layout.rft_policy),
+                    ("collect", "sft"),
+                ),
+            )
             st.append(search("greedy", "rft", Budget(1)))
         for rm in self.rm_names() + (["random"] if c.random_baseline else []):
             st.append(search("bon", rm, Budget(c.bon)))
@@ -418,7 +526,7 @@ class Pipeline:
         return st
 
     def stage_status(self, stage: Stage) -> str:
-        """"complete" | "partial" (started, not finished) | "stale" (made under other settings) | "missing" |
+        """ "complete" | "partial" (started, not finished) | "stale" (made under other settings) | "missing" |
         "legacy" (complete-looking output made before provenance was recorded)."""
         prov = Provenance.read(self.layout.provenance(stage.output))
         if prov is None:
@@ -511,11 +619,18 @@ class Pipeline:
         from agentprm.envs.demos import run_expert
 
         with _bar("demos") as (bar, job):
-            s = run_expert(self.cfg.env, "train", self.cfg.demos, self.demos_path, seed=self.cfg.seed,
-                           keep_failures=False, thought_style=self.cfg.thought_style,
-                           renamed_copies=self.cfg.demo_renamed_copies,
-                           on_start=lambda n: bar.update(job, total=n),
-                           on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"))
+            s = run_expert(
+                self.cfg.env,
+                "train",
+                self.cfg.demos,
+                self.demos_path,
+                seed=self.cfg.seed,
+                keep_failures=False,
+                thought_style=self.cfg.thought_style,
+                renamed_copies=self.cfg.demo_renamed_copies,
+                on_start=lambda n: bar.update(job, total=n),
+                on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
+            )
         self.layout.demos_done.write_text(f"{s.ok}/{s.tried} successful, {s.skipped} resumed\n")
         return f"expert success {s.ok}/{s.tried} ({s.skipped} resumed)"
 
@@ -530,6 +645,7 @@ class Pipeline:
 
         cfg = replace(self.cfg.sft, threads=self.cfg.threads, seed=self.cfg.seed)
         with _bar("sft") as (bar, job):
+
             def on_step(step: int, total: int, loss: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
 
@@ -539,7 +655,6 @@ class Pipeline:
     def _run_rft(self) -> str:
         """RFT: continue training the SFT policy on its own successful collected trajectories (train split)."""
         from agentprm.policy.sft import train_sft
-
         from agentprm.trajectory import read_trajectories
 
         cfg = replace(self.cfg.sft, epochs=self.cfg.rft_epochs, threads=self.cfg.threads, seed=self.cfg.seed)
@@ -550,6 +665,7 @@ class Pipeline:
             (out / "RFT_NOTE.txt").write_text("no successful collected trajectory: the RFT policy is the SFT policy\n")
             return f"RFT policy -> {out}: no successful collected trajectory, so it is the SFT policy unchanged"
         with _bar("rft") as (bar, job):
+
             def on_step(step: int, total: int, loss: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"loss {loss:.3f}")
 
@@ -564,7 +680,8 @@ class Pipeline:
         from agentprm.rollout_io import done_ids
 
         return self.trajectories_path.exists() and len(done_ids(self.trajectories_path)) >= (
-            len(self._collect_ids()) * self.cfg.n_per_task)
+            len(self._collect_ids()) * self.cfg.n_per_task
+        )
 
     def _run_collect(self) -> str:
         from agentprm.rollout.engine import RolloutConfig
@@ -572,14 +689,26 @@ class Pipeline:
         from agentprm.trajectory import read_trajectories
 
         ids = self._collect_ids()
-        cfg = RolloutConfig(temperature=self.cfg.collect_temperature, max_new_tokens=self.cfg.max_new_tokens,
-                            batch_size=self.cfg.batch_size)
+        cfg = RolloutConfig(
+            temperature=self.cfg.collect_temperature,
+            max_new_tokens=self.cfg.max_new_tokens,
+            batch_size=self.cfg.batch_size,
+        )
         with _bar("collect", total=len(ids) * self.cfg.n_per_task) as (bar, job):
+
             def on_done(traj, s) -> None:
                 bar.update(job, advance=1, status=f"success {s.successes}/{s.written}")
 
-            rollout_tasks(self._policy(), self._env_factory(), ids, self.trajectories_path,
-                          n_per_task=self.cfg.n_per_task, cfg=cfg, seed=self.cfg.seed, on_done=on_done)
+            rollout_tasks(
+                self._policy(),
+                self._env_factory(),
+                ids,
+                self.trajectories_path,
+                n_per_task=self.cfg.n_per_task,
+                cfg=cfg,
+                seed=self.cfg.seed,
+                on_done=on_done,
+            )
         trajs = read_trajectories(self.trajectories_path)
         rate = sum(t.success for t in trajs) / max(len(trajs), 1)
         return f"{len(trajs)} trajectories, success {rate:.1%}, pass@{self.cfg.n_per_task} {pass_at_n(trajs):.1%}"
@@ -612,7 +741,9 @@ class Pipeline:
             by_task.setdefault(t.task_id, []).append(t)
         if self.cfg.mc_trajectories is None:  # the paper: one seed trajectory per training task
             return [ts[0] for ts in by_task.values()]
-        spread = [ts[k] for k in range(max(map(len, by_task.values()), default=0)) for ts in by_task.values() if k < len(ts)]
+        spread = [
+            ts[k] for k in range(max(map(len, by_task.values()), default=0)) for ts in by_task.values() if k < len(ts)
+        ]
         return spread[: self.cfg.mc_trajectories]
 
     def _run_label(self) -> str:
@@ -641,9 +772,15 @@ class Pipeline:
         path = self._label_path("mc")
         done = set(read_labels(path)) if path.exists() else set()
         todo = [t for t in self._mc_trajectories() if t.id not in done]
-        records = mc_label_records(todo, self._env_factory(), self._policy(), n_mc=self.cfg.n_mc,
-                                   temperature=self.cfg.collect_temperature,
-                                   max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
+        records = mc_label_records(
+            todo,
+            self._env_factory(),
+            self._policy(),
+            n_mc=self.cfg.n_mc,
+            temperature=self.cfg.collect_temperature,
+            max_new_tokens=self.cfg.max_new_tokens,
+            seed=self.cfg.seed,
+        )
         tokens = 0
         with JsonlWriter(path) as w, _bar("mc labels", total=len(todo)) as (bar, job):
             for rec in records:
@@ -653,6 +790,15 @@ class Pipeline:
         return f"mc (N_mc={self.cfg.n_mc}) on {len(todo)} trajectories ({len(done)} resumed), {tokens} sampled tokens"
 
     # PRMs
+    def _prm_stage_config(self, name: str) -> dict[str, Any]:
+        return {
+            "policy": str(self.policy_dir),
+            "trajectories": str(self.trajectories_path),
+            "objective": self.prm_config(name).objective,
+            "beta": self.prm_config(name).beta,
+            "seed": self.cfg.seed,
+        }
+
     def _prm_done(self, name: str) -> bool:
         from agentprm.prm.train import is_trained
 
@@ -677,8 +823,15 @@ class Pipeline:
             def on_step(step: int, total: int, lq: float, la: float) -> None:
                 bar.update(job, total=total, completed=step, status=f"L_Q {lq:.4f} L_A {la:.4f} {rate[0]:,.0f} tok/s")
 
-            res = train_prm(trajs, self.policy_dir, self.prm_dir(name), cfg, mc_labels=mc_labels, on_step=on_step,
-                            on_rate=lambda r: rate.__setitem__(0, r))
+            res = train_prm(
+                trajs,
+                self.policy_dir,
+                self.prm_dir(name),
+                cfg,
+                mc_labels=mc_labels,
+                on_step=on_step,
+                on_rate=lambda r: rate.__setitem__(0, r),
+            )
         return f"{name} -> {self.prm_dir(name)} ({_short(res)})"
 
     # search
@@ -702,9 +855,14 @@ class Pipeline:
             self._remove(path)
             self._cleared.add(path)
         if prov is None or stale or path in self._cleared:
-            Provenance("samples", self.samples_key(), self.config_hash(),
-                       {"policy": str(self.policy_dir), "n": self.cfg.bon, "tasks": self.cfg.eval_tasks}, True,
-                       self.command()).write(prov_path)
+            Provenance(
+                "samples",
+                self.samples_key(),
+                self.config_hash(),
+                {"policy": str(self.policy_dir), "n": self.cfg.bon, "tasks": self.cfg.eval_tasks},
+                True,
+                self.command(),
+            ).write(prov_path)
         return path
 
     def _run_search(self, strategy: str, rm: str | None, budget: Budget) -> str:
@@ -720,12 +878,25 @@ class Pipeline:
         path = self._search_path(strategy, rm, budget)
         samples = self._samples() if strategy == "bon" else None
         key = self.search_key(strategy, rm, budget)
-        extra = {"policy": str(self._policy_dir_for(rm)), "prm": self._prm_arg(rm),
-                 "provenance": {"key": key, "config_hash": self.config_hash()}}
+        extra = {
+            "policy": str(self._policy_dir_for(rm)),
+            "prm": self._prm_arg(rm),
+            "provenance": {"key": key, "config_hash": self.config_hash()},
+        }
         with _bar(f"{strategy} {budget} {rm or ''}", total=len(ids)) as (bar, job):
-            records = run_search(self._policy(self._policy_dir_for(rm)), model, self._env_factory(), ids, spec, path, chunk_size=16,
-                                 samples_path=samples, command=self.command(), extra_config=extra,
-                                 on_progress=lambda k, res: bar.update(job, advance=len(res)))
+            records = run_search(
+                self._policy(self._policy_dir_for(rm)),
+                model,
+                self._env_factory(),
+                ids,
+                spec,
+                path,
+                chunk_size=16,
+                samples_path=samples,
+                command=self.command(),
+                extra_config=extra,
+                on_progress=lambda k, res: bar.update(job, advance=len(res)),
+            )
         metric = self._spec().metric
         vals = [metric_value(t, metric) for t in records]
         return f"{metric} {sum(vals) / max(len(vals), 1):.3f} on {len(vals)} test tasks -> {path}"
@@ -766,5 +937,5 @@ class _bar:
         job = self.p.add_task(self.what, total=self.total, status="")
         return self.p, job
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.p.__exit__(*exc)

@@ -66,8 +66,16 @@ def paired_bootstrap(
     means = d[idx].mean(axis=1)
     tail = (1 - level) / 2
     lo, hi = np.quantile(means, [tail, 1 - tail])
-    return PairedDiff(float(va.mean()), float(vb.mean()), float(lo), float(hi), len(common),
-                      len(set(a) - set(b)), len(set(b) - set(a)), level)
+    return PairedDiff(
+        float(va.mean()),
+        float(vb.mean()),
+        float(lo),
+        float(hi),
+        len(common),
+        len(set(a) - set(b)),
+        len(set(b) - set(a)),
+        level,
+    )
 
 
 def auroc(pos: Sequence[float], neg: Sequence[float]) -> float:

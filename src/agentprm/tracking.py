@@ -37,8 +37,9 @@ def check_report_to(value: str | Sequence[str] | None) -> list[str]:
         try:
             import wandb  # noqa: F401
         except ImportError:
-            raise UserError("--report-to wandb needs the wandb package: pip install wandb "
-                            "(or use --report-to tensorboard)") from None
+            raise UserError(
+                "--report-to wandb needs the wandb package: pip install wandb (or use --report-to tensorboard)"
+            ) from None
     return names
 
 
@@ -48,8 +49,13 @@ class Tracker:
     `throughput(tokens)` turns a token count per step into tokens/s from the wall clock between calls.
     """
 
-    def __init__(self, log_dir: str | Path | None, report_to: str | Sequence[str] | None = "tensorboard",
-                 run_name: str | None = None, config: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        log_dir: str | Path | None,
+        report_to: str | Sequence[str] | None = "tensorboard",
+        run_name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ):
         self.backends = check_report_to(report_to)
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self._tb = None
@@ -67,9 +73,13 @@ class Tracker:
 
             import wandb
 
-            self._wandb = wandb.init(project=os.environ.get("WANDB_PROJECT", "agentprm"), name=run_name,
-                                     dir=str(self.log_dir) if self.log_dir else None,
-                                     config=dict(config or {}), reinit=True)
+            self._wandb = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "agentprm"),
+                name=run_name,
+                dir=str(self.log_dir) if self.log_dir else None,
+                config=dict(config or {}),
+                reinit=True,
+            )
 
     @property
     def active(self) -> bool:

@@ -75,8 +75,13 @@ class Trajectory:
     @classmethod
     def begin(cls, env: Any, task_id: str, first_observation: str = "", **fields_: Any) -> Trajectory:
         """A new, empty episode of `env` on `task_id` (env name and system prompt taken from the env)."""
-        return cls(env=env.name, task_id=task_id, system_prompt=env.system_prompt,
-                   first_observation=first_observation, **fields_)
+        return cls(
+            env=env.name,
+            task_id=task_id,
+            system_prompt=env.system_prompt,
+            first_observation=first_observation,
+            **fields_,
+        )
 
     # -- derived -------------------------------------------------------------------------------------
     @property
@@ -123,7 +128,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             if is_last:
                 return  # torn write of the record in flight: drop it
             # bad input a user can fix (a resumed writer must not append past it), so one line, exit 2
-            raise BadFileError(f"{path}: line {i + 1} is not valid JSON (not a torn last line); repair or delete that line") from None
+            raise BadFileError(
+                f"{path}: line {i + 1} is not valid JSON (not a torn last line); repair or delete that line"
+            ) from None
 
 
 def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:

@@ -14,7 +14,7 @@ T = TypeVar("T")
 _SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
-def _type_ok(annotation: str, value: Any) -> bool:
+def _type_ok(annotation: object, value: Any) -> bool:
     parts = [p.strip() for p in str(annotation).split("|")]
     if value is None:
         return "None" in parts or not all(p in _SCALARS or p == "None" for p in parts)

@@ -17,16 +17,18 @@ app = typer.Typer(
 )
 
 # Command modules register themselves on `app` at import.
-from agentprm.cli import env_cmds  # noqa: E402,F401
-from agentprm.cli import search_cmds  # noqa: E402,F401
-from agentprm.cli import webshop_cmds  # noqa: E402,F401
-from agentprm.cli import serve_cmds  # noqa: E402,F401
-from agentprm.cli import prm_cmds  # noqa: E402,F401
-from agentprm.cli import policy_cmds  # noqa: E402,F401
-from agentprm.cli import pipeline_cmds  # noqa: E402,F401
-from agentprm.cli import view_cmds  # noqa: E402,F401
-from agentprm.cli import scale_cmds  # noqa: E402,F401
-from agentprm.cli import rl_cmds  # noqa: E402,F401
+from agentprm.cli import (  # noqa: E402
+    env_cmds,  # noqa: F401
+    pipeline_cmds,  # noqa: F401
+    policy_cmds,  # noqa: F401
+    prm_cmds,  # noqa: F401
+    rl_cmds,  # noqa: F401
+    scale_cmds,  # noqa: F401
+    search_cmds,  # noqa: F401
+    serve_cmds,  # noqa: F401
+    view_cmds,  # noqa: F401
+    webshop_cmds,  # noqa: F401
+)
 
 
 def main() -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agentprm.errors import UserError
@@ -116,6 +115,11 @@ def _hms(seconds: float) -> str:
 
 
 # Training curves (agentprm.tracking), Hugging Face's option name and values.
-ReportToOpt = Annotated[str, typer.Option(
-    "--report-to", help="Where training curves go: tensorboard (event files in OUT/tb), wandb (needs the wandb "
-    "package), none, or a comma list.")]
+ReportToOpt = Annotated[
+    str,
+    typer.Option(
+        "--report-to",
+        help="Where training curves go: tensorboard (event files in OUT/tb), wandb (needs the wandb "
+        "package), none, or a comma list.",
+    ),
+]

@@ -38,7 +38,9 @@ def envs() -> None:
 def play(
     env: Annotated[str, typer.Option(help="Environment name (see `agentprm envs`).")] = "textcraft",
     task: Annotated[str, typer.Option(help="Task id, e.g. textcraft_12.")] = "",
-    rm: Annotated[Path | None, typer.Option(help="A trained PRM dir: show its score of every step and the change.")] = None,
+    rm: Annotated[
+        Path | None, typer.Option(help="A trained PRM dir: show its score of every step and the change.")
+    ] = None,
     policy: Annotated[Path | None, typer.Option(help="A policy dir: the policy acts (greedy) instead of you.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Token cap of the policy's turns.")] = 128,
 ) -> None:
@@ -86,8 +88,10 @@ def demos(
     ] = None,
     renamed_copies: Annotated[
         int,
-        typer.Option(help="After every successful demo, write K copies with the item words renamed "
-                     "(textcraft): teaches a from-scratch policy to read names instead of recalling them."),
+        typer.Option(
+            help="After every successful demo, write K copies with the item words renamed "
+            "(textcraft): teaches a from-scratch policy to read names instead of recalling them."
+        ),
     ] = 0,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
@@ -107,8 +111,15 @@ def demos(
     with progress() as bar:
         job = bar.add_task(f"demos {env}/{split}", total=None, status="")
         summary = run_expert(
-            env, split, n, out, seed=seed, keep_failures=keep_failures, thought_style=thought_style,
-            renamed_copies=renamed_copies, on_start=lambda total: bar.update(job, total=total),
+            env,
+            split,
+            n,
+            out,
+            seed=seed,
+            keep_failures=keep_failures,
+            thought_style=thought_style,
+            renamed_copies=renamed_copies,
+            on_start=lambda total: bar.update(job, total=total),
             on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
         )
     if len(summary.groups) > 1:

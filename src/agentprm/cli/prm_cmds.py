@@ -47,7 +47,9 @@ def label(
     prm: Annotated[Path | None, typer.Option(help="td-gae: bootstrap Q from this PRM dir (default Q = 0).")] = None,
     gamma: Annotated[float, typer.Option(help="Discount γ (not given in the paper; Eq 7-8 need 1).")] = 1.0,
     lam: Annotated[float, typer.Option(help="GAE λ (paper: 0.95).")] = 0.95,
-    bootstrap: Annotated[str, typer.Option(help="td-gae form: literal (paper Eq 12-14) | next (SARSA(λ)).")] = "literal",
+    bootstrap: Annotated[
+        str, typer.Option(help="td-gae form: literal (paper Eq 12-14) | next (SARSA(λ)).")
+    ] = "literal",
     binary_outcome: Annotated[bool, typer.Option(help="Use 0/1 success as r instead of the raw env reward.")] = False,
     env: Annotated[str, typer.Option(help="mc: environment name.")] = "",
     policy: Annotated[str, typer.Option(help="mc: policy HF dir (or module:factory).")] = "",
@@ -56,8 +58,15 @@ def label(
     temperature: Annotated[float, typer.Option(help="mc: rollout temperature.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="mc: token cap per turn.")] = 128,
     seed: Annotated[int, typer.Option(help="mc: sampling seed.")] = 0,
-    ray: Annotated[str | None, typer.Option(help="mc: run the rollouts on Ray: `auto` (local cluster) or a cluster address. Needs the `ray` extra.")] = None,
-    ray_workers: Annotated[int, typer.Option(help="mc --ray: actors, each with a policy replica (0: one per cluster CPU).")] = 0,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="mc: run the rollouts on Ray: `auto` (local cluster) or a cluster address. Needs the `ray` extra."
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option(help="mc --ray: actors, each with a policy replica (0: one per cluster CPU).")
+    ] = 0,
 ) -> None:
     """Write per-step labels of a trajectory file (one record per trajectory) with their token cost."""
     from agentprm.labels.outcome import LabelSettings
@@ -84,8 +93,16 @@ def label(
             from agentprm.scale.ray_jobs import MCLabelStage, RayOptions, mc_label_on_ray
 
             get_spec(env)
-            stage = MCLabelStage(policy=policy, env=env, n_mc=n_mc, soft=soft, binary_outcome=binary_outcome,
-                                 temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+            stage = MCLabelStage(
+                policy=policy,
+                env=env,
+                n_mc=n_mc,
+                soft=soft,
+                binary_outcome=binary_outcome,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+            )
 
             def on_record(d):
                 nonlocal tokens
@@ -98,9 +115,17 @@ def label(
             from agentprm.envs import get_spec
             from agentprm.labels.run import mc_label_records
 
-            records = mc_label_records(todo, get_spec(env).make, _load_policy(policy), n_mc=n_mc, soft=soft,
-                                       binary_outcome=binary_outcome, temperature=temperature,
-                                       max_new_tokens=max_new_tokens, seed=seed)
+            records = mc_label_records(
+                todo,
+                get_spec(env).make,
+                _load_policy(policy),
+                n_mc=n_mc,
+                soft=soft,
+                binary_outcome=binary_outcome,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                seed=seed,
+            )
             for rec in records:
                 w.write(rec.to_dict())
                 tokens += rec.sampled_tokens
@@ -117,8 +142,10 @@ def label(
                 w.write(rec.to_dict())
                 tokens += rec.sampled_tokens
                 bar.update(task, advance=1, status=f"{tokens} tokens")
-    print(f"labelled {len(todo)} trajectories with {method} ({len(done)} already done, {n_bad} skipped: errors/empty); "
-          f"sampled tokens: {tokens} -> {out}")
+    print(
+        f"labelled {len(todo)} trajectories with {method} ({len(done)} already done, {n_bad} skipped: errors/empty); "
+        f"sampled tokens: {tokens} -> {out}"
+    )
 
 
 @app.command("train-prm")
@@ -126,9 +153,13 @@ def train_prm_cmd(
     objective: Annotated[str, typer.Option(help="agentprm | pvm | orm | mc.")] = "agentprm",
     trajectories: TrajOpt = Path("trajectories.jsonl"),
     out: Annotated[Path, typer.Option(help="Output PRM dir (HF dir + value_head.safetensors).")] = Path("prm"),
-    init: Annotated[Path, typer.Option(help="Backbone HF dir; the paper initialises from the SFT policy.")] = Path("policy"),
+    init: Annotated[Path, typer.Option(help="Backbone HF dir; the paper initialises from the SFT policy.")] = Path(
+        "policy"
+    ),
     labels: Annotated[Path | None, typer.Option(help="mc: labels JSONL from `agentprm label --method mc`.")] = None,
-    preset: Annotated[str, typer.Option(help="auto | tiny | paper (lr 1e-6, 5 epochs). auto: tiny below 50M params.")] = "auto",
+    preset: Annotated[
+        str, typer.Option(help="auto | tiny | paper (lr 1e-6, 5 epochs). auto: tiny below 50M params.")
+    ] = "auto",
     lr: Annotated[float | None, typer.Option(help="Learning rate (overrides the preset).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (overrides the preset).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Trajectories per step (overrides the preset).")] = None,
@@ -145,7 +176,9 @@ def train_prm_cmd(
     max_length: Annotated[int, typer.Option(help="Token cap (0: the backbone's).")] = 0,
     seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: the preset's).")] = None,
+    bf16: Annotated[
+        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: the preset's).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished PRM.")] = False,
     report_to: ReportToOpt = "tensorboard",
 ) -> None:
@@ -172,14 +205,27 @@ def train_prm_cmd(
         shutil.rmtree(out)
     if preset == "auto":
         preset = "tiny" if _param_count(init) < 50e6 else "paper"
-    overrides = {k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size, "bf16": bf16}.items()
-                 if v is not None}
+    overrides = {
+        k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size, "bf16": bf16}.items() if v is not None
+    }
     try:
         cfg = PRMTrainConfig.preset(
-            preset, objective=objective, beta=beta, gamma=gamma, lam=lam, bootstrap=bootstrap,
-            binary_outcome=binary_outcome, half_advantage=half_advantage, detach_targets=detach_targets,
-            reduction=reduction, mc_advantage_loss=mc_advantage_loss, head_activation=head, max_length=max_length,
-            seed=seed, device=device, **overrides,
+            preset,
+            objective=objective,
+            beta=beta,
+            gamma=gamma,
+            lam=lam,
+            bootstrap=bootstrap,
+            binary_outcome=binary_outcome,
+            half_advantage=half_advantage,
+            detach_targets=detach_targets,
+            reduction=reduction,
+            mc_advantage_loss=mc_advantage_loss,
+            head_activation=head,
+            max_length=max_length,
+            seed=seed,
+            device=device,
+            **overrides,
         )
         cfg.validate()
     except ValueError as e:
@@ -189,7 +235,12 @@ def train_prm_cmd(
     if objective == "mc":
         from agentprm.labels.store import read_labels
 
-        mc = {k: [float(v) for v in r.labels] for k, r in read_labels(existing_file(labels, "labels file")).items()}
+        assert labels is not None  # checked above: --objective mc needs --labels
+        # an unlabelled step stays None, as the pipeline passes it
+        mc = {
+            k: [None if v is None else float(v) for v in r.labels]
+            for k, r in read_labels(existing_file(labels, "labels file")).items()
+        }
     with progress() as bar:
         task = bar.add_task(f"train-prm {objective}", total=None, status="")
 
@@ -200,13 +251,23 @@ def train_prm_cmd(
 
         try:
             with resumable("train-prm"):  # Ctrl-C writes a checkpoint first
-                res = train_prm(trajs, init, out, cfg, mc_labels=mc, on_step=on_step, report_to=report_to,
-                                on_rate=lambda r: rate.__setitem__(0, r))
+                res = train_prm(
+                    trajs,
+                    init,
+                    out,
+                    cfg,
+                    mc_labels=mc,
+                    on_step=on_step,
+                    report_to=report_to,
+                    on_rate=lambda r: rate.__setitem__(0, r),
+                )
         except ValueError as e:
             raise UserError(str(e)) from None
     note = f", resumed at step {res.resumed_from_step}" if res.resumed_from_step else ""
-    print(f"trained {objective} PRM ({preset} preset) on {res.items} trajectories, {res.steps} steps{note}; "
-          f"loss {res.first_loss:.4f} -> {res.last_loss:.4f}; {res.tokens_per_s:,.0f} tokens/s; skipped {res.skipped}, {n_bad} error/empty -> {out}")
+    print(
+        f"trained {objective} PRM ({preset} preset) on {res.items} trajectories, {res.steps} steps{note}; "
+        f"loss {res.first_loss:.4f} -> {res.last_loss:.4f}; {res.tokens_per_s:,.0f} tokens/s; skipped {res.skipped}, {n_bad} error/empty -> {out}"
+    )
 
 
 def _param_count(init: Path) -> float:
@@ -221,7 +282,9 @@ def _param_count(init: Path) -> float:
 def export_prm_data(
     trajectories: TrajOpt = Path("trajectories.jsonl"),
     labels: Annotated[Path, typer.Option(help="Labels JSONL from `agentprm label`.")] = Path("labels.jsonl"),
-    out: Annotated[Path, typer.Option(help="Output JSONL in TRL's stepwise format {prompt, completions, labels}.")] = Path("trl.jsonl"),
+    out: Annotated[
+        Path, typer.Option(help="Output JSONL in TRL's stepwise format {prompt, completions, labels}.")
+    ] = Path("trl.jsonl"),
     threshold: Annotated[float, typer.Option(help="TRL labels are booleans: label >= threshold.")] = 0.5,
     raw: Annotated[bool, typer.Option(help="Keep float labels instead of booleans.")] = False,
 ) -> None:

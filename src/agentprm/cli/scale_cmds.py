@@ -17,11 +17,20 @@ def serve_prm(
     port: Annotated[int, typer.Option(help="TCP port.")] = 36100,
     device: Annotated[str, typer.Option(help="torch device for the PRM (cpu, cuda, cuda:1).")] = "cpu",
     max_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its batch.")] = 5.0,
-    max_batch_tokens: Annotated[int, typer.Option(help="Tokens gathered from concurrent requests into one scoring call.")] = 32768,
-    batch_tokens: Annotated[int, typer.Option(help="Tokens per forward pass inside a scoring call (padded width x rows; raise it on a GPU).")] = 4096,
+    max_batch_tokens: Annotated[
+        int, typer.Option(help="Tokens gathered from concurrent requests into one scoring call.")
+    ] = 32768,
+    batch_tokens: Annotated[
+        int,
+        typer.Option(help="Tokens per forward pass inside a scoring call (padded width x rows; raise it on a GPU)."),
+    ] = 4096,
     max_request_mb: Annotated[float, typer.Option(help="Largest request body (413 above).")] = 8.0,
-    max_request_conversations: Annotated[int, typer.Option(help="Most conversations (or candidates, or queries) in one request (413 above).")] = 512,
-    max_conversation_tokens: Annotated[int, typer.Option(help="Longest conversation in tokens (413 above; 0: the PRM's max length).")] = 0,
+    max_request_conversations: Annotated[
+        int, typer.Option(help="Most conversations (or candidates, or queries) in one request (413 above).")
+    ] = 512,
+    max_conversation_tokens: Annotated[
+        int, typer.Option(help="Longest conversation in tokens (413 above; 0: the PRM's max length).")
+    ] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     lifetime: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until interrupted).")] = 0.0,
 ) -> None:
@@ -36,7 +45,9 @@ def serve_prm(
     if not 0 < port < 65536:
         raise UserError(f"--port {port} is out of range 1..65535")
     if min(max_batch_tokens, batch_tokens, max_request_conversations) < 1 or max_request_mb <= 0 or max_wait_ms < 0:
-        raise UserError("--max-batch-tokens, --batch-tokens, --max-request-conversations and --max-request-mb must be positive, --max-wait-ms >= 0")
+        raise UserError(
+            "--max-batch-tokens, --batch-tokens, --max-request-conversations and --max-request-mb must be positive, --max-wait-ms >= 0"
+        )
     if threads:
         import torch
 
@@ -47,7 +58,13 @@ def serve_prm(
         scorer = PRMScorer.load(rm, device=device, name=rm.name, batch_tokens=batch_tokens)
     except (RuntimeError, AssertionError) as e:
         raise UserError(f"cannot put the PRM on --device {device}: {e}") from None
-    limits = ServeLimits(max_wait_ms, max_batch_tokens, int(max_request_mb * (1 << 20)), max_request_conversations, max_conversation_tokens)
+    limits = ServeLimits(
+        max_wait_ms,
+        max_batch_tokens,
+        int(max_request_mb * (1 << 20)),
+        max_request_conversations,
+        max_conversation_tokens,
+    )
     application = create_prm_app(scorer, limits, name=rm.name)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {host}: anyone who can reach it can use the PRM (no authentication)")

@@ -15,10 +15,17 @@ def serve_env(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 36001,
     protocol: Annotated[
-        str, typer.Option(help="Whose endpoints and shapes to copy: textcraft | babyai (id dialect) | webshop (env_idx). Default: the env's own.")
+        str,
+        typer.Option(
+            help="Whose endpoints and shapes to copy: textcraft | babyai (id dialect) | webshop (env_idx). Default: the env's own."
+        ),
     ] = "",
-    max_envs: Annotated[int, typer.Option(help="Most live env ids; creating more evicts idle, then least recently used ones.")] = 1024,
-    idle_seconds: Annotated[float, typer.Option(help="Env ids unused this long are evicted at the next create.")] = 3600.0,
+    max_envs: Annotated[
+        int, typer.Option(help="Most live env ids; creating more evicts idle, then least recently used ones.")
+    ] = 1024,
+    idle_seconds: Annotated[
+        float, typer.Option(help="Env ids unused this long are evicted at the next create.")
+    ] = 3600.0,
     lifetime: Annotated[float, typer.Option(help="Stop after this many seconds (0: run until interrupted).")] = 0.0,
 ) -> None:
     """Serve an env over AgentGym's HTTP protocol, so AgentGym's clients (and `--env agentgym:NAME@URL`) drive it."""

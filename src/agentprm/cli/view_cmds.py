@@ -12,7 +12,9 @@ from agentprm.cli import app
 
 @app.command()
 def view(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders written by `agentprm pipeline` (e.g. runs/default).")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders written by `agentprm pipeline` (e.g. runs/default).")
+    ],
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8765,
     host: Annotated[str, typer.Option(help="Address to bind; the default serves this machine only.")] = "127.0.0.1",
     device: Annotated[str | None, typer.Option(help="Device for scoring with the run's PRMs (default: cpu).")] = None,

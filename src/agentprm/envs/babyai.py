@@ -326,7 +326,9 @@ def _action_space(pos, d, view, objs, barriers, carrying) -> tuple[dict[str, lis
         if steps == []:
             actions["toggle"] = [TOGGLE]
         if "closed door" in name:
-            errors[f"go through {label}"] = f"You cannot go through {label}, as it is closed. You should toggle it first."
+            errors[f"go through {label}"] = (
+                f"You cannot go through {label}, as it is closed. You should toggle it first."
+            )
 
     for name, p, _ in objs:
         if "goal" not in name:
@@ -395,7 +397,8 @@ class BabyAIEnv:
             return [f"babyai_{i}" for i in ids[: n if n is not None else len(ids)]]
         want = TRAIN_BASE if n is None else n
         test = set(TEST_IDS)
-        out, i = [], 0
+        out: list[str] = []
+        i = 0
         while len(out) < want:
             if i not in test:
                 out.append(f"babyai_{i}")
@@ -442,7 +445,7 @@ class BabyAIEnv:
             for a in primitives:
                 obs, reward, terminated, _truncated, _ = env.step(a)
                 self.low_level_steps += 1
-                if np.array_equal(obs["image"], self._image):
+                if self._image is not None and np.array_equal(obs["image"], self._image):
                     break  # the stop-early rule: this primitive changed nothing the agent sees
                 self._image = obs["image"]
         self._image = obs["image"]

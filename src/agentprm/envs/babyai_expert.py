@@ -145,7 +145,8 @@ def run_bot(level: str, seed: int, cfg: ExpertConfig) -> tuple[list[int], bool, 
     """The bot's primitive actions for (level, seed), in a subprocess with a timeout and a memory cap."""
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_bot_worker, args=(level, seed, cfg.bot_max_primitives, cfg.bot_memory_mb, child))
+    # typeshed's BaseContext lacks Process; the fork and spawn contexts have it
+    proc = ctx.Process(target=_bot_worker, args=(level, seed, cfg.bot_max_primitives, cfg.bot_memory_mb, child))  # type: ignore[attr-defined]
     proc.start()
     child.close()
     try:
@@ -194,7 +195,12 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
     plan: list[str] = []
     at, segment = 0, 0
     while len(plan) < env.max_rounds:
-        found = _bfs_to(env, lambda fp: segment_of.get(_world(fp), -1) > segment, cfg.segment_budget, env.max_rounds - len(plan))
+        found = _bfs_to(
+            env,
+            lambda fp, seg=segment: segment_of.get(_world(fp), -1) > seg,
+            cfg.segment_budget,
+            env.max_rounds - len(plan),
+        )
         if found is not None:
             path, fp = found
             if _follow(env, path, plan):
@@ -217,7 +223,7 @@ def _bot_plan(env: BabyAIEnv, task_id: str, cfg: ExpertConfig) -> tuple[list[str
             env.step(action)
             continue
         # Off the bot's path (a macro took another route): find the way back onto a later state of it.
-        found = _bfs_to(env, lambda fp: exact.get(fp, -1) > at, cfg.segment_budget, env.max_rounds - len(plan))
+        found = _bfs_to(env, lambda fp, at=at: exact.get(fp, -1) > at, cfg.segment_budget, env.max_rounds - len(plan))
         if found is None:
             return None, f"bot path not expressible in macros after {len(plan)} rounds"
         path, fp = found
@@ -320,7 +326,9 @@ def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: st
     for t, action in enumerate(plan[: env.max_rounds]):
         output = f"Thought: {thought_for(action, env.goal, observation, t == 0)}\nAction: {action}"
         res = env.step(action)
-        traj.steps.append(Step(t=t, observation=observation, output=output, action=action, reward=res.reward, done=res.done))
+        traj.steps.append(
+            Step(t=t, observation=observation, output=output, action=action, reward=res.reward, done=res.done)
+        )
         observation = res.observation
         if res.done:
             break

@@ -354,7 +354,9 @@ def split_indices() -> dict[str, list[int]]:
 def parse_task_id(task_id: str) -> int:
     m = _TASK_ID.fullmatch(task_id)
     if m is None:
-        raise UserError(f"unknown task id {task_id!r}; TextCraft task ids are textcraft_<i> with i >= 0 (e.g. textcraft_12)")
+        raise UserError(
+            f"unknown task id {task_id!r}; TextCraft task ids are textcraft_<i> with i >= 0 (e.g. textcraft_12)"
+        )
     return int(m.group(1))
 
 
@@ -450,11 +452,13 @@ class TextCraftEnv:
         if made is None:
             raise _Failed(f"Could not find a valid recipe for {output.upstream_repr()}")
         for s in inputs:
-            left = self.inventory[s.item.item_id] - s.count
+            iid = s.item.item_id
+            assert iid is not None  # a tag is never in the inventory: the check above failed on it
+            left = self.inventory[iid] - s.count
             if left == 0:
-                del self.inventory[s.item.item_id]
+                del self.inventory[iid]
             else:
-                self.inventory[s.item.item_id] = left
+                self.inventory[iid] = left
         out_id = made.item.item_id or ""
         self.inventory[out_id] = self.inventory.get(out_id, 0) + made.count
         won = out_id == self.goal

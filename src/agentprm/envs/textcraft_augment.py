@@ -44,8 +44,9 @@ def rename_words(text: str, mapping: dict[str, str]) -> str:
     return _WORD.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
 
 
-def rename_items(traj: Trajectory, rng: random.Random, copy_index: int = 0,
-                 vocabulary: tuple[str, ...] | None = None) -> Trajectory:
+def rename_items(
+    traj: Trajectory, rng: random.Random, copy_index: int = 0, vocabulary: tuple[str, ...] | None = None
+) -> Trajectory:
     """A copy of `traj` whose item words are replaced under one random injective map."""
     vocab = vocabulary if vocabulary is not None else item_words()
     known = set(vocab)
@@ -53,13 +54,21 @@ def rename_items(traj: Trajectory, rng: random.Random, copy_index: int = 0,
     present = sorted({w for t in texts for w in _WORD.findall(t) if w in known})
     mapping = dict(zip(present, rng.sample(vocab, len(present))))
     steps = [
-        dataclasses.replace(s, observation=rename_words(s.observation, mapping),
-                            output=rename_words(s.output, mapping), action=rename_words(s.action, mapping))
+        dataclasses.replace(
+            s,
+            observation=rename_words(s.observation, mapping),
+            output=rename_words(s.output, mapping),
+            action=rename_words(s.action, mapping),
+        )
         for s in traj.steps
     ]
     meta = {**traj.meta, "augmented": "rename-items", "source": traj.id}
     return dataclasses.replace(
-        traj, id=f"{traj.id}~rename{copy_index}", task_id=f"{traj.task_id}~rename{copy_index}",
-        first_observation=rename_words(traj.first_observation, mapping), steps=steps,
-        final_observation=rename_words(traj.final_observation, mapping), meta=meta,
+        traj,
+        id=f"{traj.id}~rename{copy_index}",
+        task_id=f"{traj.task_id}~rename{copy_index}",
+        first_observation=rename_words(traj.first_observation, mapping),
+        steps=steps,
+        final_observation=rename_words(traj.final_observation, mapping),
+        meta=meta,
     )

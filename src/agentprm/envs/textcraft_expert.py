@@ -302,15 +302,15 @@ def _thought(plan: Plan, kind: str, item: str, nth: int, rng: random.Random) -> 
         return rng.choice(
             [f"I have everything for {item} now, so I craft it.", f"All ingredients are ready. Time to craft {item}."]
         )
-    users = " and ".join(_users(plan, item))
+    who = " and ".join(_users(plan, item))
     progress = f" ({nth} of {n})" if n > 1 else ""
     if nth > 1:
-        return f"One more craft of {item}{progress}: I need {plan.need[item]} in total for {users}."
+        return f"One more craft of {item}{progress}: I need {plan.need[item]} in total for {who}."
     yields = f"each craft gives {r.count}, so I craft it {n} times" if n > 1 else f"one craft gives {r.count}"
     return rng.choice(
         [
-            f"I need {plan.need[item]} {item} for {users}; {yields}{progress}.",
-            f"Now I can make {item} for {users}. I need {plan.need[item]} and {yields}{progress}.",
+            f"I need {plan.need[item]} {item} for {who}; {yields}{progress}.",
+            f"Now I can make {item} for {who}. I need {plan.need[item]} and {yields}{progress}.",
         ]
     )
 
@@ -368,7 +368,9 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
         parsed = env.parse_action(output)
         res = env.step(parsed)
         t = traj.num_steps
-        traj.steps.append(Step(t=t, observation=observation, output=output, action=parsed, reward=res.reward, done=res.done))
+        traj.steps.append(
+            Step(t=t, observation=observation, output=output, action=parsed, reward=res.reward, done=res.done)
+        )
         traj.compute.env_steps += 1
         observation = res.observation
         if res.done:
@@ -378,7 +380,9 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
             continue
         # Refused. The one thing the commands cannot show is which items a generic ingredient accepts
         # (e.g. white wool is not "wool" here): drop the stand-ins this craft used and plan again.
-        used = {plan.generic[n] for _, n in plan.recipe_of.get(item, ShownRecipe("", 0, ())).inputs if n in plan.generic}
+        used = {
+            plan.generic[n] for _, n in plan.recipe_of.get(item, ShownRecipe("", 0, ())).inputs if n in plan.generic
+        }
         if kind != "craft" or not used:
             break
         banned |= used
@@ -387,7 +391,9 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
         except ValueError:
             break
         queue, crafted, spent = list(plan.actions), {}, traj.num_steps
-        swaps = ", ".join(f"{plan.generic.get(n, 'something else')} for {n}" for n in sorted(_generic_names(used, first)))
+        swaps = ", ".join(
+            f"{plan.generic.get(n, 'something else')} for {n}" for n in sorted(_generic_names(used, first))
+        )
         preface = f"That did not work: {' and '.join(sorted(used))} does not count here. I will use {swaps} instead. "
         if brief:
             preface = f"I will use {swaps} instead. "

@@ -59,9 +59,10 @@ class AgentPRMTextEnv(BaseTextEnv):
         if not name:
             raise ValueError("no env: register with register_envs() or pass env_config.env")
         self.env = make_env(name)
-        self.task_id = extras.get("task_id") or (extras.get("extra_info") or {}).get("task_id")
-        if not self.task_id:
+        task_id = extras.get("task_id") or (extras.get("extra_info") or {}).get("task_id")
+        if not task_id:
             raise ValueError("each dataset row needs extras.task_id (or extra_info.task_id), e.g. babyai_12")
+        self.task_id: str = task_id
         # SkyRL puts generator.max_turns into extras; env_config.max_turns wins; else the env's own limit.
         self.max_turns = int(_get(env_config, "max_turns", 0) or extras.get("max_turns") or self.env.max_rounds)
         self.rm = _get(env_config, "reward_model", None)
@@ -107,8 +108,9 @@ class AgentPRMTextEnv(BaseTextEnv):
             res = self.env.step(self.env.parse_action(action))
         except Exception as e:  # noqa: BLE001 - errors are data: flagged in metadata, the episode ends
             self.env_error = f"{type(e).__name__}: {e}"
-            return BaseTextEnvStepOutput(observations=[], reward=0.0, done=True,
-                                         metadata={"env_error": self.env_error, "task_id": self.task_id})
+            return BaseTextEnvStepOutput(
+                observations=[], reward=0.0, done=True, metadata={"env_error": self.env_error, "task_id": self.task_id}
+            )
         done = bool(res.done)
         last = done or self.turns >= self.max_turns
         outcome = 0.0
@@ -117,8 +119,11 @@ class AgentPRMTextEnv(BaseTextEnv):
             outcome = float(self.success) if self.binary_outcome else float(res.reward)
         if self.reward == "prm":
             self.scores.append(float(self.rm.score([self.messages])[0].scores[-1]))
-            reward = float(turn_rewards(self.shaping, outcome, self.scores, gamma=self.gamma, done=done,
-                                        phi0=self.phi0, coef=self.rm_coef)[-1])
+            reward = float(
+                turn_rewards(
+                    self.shaping, outcome, self.scores, gamma=self.gamma, done=done, phi0=self.phi0, coef=self.rm_coef
+                )[-1]
+            )
         else:
             reward = outcome
         obs = [] if last else [{"role": "user", "content": res.observation}]

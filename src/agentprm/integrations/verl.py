@@ -44,7 +44,7 @@ def observation_delta_ids(tokenizer: Any, messages: list[dict[str, str]], observ
     after = _render(tokenizer, [*messages, {"role": "user", "content": observation}], True)
     if not after.startswith(before):
         raise ValueError("chat template is not prefix-consistent; cannot append observations token-wise")
-    return tokenizer(after[len(before):], add_special_tokens=False)["input_ids"]
+    return tokenizer(after[len(before) :], add_special_tokens=False)["input_ids"]
 
 
 def turn_reward_row(length: int, turn_ends: list[int], rewards: list[float]) -> list[float]:
@@ -170,15 +170,24 @@ if _HAVE_VERL:  # pragma: no cover
             response_length = self.config.actor_rollout_ref.rollout.response_length
 
             async def generate(ids: list[int]) -> list[int]:
-                out = await self.server_manager.generate(request_id=request_id, prompt_ids=ids,
-                                                         sampling_params=sampling_params)
+                out = await self.server_manager.generate(
+                    request_id=request_id, prompt_ids=ids, sampling_params=sampling_params
+                )
                 return list(getattr(out, "token_ids", out))  # TokenOutput in newer verl, a list in older
 
             sec = self._section
-            ep = await run_episode(generate, self.tokenizer, env, info["task_id"], reward_model=self._rm,
-                                   shaping=sec.get("shaping", "potential"), gamma=float(sec.get("gamma", 1.0)),
-                                   rm_coef=float(sec.get("rm_coef", 1.0)), max_turns=int(sec.get("max_turns", 0)),
-                                   response_length=response_length)
+            ep = await run_episode(
+                generate,
+                self.tokenizer,
+                env,
+                info["task_id"],
+                reward_model=self._rm,
+                shaping=sec.get("shaping", "potential"),
+                gamma=float(sec.get("gamma", 1.0)),
+                rm_coef=float(sec.get("rm_coef", 1.0)),
+                max_turns=int(sec.get("max_turns", 0)),
+                response_length=response_length,
+            )
             env.close()
             return AgentLoopOutput(
                 prompt_ids=ep.prompt_ids,
@@ -186,8 +195,12 @@ if _HAVE_VERL:  # pragma: no cover
                 response_mask=ep.response_mask[:response_length],
                 num_turns=2 * ep.turns + 1,
                 metrics={},
-                extra_fields={"agentprm_turn_ends": ep.turn_ends, "agentprm_turn_rewards": ep.turn_rewards,
-                              "agentprm_success": ep.success, "agentprm_env_error": ep.env_error or ""},
+                extra_fields={
+                    "agentprm_turn_ends": ep.turn_ends,
+                    "agentprm_turn_rewards": ep.turn_rewards,
+                    "agentprm_success": ep.success,
+                    "agentprm_env_error": ep.env_error or "",
+                },
             )
 
     @register_reward_manager(REWARD_MANAGER_NAME)

@@ -167,7 +167,10 @@ def policy_rollout_fn(
             key = f"{st.prefix.id}@{len(st.prefix.steps)}"
             for j in range(n):
                 ep = continue_episode(
-                    st.env.clone(), st.prefix, st.observation, traj_id=episode_id(key, j),
+                    st.env.clone(),
+                    st.prefix,
+                    st.observation,
+                    traj_id=episode_id(key, j),
                     seed=None if seed is None else episode_seed(seed, key, j),
                 )
                 slot[id(ep)] = (si, j)

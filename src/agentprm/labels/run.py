@@ -34,7 +34,10 @@ def outcome_label_records(
         for traj, q in zip(chunk, qs, strict=True):
             r = outcome_value(traj, settings.binary_outcome)
             if method == "td-gae":
-                labels: list[float | None] = [float(v) for v in td_gae_targets(q, r, gamma=settings.gamma, lam=settings.lam, bootstrap=settings.bootstrap)]
+                labels: list[float | None] = [
+                    float(v)
+                    for v in td_gae_targets(q, r, gamma=settings.gamma, lam=settings.lam, bootstrap=settings.bootstrap)
+                ]
                 extra = {"q_from": getattr(scorer, "name", "zero") if scorer is not None else "zero"}
             elif method == "pvm":
                 labels, extra = list(pvm_labels(traj, settings.binary_outcome)), {}
@@ -42,14 +45,33 @@ def outcome_label_records(
                 labels, extra = orm_labels(traj, settings.binary_outcome), {}
             else:
                 raise ValueError(f"unknown method {method!r}")
-            yield LabelRecord(traj.id, traj.task_id, method, labels, trajectory_sampled_tokens(traj), {**asdict(settings), **extra},
-                              env=traj.env)
+            yield LabelRecord(
+                traj.id,
+                traj.task_id,
+                method,
+                labels,
+                trajectory_sampled_tokens(traj),
+                {**asdict(settings), **extra},
+                env=traj.env,
+            )
 
 
 def mc_record(traj: Trajectory, res: MCResult, settings: dict[str, Any]) -> LabelRecord:
-    return LabelRecord(traj.id, traj.task_id, "mc", list(res.labels), res.seed_tokens + res.rollout_tokens,
-                       {**settings, "rollout_tokens": res.rollout_tokens, "seed_tokens": res.seed_tokens,
-                        "rollouts": res.rollouts, "rollout_errors": res.rollout_errors}, env=traj.env)
+    return LabelRecord(
+        traj.id,
+        traj.task_id,
+        "mc",
+        list(res.labels),
+        res.seed_tokens + res.rollout_tokens,
+        {
+            **settings,
+            "rollout_tokens": res.rollout_tokens,
+            "seed_tokens": res.seed_tokens,
+            "rollouts": res.rollouts,
+            "rollout_errors": res.rollout_errors,
+        },
+        env=traj.env,
+    )
 
 
 def mc_label_records(

@@ -51,7 +51,16 @@ def to_trl_stepwise(traj: Trajectory, labels: list[float | None], threshold: flo
     if len(labels) != traj.num_steps:
         raise ValueError(f"{traj.id}: {len(labels)} labels for {traj.num_steps} steps")
     completions = [s.output if s.t == 0 else f"{s.observation}\n{s.output}" for s in traj.steps]
-    filled = [v if v is not None else labels[-1] for v in labels]
+    filled: list[float] = []
+    for v in labels:
+        fill = v if v is not None else labels[-1]
+        if fill is None:
+            raise ValueError(f"{traj.id}: unlabelled steps but no last label to fill them with")
+        filled.append(fill)
     out = [bool(v >= threshold) for v in filled] if threshold is not None else [float(v) for v in filled]
-    return {"prompt": f"{traj.system_prompt}\n\n{traj.first_observation}", "completions": completions, "labels": out,
-            "trajectory_id": traj.id}
+    return {
+        "prompt": f"{traj.system_prompt}\n\n{traj.first_observation}",
+        "completions": completions,
+        "labels": out,
+        "trajectory_id": traj.id,
+    }

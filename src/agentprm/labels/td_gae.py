@@ -63,7 +63,9 @@ def td_gae_targets(
     raise ValueError(f"unknown bootstrap {bootstrap!r}; choose one of {BOOTSTRAPS}")
 
 
-def td_gae_closed_form(q: Sequence[float] | np.ndarray, r: float, *, gamma: float = 1.0, lam: float = 0.95) -> np.ndarray:
+def td_gae_closed_form(
+    q: Sequence[float] | np.ndarray, r: float, *, gamma: float = 1.0, lam: float = 0.95
+) -> np.ndarray:
     """The literal targets in closed form: Q̂_t = γ(1−λ)·Σ_{k<T−t} (γλ)^k Q_{t+k} + (γλ)^{T−t}·r."""
     q = np.asarray(q, dtype=np.float64)
     n = len(q)
@@ -71,16 +73,20 @@ def td_gae_closed_form(q: Sequence[float] | np.ndarray, r: float, *, gamma: floa
     out = np.empty(n)
     for t in range(n):
         k = np.arange(T - t)
-        out[t] = gamma * (1.0 - lam) * np.sum((gamma * lam) ** k * q[t : T]) + (gamma * lam) ** (T - t) * r
+        out[t] = gamma * (1.0 - lam) * np.sum((gamma * lam) ** k * q[t:T]) + (gamma * lam) ** (T - t) * r
     return out
 
 
-def td_gae_linear(n: int, *, gamma: float = 1.0, lam: float = 0.95, bootstrap: str = "literal") -> tuple[np.ndarray, np.ndarray]:
+def td_gae_linear(
+    n: int, *, gamma: float = 1.0, lam: float = 0.95, bootstrap: str = "literal"
+) -> tuple[np.ndarray, np.ndarray]:
     """(W, c) with `td_gae_targets(q, r) == W @ q + c * r` for every q of length n.
 
     Both forms are linear in (q, r), so training can apply them to a tensor in one matmul (and keep the
     gradient through the targets when asked to). Built by running the recursion on unit inputs.
     """
-    W = np.stack([td_gae_targets(np.eye(n)[j], 0.0, gamma=gamma, lam=lam, bootstrap=bootstrap) for j in range(n)], axis=1)
+    W = np.stack(
+        [td_gae_targets(np.eye(n)[j], 0.0, gamma=gamma, lam=lam, bootstrap=bootstrap) for j in range(n)], axis=1
+    )
     c = td_gae_targets(np.zeros(n), 1.0, gamma=gamma, lam=lam, bootstrap=bootstrap)
     return W, c

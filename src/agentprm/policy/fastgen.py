@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -46,8 +47,9 @@ class RowKVCache:
         self.buf: torch.Tensor | None = None
         self.start = 0
 
-    def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         self.buf = torch.zeros((2, self.n_layers, b, heads, self.capacity, dim), dtype=dtype, device=device)
+        return self.buf
 
     @property
     def keys(self) -> list[torch.Tensor]:
@@ -58,11 +60,12 @@ class RowKVCache:
         return list(self.buf[1]) if self.buf is not None else []
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
-        if self.buf is None:  # lazily, so dtype/device/heads come from the model itself
+        buf = self.buf
+        if buf is None:  # lazily, so dtype/device/heads come from the model itself
             b, h, _, d = key_states.shape
-            self.allocate(b, h, d, key_states.dtype, key_states.device)
+            buf = self.allocate(b, h, d, key_states.dtype, key_states.device)
         end = self.start + key_states.shape[2]
-        k_buf, v_buf = self.buf[0, layer_idx], self.buf[1, layer_idx]
+        k_buf, v_buf = buf[0, layer_idx], buf[1, layer_idx]
         k_buf[:, :, self.start : end] = key_states
         v_buf[:, :, self.start : end] = value_states
         return k_buf[:, :, :end], v_buf[:, :, :end]
@@ -77,6 +80,16 @@ class RowKVCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.start
+
+
+class StoredPrefix(Protocol):
+    """What `DecodeState` reads from a stored prefix: `PrefixKV` here, the PRM's `ScoreState`."""
+
+    def all_ids(self) -> list[int]: ...
+
+    def shape(self) -> tuple[int, int, torch.dtype]: ...
+
+    def copy_into(self, buf: torch.Tensor, row: int, at: int, n: int) -> None: ...
 
 
 @dataclass
@@ -136,14 +149,10 @@ def _mask(allowed: torch.Tensor, dtype: torch.dtype, boolean: bool) -> torch.Ten
     allowed = allowed.unsqueeze(1)
     if boolean:
         return allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-        ~allowed, torch.finfo(dtype).min
-    )
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _sample(
-    logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator | None]
-) -> torch.Tensor:
+def _sample(logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -169,8 +178,15 @@ class DecodeState:
     for a value head). `live` maps batch rows to original prompt indices (rows leave by `keep_rows`).
     """
 
-    def __init__(self, model, prompts: Sequence[Sequence[int]], *, extra: int = 0, pad_id: int = 0,
-                 prefixes: Sequence[object | None] | None = None):
+    def __init__(
+        self,
+        model,
+        prompts: Sequence[Sequence[int]],
+        *,
+        extra: int = 0,
+        pad_id: int = 0,
+        prefixes: Sequence[StoredPrefix | None] | None = None,
+    ):
         self.model = model
         self.pad_id = pad_id
         self.device = device = next(model.parameters()).device
@@ -188,18 +204,18 @@ class DecodeState:
         # Reused prefix length per row: the common prefix with its stored sequence, leaving at least
         # one prompt token to encode (its output starts the turn / scores the last token).
         self.reuse = [0] * n
-        if prefixes is not None:
-            for i, (p, pre) in enumerate(zip(prompts, prefixes)):
-                if pre is not None:
-                    self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
-        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
-        if any(self.reuse):
-            first = next(prefixes[i] for i in range(n) if self.reuse[i])  # type: ignore[index]
-            heads, dim, dtype = first.shape()
-            self.cache.allocate(n, heads, dim, dtype, device)
-            for i in range(n):
+        reused: list[tuple[int, StoredPrefix]] = []  # (row, its stored prefix) where some of it is reused
+        for i, (p, pre) in enumerate(zip(prompts, prefixes or ())):
+            if pre is not None:
+                self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
                 if self.reuse[i]:
-                    prefixes[i].copy_into(self.cache.buf, i, self.pad_list[i], self.reuse[i])  # type: ignore[index]
+                    reused.append((i, pre))
+        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
+        if reused:
+            heads, dim, dtype = reused[0][1].shape()
+            buf = self.cache.allocate(n, heads, dim, dtype, device)
+            for i, pre in reused:
+                pre.copy_into(buf, i, self.pad_list[i], self.reuse[i])
         slots = torch.arange(p_max, device=device)
         self.real = slots.view(1, -1) >= self.pad.view(-1, 1)  # [B, slots]: not padding
         self.live = list(range(n))  # original row index of each batch row
@@ -299,7 +315,11 @@ def decode_batch(
     tokens: list[list[int]] = [[] for _ in range(n)]
 
     def done(j: int, r: int, finished: bool) -> None:
-        kv = state.kv(j, list(prompts[r]) + tokens[r][: state.cache.start - state.p_max], len(prompts[r])) if keep_kv else None
+        kv = (
+            state.kv(j, list(prompts[r]) + tokens[r][: state.cache.start - state.p_max], len(prompts[r]))
+            if keep_kv
+            else None
+        )
         results[r] = Decoded(tokens[r], finished, kv)
 
     active = [True] * n  # per batch row: still generating (finished rows may linger until compaction)

@@ -55,15 +55,19 @@ def check_tokenizer_fits(tokenizer: Any, model: Any, path: str | Path) -> None:
     """A tokenizer with ids past the model's embedding belongs to another model: fail before generating."""
     n_embed = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > n_embed:
-        raise UserError(f"the tokenizer in {path} has {len(tokenizer)} tokens but the model embeds {n_embed}: the "
-                        "tokenizer files belong to another model; copy the tokenizer saved with this model")
+        raise UserError(
+            f"the tokenizer in {path} has {len(tokenizer)} tokens but the model embeds {n_embed}: the "
+            "tokenizer files belong to another model; copy the tokenizer saved with this model"
+        )
 
 
 def check_trained_env(meta: dict[str, Any], policy: str | Path, env_name: str) -> None:
     """A policy dir records the env its demos came from (`agentprm sft`); another env's policy is bad input."""
     trained_on = meta.get("env")
     if trained_on and trained_on != env_name:
-        raise UserError(f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}")
+        raise UserError(
+            f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env_name}"
+        )
 
 
 def check_policy_dir(path: str | Path) -> Path:
@@ -111,8 +115,14 @@ class HFPolicy:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32", name: str | None = None,
-        attn: str | None = None, **kwargs: Any
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        name: str | None = None,
+        attn: str | None = None,
+        **kwargs: Any,
     ) -> HFPolicy:
         """Load a policy dir, or a hub model named `hf:org/name` (the hub is not reachable offline).
 
@@ -135,11 +145,22 @@ class HFPolicy:
             )
         except (OSError, SafetensorError, RuntimeError, ValueError) as e:  # missing, cut or mismatched files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise UserError(f"cannot load a causal LM from {path} ({type(e).__name__}: {first}); "
-                            "its model.safetensors may be cut short: retrain or copy it again") from None
+            raise UserError(
+                f"cannot load a causal LM from {path} ({type(e).__name__}: {first}); "
+                "its model.safetensors may be cut short: retrain or copy it again"
+            ) from None
         check_tokenizer_fits(tokenizer, model, path)
-        kwargs.setdefault("kv_store_bytes", prefix_store_budget(model.config, getattr(torch, dtype), kwargs.get("batch_size", 64)))
-        return cls(model.to(device), tokenizer, name or str(path), meta=read_policy_meta(path) if local else {}, **kwargs)
+        kwargs.setdefault(
+            "kv_store_bytes", prefix_store_budget(model.config, getattr(torch, dtype), kwargs.get("batch_size", 64))
+        )
+        # transformers types PreTrainedModel.to through a decorator mypy reads wrongly
+        return cls(
+            model.to(device),  # type: ignore[arg-type]
+            tokenizer,
+            name or str(path),
+            meta=read_policy_meta(path) if local else {},
+            **kwargs,
+        )
 
     # -- rendering ------------------------------------------------------------------------------------
     def prompt_ids(self, conversation: list[Message]) -> list[int]:
@@ -203,6 +224,7 @@ class HFPolicy:
                 results = [(d.tokens, d.finished) for d in decoded]
                 if store is not None:
                     for d in decoded:
+                        assert d.kv is not None  # keep_kv
                         store.add(d.kv)
             else:
                 results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)

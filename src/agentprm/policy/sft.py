@@ -70,8 +70,14 @@ class SFTResult:
 
     def summary(self) -> str:
         resumed = f", resumed at step {self.resumed_from}" if self.resumed_from else ""
-        cut = (f"; {self.num_truncated} of {self.num_demos} demos cut at max_length (their last turns are not "
-               "trained: raise --max-length)") if self.num_truncated else ""
+        cut = (
+            (
+                f"; {self.num_truncated} of {self.num_demos} demos cut at max_length (their last turns are not "
+                "trained: raise --max-length)"
+            )
+            if self.num_truncated
+            else ""
+        )
         return f"trained on {self.num_demos} demos, {self.steps} steps, final loss {self.final_loss:.3f}{resumed}{cut}"
 
 
@@ -234,6 +240,7 @@ def train_sft(
     base = resolve_base(base, out)  # every rank: the preset dir now exists
     ckpt = out / CKPT_DIR
     resumed = ckpt.is_dir() and (ckpt / "trainer_state.json").is_file()
+    model: Any  # a causal LM, or a PeftModel around it under LoRA
     if resumed:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -296,8 +303,9 @@ def train_sft(
     loss_val = float("nan")
     from agentprm.tracking import TB_DIR, Tracker
 
-    tracker = Tracker(logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"sft {out}",
-                      config=_jsonable(cfg))
+    tracker = Tracker(
+        logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"sft {out}", config=_jsonable(cfg)
+    )
     done = start
     last_save = time.monotonic()
     try:
@@ -329,8 +337,14 @@ def train_sft(
                 done = step + 1
             loss_val = dp.sum(float(loss_sum.detach())) / max(n_global, 1.0)
             if tracker.active:
-                tracker.log({"sft/loss": loss_val, "sft/lr": lr_at(step),
-                             "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in rows))}, done)
+                tracker.log(
+                    {
+                        "sft/loss": loss_val,
+                        "sft/lr": lr_at(step),
+                        "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in rows)),
+                    },
+                    done,
+                )
             if on_step and dp.is_main:
                 on_step(done, total, loss_val)
             due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
@@ -366,8 +380,7 @@ def train_sft(
         (out / META_FILE).write_text(json.dumps(meta, indent=2))
         shutil.rmtree(ckpt, ignore_errors=True)
     dp.barrier()
-    return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start,
-                     num_truncated=num_truncated)
+    return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start, num_truncated=num_truncated)
 
 
 def _merged(model, base: str, cfg: SFTConfig):

@@ -22,7 +22,15 @@ from typing import Any
 from agentprm.conversation import Message
 from agentprm.errors import UserError
 from agentprm.policy.base import Generation
-from agentprm.policy.hf import HFPolicy, _conversation_seeds, _stop_ids, check_policy_dir, quiet_transformers, read_policy_meta, row_seed
+from agentprm.policy.hf import (
+    HFPolicy,
+    _conversation_seeds,
+    _stop_ids,
+    check_policy_dir,
+    quiet_transformers,
+    read_policy_meta,
+    row_seed,
+)
 
 BACKENDS = ("hf", "vllm")
 
@@ -40,7 +48,7 @@ class _GenConfigHolder:  # what `_stop_ids` reads from a model: its generation c
         from transformers import GenerationConfig
 
         try:
-            self.generation_config = GenerationConfig.from_pretrained(path)
+            self.generation_config: GenerationConfig | None = GenerationConfig.from_pretrained(path)
         except OSError:
             self.generation_config = None
 
@@ -48,8 +56,16 @@ class _GenConfigHolder:  # what `_stop_ids` reads from a model: its generation c
 class VLLMPolicy:
     """A vLLM engine + the HF tokenizer of the same dir (for rendering, stop ids and decoding)."""
 
-    def __init__(self, llm: Any, tokenizer: Any, name: str, *, stop_ids: list[int], meta: dict[str, Any] | None = None,
-                 sampling_params_cls: Any = None):
+    def __init__(
+        self,
+        llm: Any,
+        tokenizer: Any,
+        name: str,
+        *,
+        stop_ids: list[int],
+        meta: dict[str, Any] | None = None,
+        sampling_params_cls: Any = None,
+    ):
         if getattr(tokenizer, "chat_template", None) is None:
             raise UserError(f"tokenizer of {name} has no chat template; use a chat/instruct model or set one")
         self.llm = llm
@@ -60,26 +76,55 @@ class VLLMPolicy:
         self._sampling_params = sampling_params_cls or import_vllm().SamplingParams
 
     @classmethod
-    def load(cls, path: str | Path, *, name: str | None = None, dtype: str = "auto", gpu_memory_utilization: float = 0.85,
-             max_model_len: int | None = None, tensor_parallel_size: int = 1, **engine_kwargs: Any) -> VLLMPolicy:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        **engine_kwargs: Any,
+    ) -> VLLMPolicy:
         vllm = import_vllm()
         from transformers import AutoTokenizer
 
         quiet_transformers()
         check_policy_dir(path)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        llm = vllm.LLM(model=str(path), tokenizer=str(path), dtype=dtype, enable_prefix_caching=True,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                       tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
+        llm = vllm.LLM(
+            model=str(path),
+            tokenizer=str(path),
+            dtype=dtype,
+            enable_prefix_caching=True,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            **engine_kwargs,
+        )
         stops = _stop_ids(_GenConfigHolder(str(path)), tokenizer)
-        return cls(llm, tokenizer, name or str(path), stop_ids=stops, meta=read_policy_meta(path),
-                   sampling_params_cls=vllm.SamplingParams)
+        return cls(
+            llm,
+            tokenizer,
+            name or str(path),
+            stop_ids=stops,
+            meta=read_policy_meta(path),
+            sampling_params_cls=vllm.SamplingParams,
+        )
 
     def prompt_ids(self, conversation: list[Message]) -> list[int]:
         return HFPolicy.prompt_ids(self, conversation)  # type: ignore[arg-type]  # one rendering for both backends
 
-    def requests(self, conversations: list[list[Message]], *, n: int, temperature: float, max_new_tokens: int,
-                 seed: int | Sequence[int] | None) -> tuple[list[dict[str, Any]], list[Any], list[tuple[int, int]]]:
+    def requests(
+        self,
+        conversations: list[list[Message]],
+        *,
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int | Sequence[int] | None,
+    ) -> tuple[list[dict[str, Any]], list[Any], list[tuple[int, int]]]:
         """(prompts, sampling params, (conversation, sample) of each request): one request per sample."""
         if n < 1:
             raise ValueError("n must be at least 1")
@@ -90,10 +135,20 @@ class VLLMPolicy:
             for k in range(n):
                 s = row_seed(conv_seeds[i], k) if (temperature > 0 and conv_seeds is not None) else None
                 prompts.append({"prompt_token_ids": ids})
-                params.append(self._sampling_params(
-                    n=1, temperature=float(temperature), top_p=1.0, top_k=-1, max_tokens=max_new_tokens, seed=s,
-                    stop_token_ids=list(self.stop_ids), ignore_eos=False, skip_special_tokens=True, detokenize=False,
-                ))
+                params.append(
+                    self._sampling_params(
+                        n=1,
+                        temperature=float(temperature),
+                        top_p=1.0,
+                        top_k=-1,
+                        max_tokens=max_new_tokens,
+                        seed=s,
+                        stop_token_ids=list(self.stop_ids),
+                        ignore_eos=False,
+                        skip_special_tokens=True,
+                        detokenize=False,
+                    )
+                )
                 rows.append((i, k))
         return prompts, params, rows
 
@@ -107,9 +162,18 @@ class VLLMPolicy:
         text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
         return Generation(text, prompt_tokens, generated, finished)
 
-    def generate(self, conversations: list[list[Message]], *, n: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int = 128, seed: int | Sequence[int] | None = None) -> list[list[Generation]]:
-        prompts, params, rows = self.requests(conversations, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        *,
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 128,
+        seed: int | Sequence[int] | None = None,
+    ) -> list[list[Generation]]:
+        prompts, params, rows = self.requests(
+            conversations, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
+        )
         outs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
         if len(outs) != len(prompts):
             raise RuntimeError(f"vLLM answered {len(outs)} results for {len(prompts)} requests")

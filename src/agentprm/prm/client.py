@@ -27,8 +27,17 @@ class RemoteRewardModel:
     """Scores conversations on a PRM server. `chunk` conversations go in one request (the server's
     request limit; concurrent requests from many clients are batched together by the server)."""
 
-    def __init__(self, url: str, *, name: str | None = None, timeout: float = 300.0, retries: int = 3,
-                 backoff: float = 0.5, chunk: int = 256, check: bool = True):
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        chunk: int = 256,
+        check: bool = True,
+    ):
         self.url = url.rstrip("/")
         self.retries = max(1, retries)
         self.backoff = backoff
@@ -39,7 +48,9 @@ class RemoteRewardModel:
             try:
                 self.health = self._call("GET", "/health", None, retries=1)
             except RewardModelError as e:
-                raise UserError(f"no PRM server answers at {self.url} ({e.reason}); start one with `agentprm serve-prm --rm DIR --port PORT`") from None
+                raise UserError(
+                    f"no PRM server answers at {self.url} ({e.reason}); start one with `agentprm serve-prm --rm DIR --port PORT`"
+                ) from None
         self.name = name or self.health.get("model") or "remote"
 
     def _call(self, method: str, path: str, body: Any, retries: int | None = None) -> Any:

@@ -27,5 +27,11 @@ def separation(scorer, trajectories: list[Trajectory]) -> Separation:
     bad = [s for s, t in zip(scores, trajectories) if not t.success]
     flat = lambda rows: [v for row in rows for v in row]  # noqa: E731
     mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-    return Separation(len(ok), len(bad), mean(flat(ok)), mean(flat(bad)), auroc(flat(ok), flat(bad)),
-                      auroc([s[-1] for s in ok], [s[-1] for s in bad]))
+    return Separation(
+        len(ok),
+        len(bad),
+        mean(flat(ok)),
+        mean(flat(bad)),
+        auroc(flat(ok), flat(bad)),
+        auroc([s[-1] for s in ok], [s[-1] for s in bad]),
+    )

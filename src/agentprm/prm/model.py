@@ -64,12 +64,15 @@ def _quiet_transformers():
 
 
 class ValueHeadPRM(nn.Module):
+    init_from: str  # set by rl/critic.py: what the PPO critic started from (no class default)
+
     def __init__(self, backbone: nn.Module, head_activation: str = "none"):
         super().__init__()
         if head_activation not in HEAD_ACTIVATIONS:
             raise ValueError(f"unknown head_activation {head_activation!r}; choose one of {HEAD_ACTIVATIONS}")
-        self.backbone = backbone
-        cfg = backbone.config
+        # a transformers model: its config and save_pretrained are read dynamically
+        self.backbone: Any = backbone
+        cfg: Any = backbone.config
         hidden = getattr(cfg, "hidden_size", None) or cfg.get_text_config().hidden_size
         self.head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.head.weight)
@@ -78,8 +81,9 @@ class ValueHeadPRM(nn.Module):
 
     # -- construction / persistence ---------------------------------------------------------------------
     @classmethod
-    def from_backbone(cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None,
-                      attn: str | None = None):
+    def from_backbone(
+        cls, path: str | Path, head_activation: str = "none", dtype: torch.dtype | None = None, attn: str | None = None
+    ):
         """A fresh PRM on the base model of any HF dir (a causal-LM dir loads without its LM head).
         `attn`: the attention implementation (None: the transformers default)."""
         from transformers import AutoModel
@@ -102,12 +106,13 @@ class ValueHeadPRM(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None) -> tuple[ValueHeadPRM, Any, PRMMeta]:
+    def load(
+        cls, path: str | Path, dtype: torch.dtype | None = None, attn: str | None = None
+    ) -> tuple[ValueHeadPRM, Any, PRMMeta]:
         """(model, tokenizer, meta) of a PRM dir written by `save`."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
-
-        from safetensors import SafetensorError
 
         path = Path(path)
         if not (path / HEAD_FILE).is_file() or not (path / CONFIG_FILE).is_file():
@@ -118,8 +123,10 @@ class ValueHeadPRM(nn.Module):
             model.head.load_state_dict(load_file(str(path / HEAD_FILE)))
         except (OSError, SafetensorError, RuntimeError, ValueError, TypeError) as e:  # cut or mismatched files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise BadFileError(f"cannot load the PRM in {path} ({type(e).__name__}: {first}); its {HEAD_FILE} or "
-                               "model.safetensors may be cut short: retrain it with train-prm (a rerun resumes)") from None
+            raise BadFileError(
+                f"cannot load the PRM in {path} ({type(e).__name__}: {first}); its {HEAD_FILE} or "
+                "model.safetensors may be cut short: retrain it with train-prm (a rerun resumes)"
+            ) from None
         model.head.to(dtype or torch.float32)
         return model, AutoTokenizer.from_pretrained(str(path)), meta
 
@@ -206,8 +213,16 @@ class PRMScorer:
     pass over their first `max_length` tokens; each step beyond is scored on its own left-truncated window.
     """
 
-    def __init__(self, model: ValueHeadPRM, tokenizer: Any, *, name: str = "prm", batch_tokens: int = 16384,
-                 max_length: int = 0, cache_bytes: int = 1 << 28):
+    def __init__(
+        self,
+        model: ValueHeadPRM,
+        tokenizer: Any,
+        *,
+        name: str = "prm",
+        batch_tokens: int = 16384,
+        max_length: int = 0,
+        cache_bytes: int = 1 << 28,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -222,7 +237,9 @@ class PRMScorer:
         model, tok, meta = ValueHeadPRM.load(path, attn=kw.pop("attn", None))
         if device:
             model.to(device)
-        return cls(model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw)
+        return cls(
+            model, tok, name=kw.pop("name", meta.objective), max_length=kw.pop("max_length", meta.max_length), **kw
+        )
 
     def _split_long(self, e: EncodedConversation) -> list[tuple[EncodedConversation, list[int]]]:
         """(piece, which steps of `e` it scores) pieces that each fit in max_length tokens."""
@@ -252,8 +269,7 @@ class PRMScorer:
                 end += 1
             batch = [pieces[i] for i in order[start:end]]
             q, _ = self.model.step_values([p[2] for p in batch], self.pad_id)
-            q = q.cpu().tolist()
-            for (ci, steps, piece), row in zip(batch, q, strict=True):
+            for (ci, steps, piece), row in zip(batch, q.cpu().tolist(), strict=True):
                 tokens[ci] += len(piece.input_ids)
                 for k, t in enumerate(steps):
                     scores[ci][t] = row[k]
@@ -303,7 +319,10 @@ class PRMScorer:
                     break
                 end, width, longest = end + 1, w, L
             batch = todo[start:end]
-            for i, res in zip(batch, self._score_window([encoded[i] for i in batch], [states[i] for i in batch], [texts[i] for i in batch])):
+            for i, res in zip(
+                batch,
+                self._score_window([encoded[i] for i in batch], [states[i] for i in batch], [texts[i] for i in batch]),
+            ):
                 out[i] = res
             start = end
         return out  # type: ignore[return-value]
@@ -354,7 +373,9 @@ class PRMScorer:
         if not hasattr(self, "_boundaries"):
             tok = self.tokenizer
             added = getattr(tok, "added_tokens_decoder", {}) or {}
-            self._boundaries = sorted({str(t) for t in added.values()} | set(tok.all_special_tokens), key=len, reverse=True)
+            self._boundaries = sorted(
+                {str(t) for t in added.values()} | set(tok.all_special_tokens), key=len, reverse=True
+            )
         return self._boundaries
 
     def _reusable(self, state: ScoreState | None, ids: list[int]) -> int:
@@ -390,8 +411,12 @@ class PRMScorer:
             a = st.slot(i, r)
             kv = st.cache.buf[:, :, i, :, a : st.slot(i, len(e.input_ids))].clone()  # type: ignore[index]
             parent = state if r else None
-            res.append((StepScores([v for _, v in steps], len(e.input_ids) - r),
-                        ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i])))
+            res.append(
+                (
+                    StepScores([v for _, v in steps], len(e.input_ids) - r),
+                    ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i]),
+                )
+            )
         return res
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:

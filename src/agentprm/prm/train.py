@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def build_items(
     trajectories: list[Trajectory],
     tokenizer: Any,
     cfg: PRMTrainConfig,
-    mc_labels: dict[str, list[float]] | None = None,
+    mc_labels: dict[str, list[float | None]] | None = None,
     max_length: int = 1 << 30,
 ) -> tuple[list[TrainItem], dict[str, int]]:
     """Tokenised training items and counts of what was skipped and why."""
@@ -163,7 +163,9 @@ def _td_matrix(n: int, gamma: float, lam: float, bootstrap: str) -> tuple[torch.
     return torch.tensor(W, dtype=torch.float32), torch.tensor(c, dtype=torch.float32)
 
 
-def batch_targets(q: torch.Tensor, mask: torch.Tensor, items: list[TrainItem], cfg: PRMTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_targets(
+    q: torch.Tensor, mask: torch.Tensor, items: list[TrainItem], cfg: PRMTrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """([B, S] targets, [B, S] target mask) for a batch whose forward pass gave `q`."""
     target = torch.zeros_like(q)
     tmask = torch.zeros_like(mask)
@@ -188,7 +190,9 @@ def compute_loss(q, mask, items, cfg) -> tuple[torch.Tensor, float, float]:
     tmask = tmask & mask
     use_la = cfg.objective == "agentprm" or (cfg.objective == "mc" and cfg.mc_advantage_loss)
     if use_la:
-        loss, lq, la = agentprm_loss(q, target, tmask, beta=cfg.beta, half_advantage=cfg.half_advantage, reduction=cfg.reduction)
+        loss, lq, la = agentprm_loss(
+            q, target, tmask, beta=cfg.beta, half_advantage=cfg.half_advantage, reduction=cfg.reduction
+        )
         return loss, lq.item(), la.item()
     lq = q_loss(q, target, tmask, cfg.reduction)
     with torch.no_grad():
@@ -265,7 +269,7 @@ def train_prm(
     out: str | Path,
     cfg: PRMTrainConfig,
     *,
-    mc_labels: dict[str, list[float]] | None = None,
+    mc_labels: dict[str, list[float | None]] | None = None,
     on_step: Callable[[int, int, float, float], None] | None = None,
     on_rate: Callable[[float], None] | None = None,
     stop_after_steps: int | None = None,
@@ -304,8 +308,11 @@ def train_prm(
 
     items, skipped = build_items(trajectories, tokenizer, cfg, mc_labels, max_length)
     if not items:
-        hint = (f"; they exceed {max_length} tokens: use a backbone with more positions or a smaller --max-length cap"
-                if skipped["too_long"] else "")
+        hint = (
+            f"; they exceed {max_length} tokens: use a backbone with more positions or a smaller --max-length cap"
+            if skipped["too_long"]
+            else ""
+        )
         raise ValueError(f"no usable trajectories to train on (skipped: {skipped}){hint}")
     per_epoch = math.ceil(len(items) / cfg.batch_size)
     total = per_epoch * cfg.epochs
@@ -339,13 +346,15 @@ def train_prm(
         on_step(step, total, float("nan"), float("nan"))
     from agentprm.tracking import TB_DIR, Tracker
 
-    tracker = Tracker(logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"prm {out}",
-                      config=asdict(cfg))
+    tracker = Tracker(
+        logging_dir or out / TB_DIR, report_to if dp.is_main else "none", run_name=f"prm {out}", config=asdict(cfg)
+    )
     n_tokens, seconds = 0, 0.0
 
     def result() -> TrainResult:
-        return TrainResult(out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from,
-                           n_tokens, seconds)
+        return TrainResult(
+            out, step, len(items), skipped, log_rows[0]["loss"], log_rows[-1]["loss"], resumed_from, n_tokens, seconds
+        )
 
     # one DDP forward per step, in length-sorted groups (less padding; same values as one padded forward)
     step_values = dp.wrap(model, lambda m, enc, pad: grouped_step_values(m, enc, pad))
@@ -361,7 +370,8 @@ def train_prm(
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     q, mask = step_values([it.encoded for it in rows], pad_id)
                 loss, (loss_v, lq, la) = dp.global_loss(
-                    q.float(), mask, real, lambda qq, mm: compute_loss(qq, mm, ordered, cfg))
+                    q.float(), mask, real, partial(compute_loss, items=ordered, cfg=cfg)
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 with atomic():  # Ctrl-C waits for the whole update: checkpoints hold whole steps
@@ -375,8 +385,16 @@ def train_prm(
                 log_rows.append({"step": step, "epoch": epoch, "loss": loss_v, "l_q": lq, "l_a": la})
                 rate = n_tokens / seconds if seconds > 0 else 0.0
                 if tracker.active:
-                    tracker.log({"prm/loss": loss_v, "prm/l_q": lq, "prm/l_a": la, "prm/lr": sched.get_last_lr()[0],
-                                 "prm/tokens_per_s": rate}, step)
+                    tracker.log(
+                        {
+                            "prm/loss": loss_v,
+                            "prm/l_q": lq,
+                            "prm/l_a": la,
+                            "prm/lr": float(sched.get_last_lr()[0]),
+                            "prm/tokens_per_s": rate,
+                        },
+                        step,
+                    )
                 if on_rate is not None and dp.is_main:
                     on_rate(rate)
                 if on_step is not None and dp.is_main:
@@ -416,5 +434,15 @@ def is_trained(out: str | Path) -> bool:
     return bool((json.loads(p.read_text()).get("train") or {}).get("complete"))
 
 
-__all__ = ["OBJECTIVES", "PRESETS", "PRMTrainConfig", "TrainResult", "batch_targets", "build_items", "compute_loss",
-           "grouped_step_values", "is_trained", "train_prm"]
+__all__ = [
+    "OBJECTIVES",
+    "PRESETS",
+    "PRMTrainConfig",
+    "TrainResult",
+    "batch_targets",
+    "build_items",
+    "compute_loss",
+    "grouped_step_values",
+    "is_trained",
+    "train_prm",
+]

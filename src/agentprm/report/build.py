@@ -50,7 +50,17 @@ PAPER_BEAMS = ("2x2", "4x4", "8x8")
 TABLE3_BON = (8, 16, 32, 64)
 TABLE3_BEAM = ("4x4", "8x8")
 
-__all__ = ["Check", "Claim", "average_curves", "curves", "label_cost", "mean_ratio", "metric_of", "value", "write_report"]
+__all__ = [
+    "Check",
+    "Claim",
+    "average_curves",
+    "curves",
+    "label_cost",
+    "mean_ratio",
+    "metric_of",
+    "value",
+    "write_report",
+]
 
 
 def value(records: Sequence[Trajectory], metric: str) -> float:
@@ -88,13 +98,17 @@ class _Ctx:
         self.lines.append("")
         for root in dict.fromkeys(self._root_of(f) for f in files):
             cfg = root / "config.yaml"
-            where = f"run folder `{root}`, config " + (f"`{self.show(cfg)}`" if cfg.is_file() else "none (no config.yaml)")
+            where = f"run folder `{root}`, config " + (
+                f"`{self.show(cfg)}`" if cfg.is_file() else "none (no config.yaml)"
+            )
             self.lines.append(f"Produced by ({where}):")
             for f in files:
                 if self._root_of(f) == root:
                     cmds = "; ".join(f"`{c}`" for c in f.commands()) or "(empty file)"
                     recorded = RunLayout(root).provenance(f.path).is_file()
-                    note = "" if recorded else " (provenance not recorded: not made by the pipeline, completeness unknown)"
+                    note = (
+                        "" if recorded else " (provenance not recorded: not made by the pipeline, completeness unknown)"
+                    )
                     self.lines.append(f"- `{self.show(f.path)}` ({len(f.records)} tasks{note}): {cmds}")
         self.lines.append("")
 
@@ -134,17 +148,32 @@ def _diff_rows(pairs: Sequence[tuple[str, Measure, Measure]]) -> list[list[str]]
             rows.append([setting, a.what, b.what, "–", "–", "no task in common", "0"])
             continue
         left = d.only_a + d.only_b
-        rows.append([setting, a.what, b.what, _fmt(d.mean_a), _fmt(d.mean_b), f"{d.diff:+.1f} {d.interval()}",
-                     f"{d.tasks}" + (f" ({left} left out)" if left else "")])
+        rows.append(
+            [
+                setting,
+                a.what,
+                b.what,
+                _fmt(d.mean_a),
+                _fmt(d.mean_b),
+                f"{d.diff:+.1f} {d.interval()}",
+                f"{d.tasks}" + (f" ({left} left out)" if left else ""),
+            ]
+        )
     return rows
 
 
 def _differences(ctx: _Ctx, pairs: Sequence[tuple[str, Measure, Measure]]) -> None:
     if not pairs:
         return
-    ctx.lines += ["", "Differences (first − second), each with its 95% paired-bootstrap interval over the tasks both "
-                  "have (2000 resamples, seed 0); a comparison uses only those tasks and says how many it left out:", ""]
-    ctx.lines += _table(["setting", "first", "second", "first mean", "second mean", "difference [95% CI]", "tasks"], _diff_rows(pairs))
+    ctx.lines += [
+        "",
+        "Differences (first − second), each with its 95% paired-bootstrap interval over the tasks both "
+        "have (2000 resamples, seed 0); a comparison uses only those tasks and says how many it left out:",
+        "",
+    ]
+    ctx.lines += _table(
+        ["setting", "first", "second", "first mean", "second mean", "difference [95% CI]", "tasks"], _diff_rows(pairs)
+    )
 
 
 # -- sections -------------------------------------------------------------------------------------------
@@ -159,21 +188,25 @@ def _table1(ctx: _Ctx, e: EnvResults) -> None:
     if e.greedy is not None:
         rows.append(["SFT (greedy)", _fmt(e.greedy.mean), *("" for _ in beams)])
     else:
-        ctx.not_run.append(f"{e.env}: greedy SFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy'))}`)")
+        ctx.not_run.append(
+            f"{e.env}: greedy SFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy'))}`)"
+        )
     if e.rft is not None:
         rows.append(["RFT (greedy)", _fmt(e.rft.mean), *("" for _ in beams)])
     else:
-        ctx.not_run.append(f"{e.env}: greedy RFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy', 'rft'))}`; "
-                           "pipeline config `rft: true`)")
+        ctx.not_run.append(
+            f"{e.env}: greedy RFT (`{ctx.show(ctx.run.folder_of(e.env).layout.result(e.env, 'greedy', 'rft'))}`; "
+            "pipeline config `rft: true`)"
+        )
     for rm in rms:
         cells = [_fmt(e.beam[rm][b].mean) if b in e.beam.get(rm, {}) else "not run" for b in beams]
         if beams:
             rows.append([rm, "", *cells])
     layout = ctx.run.folder_of(e.env).layout
     for rm in TABLE1_RMS:
-        for b in PAPER_BEAMS:
-            if not any(str(k) == b for k in e.beam.get(rm, {})):
-                ctx.not_run.append(f"{e.env}: {rm} beam @{b} (`{ctx.show(layout.result(e.env, 'beam', rm, b))}`)")
+        for pb in PAPER_BEAMS:  # the paper's budgets, as written ("4x4")
+            if not any(str(k) == pb for k in e.beam.get(rm, {})):
+                ctx.not_run.append(f"{e.env}: {rm} beam @{pb} (`{ctx.show(layout.result(e.env, 'beam', rm, pb))}`)")
     if not rows:
         ctx.lines += ["not run", ""]
         return
@@ -196,7 +229,14 @@ def _table1(ctx: _Ctx, e: EnvResults) -> None:
     ctx.sources(used)
 
 
-def _plot_curves(path: Path, title: str, series: dict[str, dict[int, float]], oracle: dict[int, float] | None, greedy: float | None, metric: str) -> None:
+def _plot_curves(
+    path: Path,
+    title: str,
+    series: dict[str, dict[int, float]],
+    oracle: dict[int, float] | None,
+    greedy: float | None,
+    metric: str,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,7 +288,7 @@ def _bon_section(ctx: _Ctx, res: Results) -> None:
         if e.greedy is not None and e.oracle:  # the headroom a selector has over greedy decoding
             pairs.append((f"headroom @{max(e.oracle)}", e.oracle[max(e.oracle)], e.greedy))
         _differences(ctx, pairs)
-        ctx.sources([next(iter(per.values())).source for per in e.bon.values()])
+        ctx.sources([s for per in e.bon.values() if (s := next(iter(per.values())).source) is not None])
     per_env = {e.env: e.curves() for e in res.envs if e.bon}
     if len(per_env) > 1:
         _average_curves(ctx, res)
@@ -325,13 +365,20 @@ def _efficiency_section(ctx: _Ctx, res: Results) -> bool:
         shown = True
     avg = res.average_efficiency()
     if avg:
-        ctx.lines += ["### average over envs", "", "On the curves averaged over envs (section b), as the paper's \"8× on average\" (Fig. 1).", ""]
+        ctx.lines += [
+            "### average over envs",
+            "",
+            'On the curves averaged over envs (section b), as the paper\'s "8× on average" (Fig. 1).',
+            "",
+        ]
         _ratio_table(ctx, avg)
     envs = list(per_env)
     if len(envs) > 1:
         # the alternative reading of "on average": the mean of the per-env ratios, not the ratio of the mean curves
         baselines = [b for b in per_env[envs[0]] if all(b in per_env[e] for e in envs)]
-        budgets = sorted(set.intersection(*({r.n for r in per_env[e][baselines[0]]} for e in envs))) if baselines else []
+        budgets = (
+            sorted(set.intersection(*({r.n for r in per_env[e][baselines[0]]} for e in envs))) if baselines else []
+        )
         rows = []
         for b in baselines:
             cells = []
@@ -342,7 +389,11 @@ def _efficiency_section(ctx: _Ctx, res: Results) -> bool:
         if rows:
             ctx.lines += ["### mean of the per-env ratios", ""]
             ctx.lines += _table(["baseline", *(f"N={n}" for n in budgets)], rows)
-            ctx.lines += ["", f"Plain mean over {', '.join(envs)} of the ratios above; `≥` where some env's ratio is open-ended (counted as its lower bound).", ""]
+            ctx.lines += [
+                "",
+                f"Plain mean over {', '.join(envs)} of the ratios above; `≥` where some env's ratio is open-ended (counted as its lower bound).",
+                "",
+            ]
     return shown
 
 
@@ -370,9 +421,12 @@ def _table3(ctx: _Ctx, res: Results) -> None:
         ctx.lines += [f"### {e.env}", ""]
         ctx.lines += _table(["method", "label tokens", *settings], rows)
         where = ctx.show(ctx.run.folder_of(e.env).layout.labels_dir)
-        ctx.lines += ["", f"Label cost in the paper's unit, sampled policy tokens, from `{where}/*.jsonl` "
-                      f"({', '.join(sorted(e.label_tokens)) or 'none found'}): TD ({td}) counts every collected trajectory "
-                      "the TD PRM trains on; MC its seed trajectories plus every rollout. Relative to TD."]
+        ctx.lines += [
+            "",
+            f"Label cost in the paper's unit, sampled policy tokens, from `{where}/*.jsonl` "
+            f"({', '.join(sorted(e.label_tokens)) or 'none found'}): TD ({td}) counts every collected trajectory "
+            "the TD PRM trains on; MC its seed trajectories plus every rollout. Relative to TD.",
+        ]
         _differences(ctx, pairs)
         ctx.sources([m.source for per in (e.bon.get("mc", {}), e.beam.get("mc", {})) for m in per.values() if m.source])
 
@@ -397,15 +451,25 @@ def _score_distributions(ctx: _Ctx, res: Results) -> bool:
             ax.set_xlabel("step score")
             ax.legend(fontsize=7)
             a = s.auc
-            rows.append([rm, f"{statistics.fmean(s.ok):.3f}" if s.ok else "–", f"{statistics.fmean(s.bad):.3f}" if s.bad else "–", f"{a:.3f}" if a == a else "–"])
+            rows.append(
+                [
+                    rm,
+                    f"{statistics.fmean(s.ok):.3f}" if s.ok else "–",
+                    f"{statistics.fmean(s.bad):.3f}" if s.bad else "–",
+                    f"{a:.3f}" if a == a else "–",
+                ]
+            )
         fig.tight_layout()
         png = ctx.plots / f"scores_{e.env}.png"
         fig.savefig(png, dpi=100)
         plt.close(fig)
         ctx.lines += [f"### {e.env}", "", f"![scores {e.env}]({ctx.rel(png)})", ""]
         ctx.lines += _table(["RM", "mean score, successful", "mean score, failed", "AUC (success > failed)"], rows)
-        ctx.lines += ["", "Steps are those of every best-of-n candidate (all sampled trajectories, not only the chosen ones; "
-                      "candidates that ended in an env or policy error are left out)."]
+        ctx.lines += [
+            "",
+            "Steps are those of every best-of-n candidate (all sampled trajectories, not only the chosen ones; "
+            "candidates that ended in an env or policy error are left out).",
+        ]
         ctx.sources([s.source for s in e.scores.values()])
         shown = True
     return shown
@@ -423,7 +487,9 @@ def _ablation(ctx: _Ctx, res: Results) -> None:
             continue
         shown = True
         ctx.lines += [f"### {e.env}", ""]
-        ctx.lines += _table(["strategy", "AgentPRM (β=1)", "without L_A (β=0)"], [[s, _fmt(a.mean), _fmt(b.mean)] for s, a, b in pairs])
+        ctx.lines += _table(
+            ["strategy", "AgentPRM (β=1)", "without L_A (β=0)"], [[s, _fmt(a.mean), _fmt(b.mean)] for s, a, b in pairs]
+        )
         _differences(ctx, pairs)
         ctx.sources([m.source for _, a, b in pairs for m in (a, b) if m.source])
     if not shown:
@@ -439,12 +505,40 @@ def _prm_training(ctx: _Ctx) -> None:
         ctx.lines += ["not run (no `prm/<name>/prm_config.json` in the run folders)", ""]
         return
     several = len(ctx.run.folders) > 1
-    rows = [[*([f"`{p.root.name}`"] if several else []), p.name, p.objective, _num(p.beta), _num(p.items), _num(p.epochs),
-             _num(p.steps), _num(p.lr), _num(p.batch_size)] for p in prms]
-    ctx.lines += _table([*(["run"] if several else []), "PRM", "objective", "β", "trajectories", "epochs",
-                         "optimiser steps", "lr", "batch"], rows)
-    ctx.lines += ["", "From each PRM's `prm_config.json`. The MC PRM trains on the MC-labelled seed trajectories only; "
-                  "the pipeline scales its epochs so its optimiser steps match the TD PRMs' (`mc_equal_steps`).", ""]
+    rows = [
+        [
+            *([f"`{p.root.name}`"] if several else []),
+            p.name,
+            p.objective,
+            _num(p.beta),
+            _num(p.items),
+            _num(p.epochs),
+            _num(p.steps),
+            _num(p.lr),
+            _num(p.batch_size),
+        ]
+        for p in prms
+    ]
+    ctx.lines += _table(
+        [
+            *(["run"] if several else []),
+            "PRM",
+            "objective",
+            "β",
+            "trajectories",
+            "epochs",
+            "optimiser steps",
+            "lr",
+            "batch",
+        ],
+        rows,
+    )
+    ctx.lines += [
+        "",
+        "From each PRM's `prm_config.json`. The MC PRM trains on the MC-labelled seed trajectories only; "
+        "the pipeline scales its epochs so its optimiser steps match the TD PRMs' (`mc_equal_steps`).",
+        "",
+    ]
 
 
 def _num(x: object) -> str:
@@ -452,8 +546,10 @@ def _num(x: object) -> str:
 
 
 def _claims(ctx: _Ctx, claims: list[Claim]) -> None:
-    ctx.lines += _table(["claim (paper §8)", "verdict", "per env", "intervals"],
-                        [[c.title, f"**{c.verdict}**", c.per_env_text(), c.strength() or "–"] for c in claims])
+    ctx.lines += _table(
+        ["claim (paper §8)", "verdict", "per env", "intervals"],
+        [[c.title, f"**{c.verdict}**", c.per_env_text(), c.strength() or "–"] for c in claims],
+    )
     ctx.lines += [""]
     for c in claims:
         ctx.lines += [f"**{c.title}**: {c.verdict}. Checked: {c.rule}.", ""]
@@ -524,7 +620,10 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     _claims(ctx, judge(res))
     lines += ["", "## Stale or partial results (not used)", ""]
     if run.excluded:
-        lines += ["These result files are in the run folder but are left out of every table, figure and claim above:", ""]
+        lines += [
+            "These result files are in the run folder but are left out of every table, figure and claim above:",
+            "",
+        ]
         lines += [f"- `{ctx.show(x.path)}`: {x.why}. Complete it with `{x.command}`." for x in run.excluded]
     else:
         lines += ["- none: every result file found is complete and matches its run folder's config"]
@@ -540,13 +639,22 @@ def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
     if len(run.folders) == 1:
         f = run.folders[0]
         cfg = f"`{ctx.show(f.config_path)}`" if f.config_path.is_file() else "none (no config.yaml in the run folder)"
-        return [f"# AgentPRM report: `{f.root.name}`", "",
-                f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}.", ""]
+        return [
+            f"# AgentPRM report: `{f.root.name}`",
+            "",
+            f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}.",
+            "",
+        ]
     rows = []
     for f in run.folders:
         cfg = f"`{ctx.show(f.config_path)}`" if f.config_path.is_file() else "none"
         rows.append([f"`{f.root}`", ", ".join(f.envs()) or "none", cfg])
-    return [f"# AgentPRM report: {', '.join(f'`{r.name}`' for r in roots)}", "",
-            f"One report over {len(roots)} run folders; each env's results come from the folder that holds them. "
-            f"Environments: {', '.join(run.envs()) or 'none'}.", "",
-            *_table(["run folder", "envs", "config"], rows), ""]
+    return [
+        f"# AgentPRM report: {', '.join(f'`{r.name}`' for r in roots)}",
+        "",
+        f"One report over {len(roots)} run folders; each env's results come from the folder that holds them. "
+        f"Environments: {', '.join(run.envs()) or 'none'}.",
+        "",
+        *_table(["run folder", "envs", "config"], rows),
+        "",
+    ]

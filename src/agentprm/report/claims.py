@@ -51,18 +51,19 @@ class Claim:
 
     def strength(self) -> str:
         """How many of the checks' differences have a 95% interval that excludes 0 in the checked direction."""
-        diffs = [c for c in self.checks if c.diff is not None]
+        diffs = [(c.diff, c.ok) for c in self.checks if c.diff is not None]
         if not diffs:
             return "no interval (not a difference of per-task means)" if self.checks else ""
-        clear = sum(1 for c in diffs if c.diff.sign != 0 and (c.diff.sign > 0) == c.ok)
+        clear = sum(1 for d, ok in diffs if d.sign != 0 and (d.sign > 0) == ok)
         return f"{clear}/{len(diffs)} differences with a 95% interval excluding 0"
 
     def per_env_text(self) -> str:
         return "; ".join(f"{e}: {'holds' if ok else 'does not hold'}" for e, ok in self.per_env().items()) or "–"
 
 
-def _diff_check(env: str, a: Measure, b: Measure, ok: Callable[[PairedDiff], bool] = lambda d: d.diff > 0,
-                note: str = "") -> Check | None:
+def _diff_check(
+    env: str, a: Measure, b: Measure, ok: Callable[[PairedDiff], bool] = lambda d: d.diff > 0, note: str = ""
+) -> Check | None:
     d = compare(a, b)
     if d is None:
         return None
@@ -98,7 +99,9 @@ def claim_1(res: Results) -> Claim:
     return Claim(
         "1. RMs with BoN or search beat greedy SFT/RFT, and the gain grows with compute",
         "every trained RM (orm, pvm, agentprm) at its largest BoN and beam budget > greedy SFT (and greedy RFT when run); AgentPRM's largest budget > its smallest (BoN and beam)",
-        checks, missing)
+        checks,
+        missing,
+    )
 
 
 def claim_2(res: Results) -> Claim:
@@ -114,8 +117,13 @@ def claim_2(res: Results) -> Claim:
             if ratios := eff.get(b):
                 last = ratios[-1]
                 paper = " (paper: ~8×)" if env == MEAN_ENV else ""
-                checks.append(Check(env, last.defined and (last.value is None or last.value > 1),
-                                    f"efficiency vs {b} at N={last.n}: {last}{paper}"))
+                checks.append(
+                    Check(
+                        env,
+                        last.defined and (last.value is None or last.value > 1),
+                        f"efficiency vs {b} at N={last.n}: {last}{paper}",
+                    )
+                )
     for e in res.envs:
         a = e.bon.get("agentprm", {})
         for b in ("pvm", "orm"):
@@ -133,7 +141,9 @@ def claim_2(res: Results) -> Claim:
     return Claim(
         "2. AgentPRM is more compute-efficient than PVM/ORM (paper: ~8× on average) and wins in both BoN and beam",
         "efficiency ratio at AgentPRM's largest N > 1 (per env and on the env-averaged curve); AgentPRM ≥ pvm/orm at every BoN budget N ≥ 2 and every beam budget",
-        checks, missing)
+        checks,
+        missing,
+    )
 
 
 def claim_3(res: Results) -> Claim:
@@ -158,7 +168,9 @@ def claim_3(res: Results) -> Claim:
     return Claim(
         "3. AgentPRM scales robustly; ORM and PVM plateau or degrade",
         "from the middle to the largest BoN budget AgentPRM does not drop, and gains more than pvm/orm (paired per task)",
-        checks, missing)
+        checks,
+        missing,
+    )
 
 
 def _gain(hi: Measure, lo: Measure, what: str) -> Measure:
@@ -171,7 +183,7 @@ def claim_4(res: Results) -> Claim:
     checks: list[Check] = []
     for e in res.envs:
         full, abl = e.bon.get("agentprm", {}), e.bon.get(ABLATION_RM, {})
-        if (common := sorted(set(full) & set(abl))):
+        if common := sorted(set(full) & set(abl)):
             _add(checks, _diff_check(e.env, full[common[-1]], abl[common[-1]]))
         for budget, m in e.beam.get(ABLATION_RM, {}).items():
             if budget in e.beam.get("agentprm", {}):
@@ -179,7 +191,9 @@ def claim_4(res: Results) -> Claim:
     return Claim(
         "4. Modelling progress (L_A) matters",
         f"AgentPRM > the same PRM trained with β = 0 (`{ABLATION_RM}`) at the largest common BoN budget and every beam budget run with both",
-        checks, [] if checks else ["no β = 0 results"])
+        checks,
+        [] if checks else ["no β = 0 results"],
+    )
 
 
 def claim_5(res: Results) -> Claim:
@@ -192,7 +206,13 @@ def claim_5(res: Results) -> Claim:
             continue
         mc_tok, td_tok = e.label_tokens.get("mc"), e.label_tokens.get(td)
         if mc_tok and td_tok:
-            checks.append(Check(e.env, mc_tok > td_tok, f"MC label tokens {mc_tok / td_tok:.2f}× TD's ({mc_tok} vs {td_tok}; paper: 1.5–2.8×)"))
+            checks.append(
+                Check(
+                    e.env,
+                    mc_tok > td_tok,
+                    f"MC label tokens {mc_tok / td_tok:.2f}× TD's ({mc_tok} vs {td_tok}; paper: 1.5–2.8×)",
+                )
+            )
         else:
             missing.append(f"{e.env}: label tokens not recorded for both MC and TD")
         for n in sorted(set(e.bon.get("mc", {})) & set(e.bon.get("agentprm", {}))):
@@ -206,17 +226,24 @@ def claim_5(res: Results) -> Claim:
     return Claim(
         "5. TD labels cost fewer sampled tokens than MC and give a better PRM",
         "MC's label tokens > TD's; TD-trained AgentPRM ≥ MC-trained PRM in every BoN (N ≥ 2) and beam setting run with both",
-        checks, missing)
+        checks,
+        missing,
+    )
 
 
 def claim_7(res: Results) -> Claim:
     """Value estimates separate the steps of successful from failed trajectories."""
-    checks = [Check(e.env, a > 0.5, f"AUC {a:.3f} ({len(s.ok)} steps of successful, {len(s.bad)} of failed candidates)")
-              for e in res.envs if (s := e.scores.get("agentprm")) and (a := s.auc) == a]
+    checks = [
+        Check(e.env, a > 0.5, f"AUC {a:.3f} ({len(s.ok)} steps of successful, {len(s.bad)} of failed candidates)")
+        for e in res.envs
+        if (s := e.scores.get("agentprm")) and (a := s.auc) == a
+    ]
     return Claim(
         "7. AgentPRM scores steps of successful trajectories higher than those of failed ones",
         "AUC (a successful trajectory's step scored above a failed one's) > 0.5 on the best-of-n candidates",
-        checks, [] if checks else ["no AgentPRM best-of-n candidates with both outcomes"])
+        checks,
+        [] if checks else ["no AgentPRM best-of-n candidates with both outcomes"],
+    )
 
 
 CLAIMS: Sequence[Callable[[Results], Claim]] = (claim_1, claim_2, claim_3, claim_4, claim_5, claim_7)

@@ -45,7 +45,12 @@ class EvalFile:
         for t in self.records:
             s = t.meta.get("search", {})
             cfg = s.get("config", {})
-            shown = {"strategy": s.get("strategy"), "budget": s.get("budget"), "rm": s.get("rm"), **cfg.get("resolved", {})}
+            shown = {
+                "strategy": s.get("strategy"),
+                "budget": s.get("budget"),
+                "rm": s.get("rm"),
+                **cfg.get("resolved", {}),
+            }
             c = s.get("command") or "library call: " + " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
             if c not in seen:
                 seen.append(c)
@@ -110,8 +115,13 @@ class RunFolder:
                     excluded.append(Excluded(r.path, f"unverifiable: {expected}", command))
                     continue
                 if prov.key != expected(r.strategy, r.rm, r.budget):
-                    excluded.append(Excluded(r.path, "stale: made under settings that differ from config.yaml "
-                                             "(a stage it depends on changed)", command))
+                    excluded.append(
+                        Excluded(
+                            r.path,
+                            "stale: made under settings that differ from config.yaml (a stage it depends on changed)",
+                            command,
+                        )
+                    )
                     continue
             evals.append(EvalFile(r.env, r.rm, r.strategy, r.budget, r.path))
         return cls(root, evals, excluded)
@@ -133,8 +143,12 @@ class RunFolder:
 
     def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
         return [
-            e for e in self.evals
-            if e.env == env and e.strategy == strategy and e.rm == rm and (budget is None or str(e.budget) == str(budget))
+            e
+            for e in self.evals
+            if e.env == env
+            and e.strategy == strategy
+            and e.rm == rm
+            and (budget is None or str(e.budget) == str(budget))
         ]
 
     def largest_bon(self, env: str, rm: str) -> EvalFile | None:

@@ -25,7 +25,7 @@ ABLATION_RM = "agentprm-beta0"
 
 
 def metric_of(env: str) -> str:
-    """"success" or "reward" (BabyAI's metric is mean reward), from the env registry."""
+    """ "success" or "reward" (BabyAI's metric is mean reward), from the env registry."""
     from agentprm.envs import REGISTRY
 
     spec = REGISTRY.get(env)
@@ -106,7 +106,7 @@ class EnvResults:
         return {b: efficiency_ratios(agent, self.curve(b)) for b in self.bon if b not in ("agentprm",)}
 
     def sources(self) -> list[EvalFile]:
-        out = [m.source for m in (self.greedy, self.rft) if m is not None and m.source is not None]
+        out: list[EvalFile | None] = [m.source for m in (self.greedy, self.rft) if m is not None]
         out += [next(iter(per.values())).source for per in self.bon.values() if per]
         out += [m.source for per in self.beam.values() for m in per.values()]
         return [f for f in out if f is not None]
@@ -129,7 +129,9 @@ def bon_measures(f: EvalFile, metric: str, rm: str) -> tuple[dict[int, Measure],
     chosen: dict[int, Measure] = {}
     oracle: dict[int, Measure] = {}
     for n in budgets_upto(n_max):
-        chosen[n] = Measure(f"{rm} BoN@{n}", {k: 100.0 * metric_value(g[select(g, n, agg)], metric) for k, g in groups.items()}, f)
+        chosen[n] = Measure(
+            f"{rm} BoN@{n}", {k: 100.0 * metric_value(g[select(g, n, agg)], metric) for k, g in groups.items()}, f
+        )
         oracle[n] = Measure(f"oracle@{n}", {k: 100.0 * oracle_value(g[:n], metric) for k, g in groups.items()}, f)
     return chosen, oracle
 
@@ -177,7 +179,8 @@ def env_results(run: RunSet, env: str, cost: Mapping[str, Mapping[str, int]] | N
                 res.bon[rm] = chosen
                 if oracle_from is None or rm == "agentprm":  # RMs share samples; prefer AgentPRM's file
                     res.oracle, oracle_from = oracle, rm
-            ok, bad = [], []
+            ok: list[float] = []
+            bad: list[float] = []
             for t in f.records:
                 for c in candidates_of(t):
                     if outcome_trusted(c.status):
@@ -249,9 +252,19 @@ def prm_trainings(run: RunSet) -> list[PRMTraining]:
             except ValueError:
                 continue
             t = d.get("train") or {}
-            out.append(PRMTraining(folder.root, cfg.parent.name, d.get("objective", t.get("objective", "?")),
-                                   t.get("beta"), t.get("items"), t.get("epochs"), t.get("steps"), t.get("lr"),
-                                   t.get("batch_size")))
+            out.append(
+                PRMTraining(
+                    folder.root,
+                    cfg.parent.name,
+                    d.get("objective", t.get("objective", "?")),
+                    t.get("beta"),
+                    t.get("items"),
+                    t.get("epochs"),
+                    t.get("steps"),
+                    t.get("lr"),
+                    t.get("batch_size"),
+                )
+            )
     return out
 
 

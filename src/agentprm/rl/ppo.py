@@ -121,9 +121,10 @@ class PPOConfig:
             if not p.is_file():
                 raise UserError(f"config {p} does not exist; give a YAML file (see configs/rl-babyai.yaml)")
             raw = yaml.safe_load(p.read_text()) or {}
-            data = raw.get("rl", raw) if isinstance(raw, dict) else None
-            if not isinstance(data, dict):
+            section = raw.get("rl", raw) if isinstance(raw, dict) else None
+            if not isinstance(section, dict):
                 raise UserError(f"config {p} must be a YAML mapping of PPOConfig fields")
+            data = section
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -137,8 +138,14 @@ class PPOConfig:
 # -- pure pieces (tested on hand-computed cases) ----------------------------------------------------------
 
 
-def gae(rewards: Sequence[float], values: Sequence[float], *, gamma: float = 1.0, lam: float = 0.95,
-        last_value: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def gae(
+    rewards: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+    last_value: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """GAE over the turns of one episode: (advantages, returns = advantages + values).
 
     δ_t = r_t + γ·V_{t+1} − V_t (V_{T+1} = `last_value`, 0 for a finished episode); Â_t = Σ_k (γλ)^k δ_{t+k}.
@@ -157,8 +164,9 @@ def gae(rewards: Sequence[float], values: Sequence[float], *, gamma: float = 1.0
     return adv, adv + v
 
 
-def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                    clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def ppo_policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, clip: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped surrogate, mean over masked tokens: (loss, share of tokens clipped)."""
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * adv
@@ -210,7 +218,9 @@ def _pad(items: Sequence[EpisodeItem], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, att
 
 
-def action_tensors(items: Sequence[EpisodeItem], width: int, advantages: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def action_tensors(
+    items: Sequence[EpisodeItem], width: int, advantages: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, width-1] mask of predicted positions that are action tokens, and each one's turn advantage.
 
     Position i predicts token i+1, so a turn spanning tokens [s, e) is predicted at positions s-1..e-2.
@@ -225,8 +235,9 @@ def action_tensors(items: Sequence[EpisodeItem], width: int, advantages: bool = 
     return mask, adv
 
 
-def token_logprobs(model: Any, ids: torch.Tensor, att: torch.Tensor, mask: torch.Tensor,
-                   entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(
+    model: Any, ids: torch.Tensor, att: torch.Tensor, mask: torch.Tensor, entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(token i+1 | ≤ i) at every position [B, L-1] (0 off `mask`), and the entropy there if asked.
 
     Log-softmax and entropy are taken only at the masked positions: the full [B, L, V] log-softmax of a
@@ -290,8 +301,17 @@ class PPOTrainer:
     server's client, a scripted one in tests) and is needed when `cfg.reward == "prm"`.
     """
 
-    def __init__(self, cfg: PPOConfig, policy: Any, critic: Any, make_env: Callable[[], Any], out: str | Path,
-                 reward_model: Any = None, *, sources: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        policy: Any,
+        critic: Any,
+        make_env: Callable[[], Any],
+        out: str | Path,
+        reward_model: Any = None,
+        *,
+        sources: dict[str, Any] | None = None,
+    ):
         import copy
 
         cfg.validate()
@@ -337,11 +357,18 @@ class PPOTrainer:
         tmp = self.out / (CKPT_DIR + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        torch.save({
-            "policy": self.model.state_dict(), "critic": self.critic.state_dict(),
-            "opt": self.opt.state_dict(), "opt_critic": self.opt_critic.state_dict(),
-            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "numpy_rng": np.random.get_state(),
-        }, tmp / "state.pt")
+        torch.save(
+            {
+                "policy": self.model.state_dict(),
+                "critic": self.critic.state_dict(),
+                "opt": self.opt.state_dict(),
+                "opt_critic": self.opt_critic.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+                "numpy_rng": np.random.get_state(),
+            },
+            tmp / "state.pt",
+        )
         (tmp / "state.json").write_text(json.dumps({"iteration": self.iteration, "config": self._config_key()}))
         old = self.out / (CKPT_DIR + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -399,8 +426,12 @@ class PPOTrainer:
         from agentprm.rollout.engine import RolloutConfig
         from agentprm.rollout.jobs import rollout_tasks
 
-        rc = RolloutConfig(temperature=temperature, max_new_tokens=self.cfg.max_new_tokens,
-                           max_rounds=self.cfg.max_rounds or None, batch_size=self.cfg.rollout_batch)
+        rc = RolloutConfig(
+            temperature=temperature,
+            max_new_tokens=self.cfg.max_new_tokens,
+            max_rounds=self.cfg.max_rounds or None,
+            batch_size=self.cfg.rollout_batch,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             rollout_tasks(self.policy, self.make_env, tasks, path, n_per_task=n, cfg=rc, seed=seed)
@@ -437,8 +468,13 @@ class PPOTrainer:
         t0 = time.perf_counter()
         it = self.iteration + 1
         self.model.eval()
-        trajs = self._rollouts(self._iteration_tasks(it), self.out / "rollouts" / f"it_{it:04d}.jsonl",
-                               cfg.episodes_per_task, cfg.temperature, row_seed(cfg.seed, it))
+        trajs = self._rollouts(
+            self._iteration_tasks(it),
+            self.out / "rollouts" / f"it_{it:04d}.jsonl",
+            cfg.episodes_per_task,
+            cfg.temperature,
+            row_seed(cfg.seed, it),
+        )
         n_env = sum(t.status == "env_error" for t in trajs)
         n_pol = sum(t.status == "policy_error" for t in trajs)
         ok = [t for t in trajs if t.status in ("done", "max_rounds") and t.steps]
@@ -447,8 +483,10 @@ class PPOTrainer:
             scores = self._score(ok)
         n_rm = sum(1 for t in ok if "rm_error" in t.meta)
         if ok and n_rm == len(ok):  # a down reward model would make every iteration a silent no-op: stop
-            raise RuntimeError(f"the reward model failed on all {n_rm} episodes ({ok[0].meta['rm_error']}); "
-                               "fix it and rerun: the run resumes from its last checkpoint")
+            raise RuntimeError(
+                f"the reward model failed on all {n_rm} episodes ({ok[0].meta['rm_error']}); "
+                "fix it and rerun: the run resumes from its last checkpoint"
+            )
         items: list[EpisodeItem] = []
         for t, q in zip(ok, scores):
             if cfg.reward == "prm" and q is None:
@@ -456,16 +494,30 @@ class PPOTrainer:
             item = encode_episode(self.tokenizer, t)
             r = float(t.success) if cfg.binary_outcome else float(t.reward)
             shaping = "outcome" if cfg.reward == "outcome" else cfg.shaping
-            item.rewards = turn_rewards(shaping, r, q, n_turns=len(t.steps), gamma=cfg.gamma,
-                                        done=t.status == "done", phi0=cfg.phi0, coef=cfg.rm_coef,
-                                        temperature=cfg.min_temperature)
+            item.rewards = turn_rewards(
+                shaping,
+                r,
+                q,
+                n_turns=len(t.steps),
+                gamma=cfg.gamma,
+                done=t.status == "done",
+                phi0=cfg.phi0,
+                coef=cfg.rm_coef,
+                temperature=cfg.min_temperature,
+            )
             items.append(item)
         m = IterationMetrics(
-            iteration=it, episodes=len(trajs), used=len(items), env_error=n_env, policy_error=n_pol, rm_error=n_rm,
+            iteration=it,
+            episodes=len(trajs),
+            used=len(items),
+            env_error=n_env,
+            policy_error=n_pol,
+            rm_error=n_rm,
             success_rate=float(np.mean([i.traj.success for i in items])) if items else float("nan"),
             mean_reward=float(np.mean([i.traj.reward for i in items])) if items else float("nan"),
             mean_turns=float(np.mean([len(i.traj.steps) for i in items])) if items else float("nan"),
-            label=self.label, seed=cfg.seed,
+            label=self.label,
+            seed=cfg.seed,
         )
         if items:
             self._update(items, m)
@@ -522,7 +574,12 @@ class PPOTrainer:
                 chunk = [items[i] for i in idx]
                 ids, att = _pad(chunk, self.pad_id)
                 mask, adv = action_tensors(chunk, ids.shape[1])
-                ids, att, mask, adv = ids.to(self.device), att.to(self.device), mask.to(self.device), adv.to(self.device)
+                ids, att, mask, adv = (
+                    ids.to(self.device),
+                    att.to(self.device),
+                    mask.to(self.device),
+                    adv.to(self.device),
+                )
                 old = self._per_position(chunk, "old_logp", ids.shape[1])
                 ref = self._per_position(chunk, "ref_logp", ids.shape[1])
                 self.model.train()
@@ -555,8 +612,9 @@ class PPOTrainer:
         m.policy_loss, m.value_loss, m.kl, m.entropy, m.clip_frac = (float(np.mean(stats[k])) for k in stats)
 
     # -- the loop ------------------------------------------------------------------------------------------
-    def train(self, on_iteration: Callable[[IterationMetrics, int], None] | None = None,
-              stop_after: int | None = None) -> list[IterationMetrics]:
+    def train(
+        self, on_iteration: Callable[[IterationMetrics, int], None] | None = None, stop_after: int | None = None
+    ) -> list[IterationMetrics]:
         """Run (or resume) to `cfg.iterations`; `stop_after` ends after that many iterations of this call
         (with a checkpoint: used to test resume). Returns this call's metrics."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -564,9 +622,18 @@ class PPOTrainer:
         start = self.try_resume()
         if start == 0:
             torch.manual_seed(self.cfg.seed)
-        (self.out / CONFIG_FILE).write_text(json.dumps(
-            {"config": asdict(self.cfg), "label": self.label, "env": self.env_name, **self.sources,
-             "complete": start >= self.cfg.iterations}, indent=2))
+        (self.out / CONFIG_FILE).write_text(
+            json.dumps(
+                {
+                    "config": asdict(self.cfg),
+                    "label": self.label,
+                    "env": self.env_name,
+                    **self.sources,
+                    "complete": start >= self.cfg.iterations,
+                },
+                indent=2,
+            )
+        )
         done: list[IterationMetrics] = []
         while self.iteration < self.cfg.iterations:
             m = self.run_iteration()
@@ -591,7 +658,9 @@ class PPOTrainer:
         self.tokenizer.save_pretrained(str(pol))
         from agentprm.prm.model import PRMMeta
 
-        self.critic.save(self.out / "critic", self.tokenizer, PRMMeta(objective="critic", init_from=self.cfg.critic_init))
+        self.critic.save(
+            self.out / "critic", self.tokenizer, PRMMeta(objective="critic", init_from=self.cfg.critic_init)
+        )
         info = json.loads((self.out / CONFIG_FILE).read_text())
         info["complete"] = True
         (self.out / CONFIG_FILE).write_text(json.dumps(info, indent=2))
@@ -602,8 +671,13 @@ def is_complete(out: str | Path) -> bool:
     return p.is_file() and bool(json.loads(p.read_text()).get("complete"))
 
 
-def run_rl(policy_dir: str | Path, out: str | Path, cfg: PPOConfig, rm: str | None = None,
-           on_iteration: Callable[[IterationMetrics, int], None] | None = None) -> list[IterationMetrics]:
+def run_rl(
+    policy_dir: str | Path,
+    out: str | Path,
+    cfg: PPOConfig,
+    rm: str | None = None,
+    on_iteration: Callable[[IterationMetrics, int], None] | None = None,
+) -> list[IterationMetrics]:
     """`agentprm rl`: load the SFT policy, the reward model (a PRM/ORM dir, `random`, or anything
     `search.loading.load_reward_model` takes) and the critic, then train (or resume) into `out`."""
     from agentprm.envs import get_spec
@@ -623,8 +697,10 @@ def run_rl(policy_dir: str | Path, out: str | Path, cfg: PPOConfig, rm: str | No
     critic = build_critic(policy_dir, prm_dir, cfg.critic_init)
     emb = critic.backbone.get_input_embeddings().num_embeddings
     if emb < len(policy.tokenizer):
-        raise UserError(f"the critic ({critic.init_from}) has {emb} token embeddings but the policy's tokenizer has "
-                        f"{len(policy.tokenizer)}: give a PRM trained from this policy, or --critic-init policy")
+        raise UserError(
+            f"the critic ({critic.init_from}) has {emb} token embeddings but the policy's tokenizer has "
+            f"{len(policy.tokenizer)}: give a PRM trained from this policy, or --critic-init policy"
+        )
     sources = {"policy": str(policy_dir), "rm": rm, "critic_init": critic.init_from}
     trainer = PPOTrainer(cfg, policy, critic, spec.make, out, reward_model, sources=sources)
     return trainer.train(on_iteration)

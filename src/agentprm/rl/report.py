@@ -50,8 +50,16 @@ def find_rl_runs(run_dirs: Sequence[str | Path]) -> list[RLRun]:
             info = json.loads(cfile.read_text())
             rows = [json.loads(x) for x in mfile.read_text().splitlines() if x.strip()]
             cfg = info.get("config", {})
-            runs.append(RLRun(mfile.parent, info.get("env", cfg.get("env", "?")), info.get("label", "?"),
-                              int(cfg.get("seed", 0)), bool(info.get("complete")), rows))
+            runs.append(
+                RLRun(
+                    mfile.parent,
+                    info.get("env", cfg.get("env", "?")),
+                    info.get("label", "?"),
+                    int(cfg.get("seed", 0)),
+                    bool(info.get("complete")),
+                    rows,
+                )
+            )
     return runs
 
 
@@ -93,24 +101,34 @@ def rl_section(run_dirs: Sequence[str | Path], plots_dir: str | Path) -> list[st
                 by_label.setdefault(r.label, []).append(r)
         series = {lab: aggregate(rs, metric) for lab, rs in sorted(by_label.items(), key=lambda kv: _sort_key(kv[0]))}
         what = "mean reward" if metric == "reward" else "success rate"
-        lines += [f"### {env}: greedy test {what} vs PPO iteration", "",
-                  "| reward | seeds (complete) | first | final (mean [min, max]) | std over iterations of the mean |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"### {env}: greedy test {what} vs PPO iteration",
+            "",
+            "| reward | seeds (complete) | first | final (mean [min, max]) | std over iterations of the mean |",
+            "|---|---|---|---|---|",
+        ]
         for lab, pts in series.items():
             rs = by_label[lab]
             if pts:
                 its = sorted(pts)
                 first, last = pts[its[0]], pts[its[-1]]
                 wobble = float(np.std(np.diff([pts[i][0] for i in its]))) if len(its) > 2 else float("nan")
-                lines.append(f"| {lab} | {len(rs)} ({sum(r.complete for r in rs)}) | {first[0]:.3f} @{its[0]} | "
-                             f"{last[0]:.3f} [{last[1]:.3f}, {last[2]:.3f}] @{its[-1]} | {wobble:.3f} |")
+                lines.append(
+                    f"| {lab} | {len(rs)} ({sum(r.complete for r in rs)}) | {first[0]:.3f} @{its[0]} | "
+                    f"{last[0]:.3f} [{last[1]:.3f}, {last[2]:.3f}] @{its[-1]} | {wobble:.3f} |"
+                )
             else:
                 lines.append(f"| {lab} | {len(rs)} ({sum(r.complete for r in rs)}) | - | - | - |")
         png = plots / f"rl_{env}.png"
         _plot(png, f"{env}: PPO, greedy test {what}", series, what)
-        lines += ["", f"![rl {env}](plots/{png.name})", "",
-                  "Band: min-max over seeds, at iterations every seed evaluated. The last column is the spread of "
-                  "iteration-to-iteration changes of the mean curve (lower: steadier learning).", ""]
+        lines += [
+            "",
+            f"![rl {env}](plots/{png.name})",
+            "",
+            "Band: min-max over seeds, at iterations every seed evaluated. The last column is the spread of "
+            "iteration-to-iteration changes of the mean curve (lower: steadier learning).",
+            "",
+        ]
     return lines
 
 

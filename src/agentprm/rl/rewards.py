@@ -60,7 +60,12 @@ def outcome_rewards(n_turns: int, outcome: float) -> np.ndarray:
 
 
 def potential_rewards(
-    q: Sequence[float] | np.ndarray, outcome: float, *, gamma: float = 1.0, done: bool = True, phi0: float = 0.0,
+    q: Sequence[float] | np.ndarray,
+    outcome: float,
+    *,
+    gamma: float = 1.0,
+    done: bool = True,
+    phi0: float = 0.0,
     coef: float = 1.0,
 ) -> np.ndarray:
     """(b) outcome + coef·(γ·Φ(s_{t+1}) − Φ(s_t)), Φ(s_{t+1}) = Q_t, Φ(s_0) = phi0, Φ(terminal) = 0."""
@@ -71,7 +76,9 @@ def potential_rewards(
     return outcome_rewards(len(qa), outcome) + coef * (gamma * phi[1:] - phi[:-1])
 
 
-def shaping_telescope(q: Sequence[float] | np.ndarray, *, gamma: float = 1.0, done: bool = True, phi0: float = 0.0) -> float:
+def shaping_telescope(
+    q: Sequence[float] | np.ndarray, *, gamma: float = 1.0, done: bool = True, phi0: float = 0.0
+) -> float:
     """What potential shaping adds to the discounted return: γ^{T+1}·Φ(s_{T+1}) − Φ(s_0)."""
     qa = _q(q)
     last = 0.0 if done else float(qa[-1])
@@ -84,7 +91,9 @@ def dense_rewards(q: Sequence[float] | np.ndarray, outcome: float, *, coef: floa
     return coef * qa + outcome_rewards(len(qa), outcome)
 
 
-def progress_rewards(q: Sequence[float] | np.ndarray, outcome: float, *, phi0: float = 0.0, coef: float = 1.0) -> np.ndarray:
+def progress_rewards(
+    q: Sequence[float] | np.ndarray, outcome: float, *, phi0: float = 0.0, coef: float = 1.0
+) -> np.ndarray:
     """(d) coef·(Q_t − Q_{t−1}) with Q_{−1} = phi0, + r at the last turn."""
     qa = _q(q)
     return coef * np.diff(np.concatenate([[phi0], qa])) + outcome_rewards(len(qa), outcome)

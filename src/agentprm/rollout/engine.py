@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from agentprm.conversation import Message, trajectory_messages
 from agentprm.envs.base import Env
@@ -108,14 +109,17 @@ def continue_episode(
     return Episode(traj, env, next_observation)
 
 
-def fork(ep: Episode, seeds: Sequence[int | None]) -> list[Episode]:
+E = TypeVar("E", bound=Episode)  # an Episode or a subclass (a search Node): fork and start keep it
+
+
+def fork(ep: E, seeds: Sequence[int | None]) -> list[E]:
     """One independent copy of `ep` per seed, same history and compute so far (a copy that goes on
     from here). A live episode's env is cloned for all copies but the last, which takes `ep`'s own;
     an ended one's copies share its env (they never step again)."""
     if ep.observation is None and not ep.finished:
         raise ValueError("fork a started episode: call start(ep) first")
     envs = [ep.env] * len(seeds) if ep.finished else [ep.env.clone() for _ in seeds[:-1]] + [ep.env]
-    out = []
+    out: list[E] = []
     for env, seed in zip(envs, seeds):
         # A deep copy with `env` standing in for the original's env: the trajectory and any other
         # field (a search node's scores) are copied, the subclass kept, and the env not deep-copied.
@@ -133,7 +137,7 @@ def sub_seed(seed: int | None, k: int) -> int | None:
     return None if seed is None else row_seed(seed, k)
 
 
-def start(ep: Episode) -> Episode:
+def start(ep: E) -> E:
     """Reset the env of an episode that has not started; a failure ends it with `env_error`."""
     if ep.observation is None and not ep.finished:
         try:
@@ -153,16 +157,19 @@ def generate_turn(
     a context overflow) cannot sink the batch; a row that still fails gets its exception."""
     convs = [ep.messages() for ep in episodes]
     seeds = [sub_seed(ep.traj.seed, len(ep.traj.steps)) for ep in episodes]
-    kw = {"n": n, "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens}
-    all_seeded = all(s is not None for s in seeds)
+
+    def gen(cs: list, seed: list[int] | None) -> list[list[Generation]]:
+        return policy.generate(cs, n=n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+    all_seeded = [s for s in seeds if s is not None]
     try:
-        return list(policy.generate(convs, seed=seeds if all_seeded else None, **kw))
+        return list(gen(convs, all_seeded if len(all_seeded) == len(seeds) else None))
     except Exception:  # noqa: BLE001 - isolated below
         pass
     out: list[list[Generation] | Exception] = []
     for conv, s in zip(convs, seeds):
         try:
-            out.append(policy.generate([conv], seed=[s] if s is not None else None, **kw)[0])
+            out.append(gen([conv], [s] if s is not None else None)[0])
         except Exception as e:  # noqa: BLE001 - recorded as policy_error
             out.append(e)
     return out

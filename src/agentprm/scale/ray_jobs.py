@@ -73,8 +73,15 @@ class RolloutStage(Stage):
         from agentprm.rollout.engine import RolloutConfig
         from agentprm.rollout.jobs import rollout_episodes
 
-        cfg = RolloutConfig(temperature=self.temperature, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-        return [t.to_dict() for t in rollout_episodes(ctx["policy"], ctx["make_env"], [tuple(p) for p in shard], cfg=cfg, seed=self.seed)]
+        cfg = RolloutConfig(
+            temperature=self.temperature, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+        )
+        return [
+            t.to_dict()
+            for t in rollout_episodes(
+                ctx["policy"], ctx["make_env"], [tuple(p) for p in shard], cfg=cfg, seed=self.seed
+            )
+        ]
 
 
 @dataclass
@@ -93,9 +100,17 @@ class MCLabelStage(Stage):
         from agentprm.trajectory import Trajectory
 
         trajs = [Trajectory.from_dict(d) for d in shard]
-        recs = mc_label_records(trajs, ctx["make_env"], ctx["policy"], n_mc=self.n_mc, soft=self.soft,
-                                binary_outcome=self.binary_outcome, temperature=self.temperature,
-                                max_new_tokens=self.max_new_tokens, seed=self.seed)
+        recs = mc_label_records(
+            trajs,
+            ctx["make_env"],
+            ctx["policy"],
+            n_mc=self.n_mc,
+            soft=self.soft,
+            binary_outcome=self.binary_outcome,
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
         return [r.to_dict() for r in recs]
 
 
@@ -152,15 +167,24 @@ def init_ray(opts: RayOptions) -> Any:
     ray = _import_ray()
     if ray.is_initialized():
         return ray
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, **opts.init_kwargs}
+    kw: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+        **opts.init_kwargs,
+    }
     if opts.address != "auto":
         kw["address"] = opts.address
     if os.environ.get("PYTHONPATH"):  # local workers inherit it; a relative entry would break from their cwd
-        os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p
+        )
     try:
         ray.init(**kw)
     except ConnectionError as e:
-        raise UserError(f"cannot reach a Ray cluster at {opts.address}: {e}; start one with `ray start --head` or use --ray auto") from None
+        raise UserError(
+            f"cannot reach a Ray cluster at {opts.address}: {e}; start one with `ray start --head` or use --ray auto"
+        ) from None
     return ray
 
 
@@ -189,8 +213,12 @@ def _actors(ray: Any, opts: RayOptions, n: int) -> list[Any]:
         _POOL.clear()
         _POOL.update(key=key, actors=[])
     actors = _POOL["actors"]
-    actor_cls = ray.remote(num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker,
-                           max_restarts=opts.max_restarts, max_task_retries=opts.max_restarts)(_Worker)
+    actor_cls = ray.remote(
+        num_cpus=opts.cpus_per_worker,
+        num_gpus=opts.gpus_per_worker,
+        max_restarts=opts.max_restarts,
+        max_task_retries=opts.max_restarts,
+    )(_Worker)
     while len(actors) < n:
         actors.append(actor_cls.remote())
     return actors[:n]
@@ -229,8 +257,10 @@ def run_sharded(stage: Stage, shards: Sequence[list[Any]], opts: RayOptions) -> 
             records = ray.get(ref)
         except ray.exceptions.RayActorError as e:
             _POOL.clear()
-            raise RuntimeError(f"a Ray worker died past {opts.max_restarts} restarts ({type(e).__name__}); "
-                               "finished shards are saved: rerun the same command to resume") from None
+            raise RuntimeError(
+                f"a Ray worker died past {opts.max_restarts} restarts ({type(e).__name__}); "
+                "finished shards are saved: rerun the same command to resume"
+            ) from None
         feed()
         yield records
 
@@ -242,8 +272,14 @@ def shards_of(items: Sequence[Any], size: int) -> list[list[Any]]:
 
 # -- drivers: the same outputs as the in-process jobs ---------------------------------------------------------
 def rollout_on_ray(
-    stage: RolloutStage, task_ids: list[str], n_per_task: int, out: Any, opts: RayOptions, *,
-    shard_size: int = 0, on_done: Callable[[Any, Any], None] | None = None,
+    stage: RolloutStage,
+    task_ids: list[str],
+    n_per_task: int,
+    out: Any,
+    opts: RayOptions,
+    *,
+    shard_size: int = 0,
+    on_done: Callable[[Any, Any], None] | None = None,
 ) -> Any:
     """`rollout_tasks` on the cluster: same episodes, ids, seeds and output file; returns its `JobSummary`."""
     from agentprm.rollout.jobs import JobSummary, todo_pairs
@@ -263,8 +299,13 @@ def rollout_on_ray(
 
 
 def mc_label_on_ray(
-    stage: MCLabelStage, trajectories: list[Any], out: Any, opts: RayOptions, *,
-    shard_size: int = 8, on_record: Callable[[dict[str, Any]], None] | None = None,
+    stage: MCLabelStage,
+    trajectories: list[Any],
+    out: Any,
+    opts: RayOptions,
+    *,
+    shard_size: int = 8,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """MC labels of `trajectories` (those not yet in `out`: the caller filters) appended to `out`."""
     from agentprm.trajectory import JsonlWriter
@@ -278,8 +319,13 @@ def mc_label_on_ray(
 
 
 def search_on_ray(
-    stage: SearchStage, task_ids: list[str], out: Any, opts: RayOptions, *,
-    chunk_size: int = 32, on_progress: Callable[[int, list[Any]], None] | None = None,
+    stage: SearchStage,
+    task_ids: list[str],
+    out: Any,
+    opts: RayOptions,
+    *,
+    chunk_size: int = 32,
+    on_progress: Callable[[int, list[Any]], None] | None = None,
 ) -> list[Any]:
     """`run_search` on the cluster (each shard one batched search of `chunk_size` tasks); returns the
     records of `task_ids` in `out`, old and new."""

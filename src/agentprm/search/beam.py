@@ -147,7 +147,9 @@ def beam_search(
             spent[i].policy_generated_tokens += sum(x.generated_tokens for x in g)
             cands.extend(_Candidate(i, node, x, k) for k, x in enumerate(g))
         if cfg.dedup:
-            seen: set[tuple[int, tuple[str, ...]]] = {(i, _history_key(n)) for i in range(n_tasks) for n in beams[i] if n.finished}
+            seen: set[tuple[int, tuple[str, ...]]] = {
+                (i, _history_key(n)) for i in range(n_tasks) for n in beams[i] if n.finished
+            }
             unique = []
             for c in cands:
                 key = (c.task, _history_key(c.parent, c.gen.text))
@@ -162,7 +164,12 @@ def beam_search(
             ended = [nd for nd in beams[i] if nd.finished] if cfg.finished == "compete" else []
             pool: list[Node | _Candidate] = [*ended, *(c for c in cands if c.task == i)]
             # Stable sort: ties keep pool order (ended nodes first, then candidates in sampling order).
-            pool.sort(key=lambda x: x.score if isinstance(x, _Candidate) else (x.score if x.score is not None else float("-inf")), reverse=True)
+            pool.sort(
+                key=lambda x: (
+                    x.score if isinstance(x, _Candidate) else (x.score if x.score is not None else float("-inf"))
+                ),
+                reverse=True,
+            )
             kept = pool[: cfg.beam_width]
             new_beams[i] = [x for x in kept if isinstance(x, Node)]
             children: dict[int, list[_Candidate]] = {}
@@ -172,7 +179,9 @@ def beam_search(
             for group in children.values():
                 parent = group[0].parent
                 parent.rm_state = None  # not deep-copied into the children: each gets its candidate's
-                for node, c in zip(fork(parent, [sub_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True):
+                for node, c in zip(
+                    fork(parent, [sub_seed(parent.traj.seed, c.sample) for c in group]), group, strict=True
+                ):
                     node.scores.append(c.score)
                     node.rm_state = c.rm_state
                     advance(node, c.gen, rollout)

@@ -90,7 +90,9 @@ def budgets_upto(n: int) -> list[int]:
     return out if out[-1] == n else [*out, n]
 
 
-def bon_curve(groups: Sequence[Sequence[Candidate]], budgets: Sequence[int], aggregation: str = "last") -> list[CurvePoint]:
+def bon_curve(
+    groups: Sequence[Sequence[Candidate]], budgets: Sequence[int], aggregation: str = "last"
+) -> list[CurvePoint]:
     """Best-of-n and oracle@n at every budget, each budget n using the first n candidates of every task."""
     points = []
     for n in budgets:
@@ -125,7 +127,9 @@ class BestOfNConfig:
     seed: int | None = 0
 
 
-def sample_candidates(policy: Policy, make_env: EnvFactory, task_ids: Sequence[str], config: BestOfNConfig) -> list[list[Trajectory]]:
+def sample_candidates(
+    policy: Policy, make_env: EnvFactory, task_ids: Sequence[str], config: BestOfNConfig
+) -> list[list[Trajectory]]:
     """`config.n` episodes per task at `config.temperature`, all tasks and samples in lock-step.
 
     Sample j of task u is seeded like episode j of u in `collect` (`episode_seed`), so the samples do not
@@ -139,7 +143,9 @@ def sample_candidates(policy: Policy, make_env: EnvFactory, task_ids: Sequence[s
             ep.traj.id = f"{t}:sample:{j}"
             ep.traj.meta["sample_index"] = j
         groups.append(group)
-    run_to_end(policy, [ep for g in groups for ep in g], temperature=config.temperature, max_new_tokens=config.max_new_tokens)
+    run_to_end(
+        policy, [ep for g in groups for ep in g], temperature=config.temperature, max_new_tokens=config.max_new_tokens
+    )
     return [[ep.traj for ep in g] for g in groups]
 
 

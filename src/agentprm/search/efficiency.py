@@ -75,7 +75,9 @@ def budget_to_reach(curve: Mapping[int, float], target: float) -> float | None:
 def efficiency_ratios(agent: Mapping[int, float], baseline: Mapping[int, float]) -> list[Ratio]:
     """For each budget of `agent`'s curve, how many times AgentPRM's budget `baseline` needs for the same level."""
     bmax = max(baseline) if baseline else 0
-    return [Ratio(n, s, budget_to_reach(baseline, s), bmax, budget_to_reach(agent, s)) for n, s in sorted(agent.items())]
+    return [
+        Ratio(n, s, budget_to_reach(baseline, s), bmax, budget_to_reach(agent, s)) for n, s in sorted(agent.items())
+    ]
 
 
 def mean_curve(curves: list[Mapping[int, float]]) -> dict[int, float]:

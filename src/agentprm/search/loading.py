@@ -51,6 +51,8 @@ def load_reward_model(spec: str) -> RewardModel:
         return _import("agentprm.prm.client", "RemoteRewardModel", "a reward model server")(spec)
     path = Path(spec)
     if not path.is_dir():
-        raise UserError(f"reward model directory {path} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random")
+        raise UserError(
+            f"reward model directory {path} does not exist; give --rm a PRM dir (e.g. runs/NAME/prm/agentprm) or random"
+        )
     scorer = _import("agentprm.prm.model", "PRMScorer", "loading a reward model")
     return scorer.load(str(path), name=path.name)

@@ -58,7 +58,9 @@ class SearchSpec:
         t = 0.7 if self.temperature is None else self.temperature
         if self.strategy == "bon":
             return BestOfNConfig(n, t, self.aggregation, self.max_new_tokens, self.seed)
-        return BeamConfig(n, m, t, self.max_new_tokens, self.seed, self.root_copies, self.dedup, self.finished, self.prm_call)
+        return BeamConfig(
+            n, m, t, self.max_new_tokens, self.seed, self.root_copies, self.dedup, self.finished, self.prm_call
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items()}
@@ -67,7 +69,11 @@ class SearchSpec:
 
 
 def search_tasks(
-    policy: Policy, rm: RewardModel | None, make_env: EnvFactory, task_ids: Sequence[str], spec: SearchSpec,
+    policy: Policy,
+    rm: RewardModel | None,
+    make_env: EnvFactory,
+    task_ids: Sequence[str],
+    spec: SearchSpec,
     samples: list[list[Trajectory]] | None = None,
 ) -> list[SearchResult]:
     """One batched search over `task_ids` (no I/O). `samples`: pre-drawn best-of-n candidates per task."""
@@ -82,7 +88,9 @@ def search_tasks(
     return beam_search(policy, rm, make_env, task_ids, cfg)
 
 
-def load_samples(path: str | os.PathLike, task_ids: Sequence[str], n: int, temperature: float) -> dict[str, list[Trajectory]]:
+def load_samples(
+    path: str | os.PathLike, task_ids: Sequence[str], n: int, temperature: float
+) -> dict[str, list[Trajectory]]:
     """Complete sets of >= n best-of-n samples per task already in `path` (the latest set per task).
 
     A set is a run of records with consecutive `meta.sample_index` from 0, written by one sampling run.

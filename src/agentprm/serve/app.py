@@ -136,6 +136,7 @@ def create_app(
         if size is not None and (not size.isdigit() or int(size) > max_body_bytes):
             return JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
         return await call_next(request)
+
     train_ids: list[str] = []  # for WebShop's session_id=null (a random goal), read on first use
 
     def with_status(answer: Any) -> Any:
@@ -181,7 +182,9 @@ def create_app(
         try:
             return int(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise RequestValidationError([{"type": "int_parsing", "loc": ["query", d.id_key], "msg": "an integer is required", "input": raw}]) from None
+            raise RequestValidationError(
+                [{"type": "int_parsing", "loc": ["query", d.id_key], "msg": "an integer is required", "input": raw}]
+            ) from None
 
     @app.get("/")
     def hello() -> str:
@@ -192,13 +195,15 @@ def create_app(
         @app.post("/create")
         def create(body: d.create_body = Body(...)) -> Any:  # type: ignore[name-defined]
             if getattr(body, "commands", None) is not None or getattr(body, "goal", None) is not None:
-                return {"error": "custom commands/goal are not supported by agentprm's server; use /reset with data_idx"}
+                return {
+                    "error": "custom commands/goal are not supported by agentprm's server; use /reset with data_idx"
+                }
             return guarded(create_one)
 
     else:
 
         @app.post("/create")
-        def create() -> Any:
+        def create() -> Any:  # type: ignore[misc]  # the other dialects' /create: no body
             return guarded(create_one)
 
     def create_one() -> Any:

@@ -117,7 +117,11 @@ class Batcher:
         deadline = time.monotonic() + self.max_wait
         while tokens < self.max_batch_tokens:
             try:  # whatever is already queued is taken without waiting; then wait until the deadline
-                job = self._queue.get_nowait() if self._queue.qsize() else self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                job = (
+                    self._queue.get_nowait()
+                    if self._queue.qsize()
+                    else self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                )
             except queue.Empty:
                 break
             if job is None:
@@ -178,14 +182,19 @@ def create_prm_app(scorer: PRMScorer, limits: ServeLimits | None = None, *, name
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > lim.max_request_bytes:
             return JSONResponse(
-                {"detail": f"request body of {length} bytes exceeds the server's limit of {lim.max_request_bytes} (serve-prm --max-request-mb); send fewer conversations per request"},
+                {
+                    "detail": f"request body of {length} bytes exceeds the server's limit of {lim.max_request_bytes} (serve-prm --max-request-mb); send fewer conversations per request"
+                },
                 status_code=413,
             )
         return await call_next(request)
 
     def check_count(n: int, what: str) -> None:
         if n > lim.max_request_conversations:
-            raise HTTPException(413, f"{n} {what} in one request; the server takes at most {lim.max_request_conversations} (serve-prm --max-request-conversations); split the request")
+            raise HTTPException(
+                413,
+                f"{n} {what} in one request; the server takes at most {lim.max_request_conversations} (serve-prm --max-request-conversations); split the request",
+            )
 
     def encode_all(convs: list[list[dict[str, str]]]) -> list[EncodedConversation]:
         out = []
@@ -195,7 +204,10 @@ def create_prm_app(scorer: PRMScorer, limits: ServeLimits | None = None, *, name
             except ValueError as err:
                 raise HTTPException(422, f"conversation {i}: {err}") from None
             if len(e.input_ids) > max_conv_tokens:
-                raise HTTPException(413, f"conversation {i} has {len(e.input_ids)} tokens; the server takes at most {max_conv_tokens} (serve-prm --max-conversation-tokens)")
+                raise HTTPException(
+                    413,
+                    f"conversation {i} has {len(e.input_ids)} tokens; the server takes at most {max_conv_tokens} (serve-prm --max-conversation-tokens)",
+                )
             out.append(e)
         return out
 
@@ -210,9 +222,17 @@ def create_prm_app(scorer: PRMScorer, limits: ServeLimits | None = None, *, name
     @app.get("/health")
     def health() -> dict[str, Any]:
         s = batcher.stats
-        return {"status": "ok", "model": model_name, "objective": scorer.name, "max_length": scorer.max_length,
-                "requests": s.requests, "conversations": s.conversations, "batches": s.batches,
-                "largest_batch": s.largest_batch, "errors": s.errors}
+        return {
+            "status": "ok",
+            "model": model_name,
+            "objective": scorer.name,
+            "max_length": scorer.max_length,
+            "requests": s.requests,
+            "conversations": s.conversations,
+            "batches": s.batches,
+            "largest_batch": s.largest_batch,
+            "errors": s.errors,
+        }
 
     @app.post("/score")
     async def score(body: ScoreRequest) -> dict[str, Any]:
@@ -227,7 +247,9 @@ def create_prm_app(scorer: PRMScorer, limits: ServeLimits | None = None, *, name
         conv = [m.model_dump() for m in body.conversation]
         if conv and conv[-1]["role"] != "user":
             raise HTTPException(422, "score_candidates needs a conversation that ends in a user turn (the observation)")
-        res = await run(await run_in_threadpool(encode_all, [[*conv, {"role": "assistant", "content": a}] for a in body.actions]))
+        res = await run(
+            await run_in_threadpool(encode_all, [[*conv, {"role": "assistant", "content": a}] for a in body.actions])
+        )
         return {"scores": [r.scores[-1] if r.scores else None for r in res], "tokens": sum(r.tokens for r in res)}
 
     def encode_queries(queries: list[str]) -> list[EncodedConversation]:
@@ -237,7 +259,10 @@ def create_prm_app(scorer: PRMScorer, limits: ServeLimits | None = None, *, name
             if not ids:
                 raise HTTPException(422, f"query {i} is empty")
             if len(ids) > max_conv_tokens:
-                raise HTTPException(413, f"query {i} has {len(ids)} tokens; the server takes at most {max_conv_tokens} (serve-prm --max-conversation-tokens)")
+                raise HTTPException(
+                    413,
+                    f"query {i} has {len(ids)} tokens; the server takes at most {max_conv_tokens} (serve-prm --max-conversation-tokens)",
+                )
             out.append(EncodedConversation(ids, [len(ids) - 1]))
         return out
 

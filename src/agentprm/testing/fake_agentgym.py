@@ -65,7 +65,9 @@ def with_faults(app: FastAPI, plan: FaultPlan) -> FastAPI:
         if fault == "500":
             return JSONResponse({"detail": "boom"}, status_code=500)
         if fault == "422":
-            return JSONResponse({"detail": [{"type": "missing", "loc": ["body"], "msg": "Field required"}]}, status_code=422)
+            return JSONResponse(
+                {"detail": [{"type": "missing", "loc": ["body"], "msg": "Field required"}]}, status_code=422
+            )
         if fault == "error":
             return JSONResponse({"error": "injected failure"})
         if fault.startswith("sleep:"):
@@ -86,8 +88,15 @@ def scripted_expert(env, task_id: str, seed: int):
 
     obs = env.reset(task_id)
     k = int(obs.split()[1])
-    traj = Trajectory(id=f"{task_id}-expert-{seed}", env=env.name, task_id=task_id, system_prompt=env.system_prompt,
-                      first_observation=obs, policy="expert", seed=seed)
+    traj = Trajectory(
+        id=f"{task_id}-expert-{seed}",
+        env=env.name,
+        task_id=task_id,
+        system_prompt=env.system_prompt,
+        first_observation=obs,
+        policy="expert",
+        seed=seed,
+    )
     for t, word in enumerate("abcdefghijklmnopqrstuvwxyz"[:k]):
         output = f"Thought: word {t + 1} of {k}.\nAction: {word}"
         res = env.step(env.parse_action(output))

@@ -51,8 +51,9 @@ def _read_request(conn: socket.socket) -> bytes | None:
 class FaultProxy:
     """`with FaultProxy(upstream_url, rate=0.1, seed=0) as proxy:` then point the client at `proxy.url`."""
 
-    def __init__(self, upstream: str, *, rate: float, seed: int = 0, faults: tuple[str, ...] = FAULTS,
-                 stall_s: float = 1.0):
+    def __init__(
+        self, upstream: str, *, rate: float, seed: int = 0, faults: tuple[str, ...] = FAULTS, stall_s: float = 1.0
+    ):
         parts = urlsplit(upstream)
         if parts.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError("the fault proxy forwards to loopback only")
@@ -123,8 +124,10 @@ class FaultProxy:
                 return
             if fault == "500":
                 body = b'{"detail": "injected 500"}'
-                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                conn.sendall(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                )
                 return
             answer = self._forward(request)
             if fault == "stall":

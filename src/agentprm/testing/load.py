@@ -42,16 +42,19 @@ class LoadResult:
     def summary(self) -> str:
         rss = [s[1] for s in self.samples]
         thr = [s[2] for s in self.samples]
-        return (f"{self.sessions} sessions, {self.requests} requests in {self.seconds:.1f}s "
-                f"({self.requests / max(self.seconds, 1e-9):.0f} req/s); latency p50 {self.pct(0.5):.1f} ms, "
-                f"p99 {self.pct(0.99):.1f} ms, mean {statistics.fmean(self.latencies_ms) if self.latencies_ms else 0:.1f} ms; "
-                f"RSS KiB first/last/max {rss[0] if rss else 0}/{rss[-1] if rss else 0}/{max(rss, default=0)}; "
-                f"threads first/last/max {thr[0] if thr else 0}/{thr[-1] if thr else 0}/{max(thr, default=0)}; "
-                f"errors {len(self.errors)}")
+        return (
+            f"{self.sessions} sessions, {self.requests} requests in {self.seconds:.1f}s "
+            f"({self.requests / max(self.seconds, 1e-9):.0f} req/s); latency p50 {self.pct(0.5):.1f} ms, "
+            f"p99 {self.pct(0.99):.1f} ms, mean {statistics.fmean(self.latencies_ms) if self.latencies_ms else 0:.1f} ms; "
+            f"RSS KiB first/last/max {rss[0] if rss else 0}/{rss[-1] if rss else 0}/{max(rss, default=0)}; "
+            f"threads first/last/max {thr[0] if thr else 0}/{thr[-1] if thr else 0}/{max(thr, default=0)}; "
+            f"errors {len(self.errors)}"
+        )
 
 
-def drive(url: str, protocol: str, *, clients: int, sessions: int, steps: int, server_pid: int | None,
-          samples: int = 10) -> LoadResult:
+def drive(
+    url: str, protocol: str, *, clients: int, sessions: int, steps: int, server_pid: int | None, samples: int = 10
+) -> LoadResult:
     """`sessions` sessions spread over `clients` threads; each session: create, reset, `steps` steps, close."""
     d = SERVERS[protocol]
     res = LoadResult()

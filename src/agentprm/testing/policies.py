@@ -19,7 +19,9 @@ def scripted_demos(n: int = 16, split: str = "train") -> list[Trajectory]:
     out = []
     for i, task in enumerate(env.task_ids(split, n)):
         obs = env.reset(task)
-        traj = Trajectory(id=f"demo{i}", env=env.name, task_id=task, system_prompt=env.system_prompt, first_observation=obs)
+        traj = Trajectory(
+            id=f"demo{i}", env=env.name, task_id=task, system_prompt=env.system_prompt, first_observation=obs
+        )
         for t, word in enumerate(env.target):
             text = f"Thought: I type {word}.\nAction: {word}"
             res = env.step(word)
@@ -30,16 +32,20 @@ def scripted_demos(n: int = 16, split: str = "train") -> list[Trajectory]:
     return out
 
 
-def tiny_policy_dir(path: str | Path, *, train_steps: int = 0, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+def tiny_policy_dir(
+    path: str | Path, *, train_steps: int = 0, seed: int = 0, hidden: int = 32, layers: int = 2
+) -> Path:
     """Save a toy-size tiny policy (untrained, or SFT'd `train_steps` steps on scripted demos) to `path`."""
+    from agentprm.conversation import trajectory_messages
     from agentprm.policy.sft import SFTConfig, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig, build_tiny
-    from agentprm.conversation import trajectory_messages
     from agentprm.trajectory import write_trajectories
 
     path = Path(path)
     demos = scripted_demos()
-    tiny = TinyPolicyConfig(hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=2 * hidden, vocab_size=300)
+    tiny = TinyPolicyConfig(
+        hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=2 * hidden, vocab_size=300
+    )
     if train_steps:
         demo_file = path.with_name(path.name + "-demos.jsonl")
         write_trajectories(demo_file, demos)

@@ -42,16 +42,20 @@ def _sparkline(points: list[tuple[int, float]], width: int = 320, height: int = 
     sx = (width - 4) / ((x1 - x0) or 1)
     sy = (height - 4) / ((y1 - y0) or 1)
     coords = " ".join(f"{2 + (x - x0) * sx:.1f},{height - 2 - (y - y0) * sy:.1f}" for x, y in pts)
-    mark = (f'<circle cx="{coords.split(",")[0]}" cy="{height / 2}" r="3" fill="currentColor"/>' if len(pts) == 1
-            else f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{coords}"/>')
+    mark = (
+        f'<circle cx="{coords.split(",")[0]}" cy="{height / 2}" r="3" fill="currentColor"/>'
+        if len(pts) == 1
+        else f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{coords}"/>'
+    )
     return f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{mark}</svg>'
-
 
 
 def create_app(run_dirs: Sequence[str | Path], device: str | None = None) -> FastAPI:
     for d in run_dirs:
         if not Path(d).is_dir():
-            raise UserError(f"run folder {d} does not exist; give a folder written by `agentprm pipeline` (e.g. runs/default)")
+            raise UserError(
+                f"run folder {d} does not exist; give a folder written by `agentprm pipeline` (e.g. runs/default)"
+            )
     scorer = ScoreCache(device)
     runs = [Run(i, d, scorer) for i, d in enumerate(run_dirs)]
     app = FastAPI(title="agentprm view", docs_url=None, redoc_url=None, openapi_url=None)
@@ -81,10 +85,21 @@ def create_app(run_dirs: Sequence[str | Path], device: str | None = None) -> Fas
         run = run_of(i)
         curves = run.tensorboard_runs()
         for c in curves:
-            c["svgs"] = {tag: (_sparkline(pts), pts[-1][1] if pts else None, len(pts)) for tag, pts in c["scalars"].items()}
+            c["svgs"] = {
+                tag: (_sparkline(pts), pts[-1][1] if pts else None, len(pts)) for tag, pts in c["scalars"].items()
+            }
         bon = [s for s in run.sources() if s.kind == "samples"]
-        return page(request, "run.html", run=run, config=run.config(), stages=run.stages(), report=run.report_html(),
-                    curves=curves, sources=run.sources(), bon_sources=bon)
+        return page(
+            request,
+            "run.html",
+            run=run,
+            config=run.config(),
+            stages=run.stages(),
+            report=run.report_html(),
+            curves=curves,
+            sources=run.sources(),
+            bon_sources=bon,
+        )
 
     @app.get("/run/{i}/file/plots/{name}")
     def plot(i: int, name: str):
@@ -98,8 +113,17 @@ def create_app(run_dirs: Sequence[str | Path], device: str | None = None) -> Fas
         return FileResponse(path)
 
     @app.get("/run/{i}/trajectories", response_class=HTMLResponse)
-    def trajectories(request: Request, i: int, split: str = "", task: str = "", status: str = "", success: str = "",
-                     source: str = "", sort: str = "", desc: int = 1):
+    def trajectories(
+        request: Request,
+        i: int,
+        split: str = "",
+        task: str = "",
+        status: str = "",
+        success: str = "",
+        source: str = "",
+        sort: str = "",
+        desc: int = 1,
+    ):
         run = run_of(i)
         f = Filters(split, task, status, success, source, sort, bool(desc))
         rows, info = table(run, f)
@@ -132,8 +156,11 @@ def create_app(run_dirs: Sequence[str | Path], device: str | None = None) -> Fas
             summary = {}
             for t in tasks:
                 d = run.bon_task(source, t)
-                summary[t] = {"any": d["any_success"], "n": len(d["candidates"]),
-                              "picked": {rm: x["picked_success"] for rm, x in d["rms"].items()}}
+                summary[t] = {
+                    "any": d["any_success"],
+                    "n": len(d["candidates"]),
+                    "picked": {rm: x["picked_success"] for rm, x in d["rms"].items()},
+                }
         return page(request, "bon.html", run=run, source=source, tasks=tasks, task=task, d=detail, summary=summary)
 
     return app

@@ -223,8 +223,9 @@ class Run:
                 out[src.rm] = [float(v) for v in scores]
         return out
 
-    def scores(self, src: Source, trajs: list[Trajectory], rms: list[str], compute: bool = True
-               ) -> tuple[dict[str, dict[str, list[float]]], set[tuple[str, str]], dict[str, str]]:
+    def scores(
+        self, src: Source, trajs: list[Trajectory], rms: list[str], compute: bool = True
+    ) -> tuple[dict[str, dict[str, list[float]]], set[tuple[str, str]], dict[str, str]]:
         """Per-step scores {traj id: {rm: scores}} of `trajs` under `rms`: stored ones, then (with
         `compute`; without it, only what is cached) the run's PRMs for the rest. Also returns the (traj id, rm) pairs computed here and
         the RMs that failed to load or score (name -> error, shown on the page)."""
@@ -257,8 +258,10 @@ class Run:
         scores, computed, errors = self.scores(src, [traj], rms)
         mine = scores[traj.id]
         # labels carried in the trajectory record itself, then the run's label files (which win)
-        labels = {**{m: list(v) for m, v in traj.labels.items()},
-                  **{m: v[traj.id] for m, v in self.labels().items() if traj.id in v}}
+        labels: dict[str, list[float | None]] = {
+            **{m: list(v) for m, v in traj.labels.items()},
+            **{m: v[traj.id] for m, v in self.labels().items() if traj.id in v},
+        }
         # The TD-GAE target Algorithm 1 trains on is bootstrapped from AgentPRM's own Q (the label
         # file's is from the Q it was written with, usually 0): show the one from the current PRM too.
         if "agentprm" in mine:
@@ -267,8 +270,12 @@ class Run:
             s = self.label_settings().get("td-gae", {})
             q = mine["agentprm"]
             r = float(traj.success) if s.get("binary_outcome") else float(traj.reward)
-            labels["td-gae (agentprm Q)"] = [float(v) for v in td_gae_targets(
-                q, r, gamma=s.get("gamma", 1.0), lam=s.get("lam", 0.95), bootstrap=s.get("bootstrap", "literal"))]
+            labels["td-gae (agentprm Q)"] = [
+                float(v)
+                for v in td_gae_targets(
+                    q, r, gamma=s.get("gamma", 1.0), lam=s.get("lam", 0.95), bootstrap=s.get("bootstrap", "literal")
+                )
+            ]
         score_names = ordered(mine, RM_ORDER)
         label_names = ordered(labels, LABEL_ORDER)
         steps = []
@@ -282,15 +289,25 @@ class Run:
             steps.append(StepView(st.t, st.observation, st.output, st.action, st.reward, st.done, st.env_error, series))
         mark_disagreement(steps, top_k)
         vals = [v for s in steps for v in s.series.values() if v is not None and math.isfinite(v)]
-        return TrajectoryView(self.index, src, traj, steps, score_names, label_names,
-                              sorted(rm for (_, rm) in computed), errors,
-                              lo=min([0.0, *vals]), hi=max([1.0, *vals]))
+        return TrajectoryView(
+            self.index,
+            src,
+            traj,
+            steps,
+            score_names,
+            label_names,
+            sorted(rm for (_, rm) in computed),
+            errors,
+            lo=min([0.0, *vals]),
+            hi=max([1.0, *vals]),
+        )
 
     # -- best-of-n tasks --------------------------------------------------------------------------------
     def bon_task(self, src: Source, task_id: str) -> dict[str, Any]:
         """The N candidates of one task, each RM's scores, ranking and pick, and whether it succeeded."""
-        cands = sorted((t for t in self.trajectories(src) if t.task_id == task_id),
-                       key=lambda t: t.meta.get("sample_index", 0))
+        cands = sorted(
+            (t for t in self.trajectories(src) if t.task_id == task_id), key=lambda t: t.meta.get("sample_index", 0)
+        )
         per_rm = {}
         for rm, by_task in self._bon_records(src.env, src.budget).items():
             rec = by_task.get(task_id)
@@ -306,11 +323,17 @@ class Run:
             rank = {i: k + 1 for k, i in enumerate(order)}
             chosen = s.get("chosen")
             per_rm[rm] = {
-                "values": values, "rank": rank, "chosen": chosen, "aggregation": agg,
+                "values": values,
+                "rank": rank,
+                "chosen": chosen,
+                "aggregation": agg,
                 "picked_success": bool(chosen is not None and chosen < len(stored) and stored[chosen]["success"]),
             }
-        return {"candidates": cands, "rms": {rm: per_rm[rm] for rm in ordered(per_rm, RM_ORDER)},
-                "any_success": any(t.success for t in cands)}
+        return {
+            "candidates": cands,
+            "rms": {rm: per_rm[rm] for rm in ordered(per_rm, RM_ORDER)},
+            "any_success": any(t.success for t in cands),
+        }
 
     def bon_tasks(self, src: Source) -> list[str]:
         seen: dict[str, None] = {}
@@ -340,7 +363,7 @@ class Run:
         """Every TensorBoard log dir in the run folder with its scalar curves."""
         from agentprm.tracking import read_scalars
 
-        out = []
+        out: list[dict[str, Any]] = []
         for d in self.paths.event_dirs():
             name = self.paths.rel(d)
             try:
@@ -359,7 +382,7 @@ def mark_disagreement(steps: list[StepView], top_k: int | None = None) -> None:
         vals = [v for v in s.series.values() if v is not None and math.isfinite(v)]
         s.spread = (max(vals) - min(vals)) if len(vals) >= 2 else None
     k = top_k if top_k is not None else max(1, math.ceil(len(steps) / 5))
-    ranked = sorted((s for s in steps if s.spread), key=lambda s: -s.spread)
+    ranked = sorted((s for s in steps if s.spread), key=lambda s: -(s.spread or 0.0))
     for s in ranked[:k]:
         s.disagree = True
 
@@ -427,9 +450,13 @@ class Filters:
     desc: bool = True
 
     def keep(self, src: Source, t: Trajectory) -> bool:
-        return ((not self.split or src.split == self.split) and (not self.task or t.task_id == self.task)
-                and (not self.status or t.status == self.status) and (not self.source or src.rel == self.source)
-                and (not self.success or t.success == (self.success == "yes")))
+        return (
+            (not self.split or src.split == self.split)
+            and (not self.task or t.task_id == self.task)
+            and (not self.status or t.status == self.status)
+            and (not self.source or src.rel == self.source)
+            and (not self.success or t.success == (self.success == "yes"))
+        )
 
 
 @dataclass
@@ -466,7 +493,9 @@ def table(run: Run, f: Filters) -> tuple[list[Row], dict[str, Any]]:
         for t in kept:
             rows.append(Row(src, t, {rm: (scores[t.id][rm][-1] if scores[t.id].get(rm) else None) for rm in rms}))
     if f.sort:
+
         def key(r: Row):
+            v: float | None
             if f.sort == "reward":
                 v = r.traj.reward
             elif f.sort == "steps":
@@ -474,6 +503,7 @@ def table(run: Run, f: Filters) -> tuple[list[Row], dict[str, Any]]:
             else:
                 v = r.scores.get(f.sort)
             return (v is not None, v if v is not None else 0.0)  # unknown scores go last
+
         rows.sort(key=key, reverse=f.desc)
         if not f.desc:  # ascending: still unknown last
             rows.sort(key=lambda r: key(r)[0] is False)

@@ -54,8 +54,9 @@ def play_episode(
     for rnd in range(1, env.max_rounds + 1):
         head = f"[{rnd}/{env.max_rounds}]"
         if policy is not None:
-            gen = policy.generate([_next_prompt(traj, obs)], n=1, temperature=temperature,
-                                  max_new_tokens=max_new_tokens)[0][0]
+            gen = policy.generate(
+                [_next_prompt(traj, obs)], n=1, temperature=temperature, max_new_tokens=max_new_tokens
+            )[0][0]
             output = gen.text
             con.print(f"\n{head} policy> {output}", markup=False)
         else:
@@ -98,4 +99,6 @@ def _next_prompt(traj: Trajectory, obs: str) -> list[dict[str, str]]:
     """The conversation the policy answers: every turn so far, ending with the current observation."""
     from agentprm.conversation import step_messages
 
-    return step_messages(traj.system_prompt, [*(s.observation for s in traj.steps), obs], [s.output for s in traj.steps])
+    return step_messages(
+        traj.system_prompt, [*(s.observation for s in traj.steps), obs], [s.output for s in traj.steps]
+    )

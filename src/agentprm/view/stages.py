@@ -55,8 +55,15 @@ def stage_table(paths: RunPaths) -> list[dict[str, Any]]:
             seconds = end.get("seconds") if end else None
         else:
             status, seconds = ("done" if end else "pending"), (end.get("seconds") if end else None)
-        rows.append({"stage": n, "status": status, "seconds": seconds,
-                     "summary": (end or {}).get("summary", ""), "skipped": bool(end and end.get("skipped"))})
+        rows.append(
+            {
+                "stage": n,
+                "status": status,
+                "seconds": seconds,
+                "summary": (end or {}).get("summary", ""),
+                "skipped": bool(end and end.get("skipped")),
+            }
+        )
     if error:
         rows.append({"stage": "(config)", "status": "unreadable", "seconds": None, "summary": error, "skipped": False})
     return rows

@@ -184,7 +184,13 @@ class BabyAIDialect(Dialect):
     name = "babyai"
 
     def reset_answer(self, sid: int, st: State) -> Any:
-        return {"observation": st.observation, "reward": st.reward, "score": st.score, "deleted": False, "done": st.done}
+        return {
+            "observation": st.observation,
+            "reward": st.reward,
+            "score": st.score,
+            "deleted": False,
+            "done": st.done,
+        }
 
     def step_answer(self, sid: int, st: State) -> Any:
         return {"observation": st.observation, "reward": st.reward, "score": st.score, "done": st.done}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from agentprm.envs.agentgym.pool import POOL, Handle, Slot, close_on_server, release
@@ -60,7 +60,7 @@ _INVALID_ID = re.compile(r"id \S+ is not valid|not valid|unknown (env|id)", re.I
 # -- what we know locally about an AgentGym env -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def local_env(name: str) -> Any | None:
     """Our own in-process env of that name (for system prompt, parse_action, splits), or None."""
     spec = REGISTRY.get(name)
@@ -169,6 +169,8 @@ class AgentGymEnv:
 
     def _materialize(self, fresh_reset: bool) -> tuple[Handle, str]:
         """A handle in this env's state, with the reset observation where a reset happened."""
+        task_id = self.task_id
+        assert task_id is not None  # reset() sets it before any _run
         close_on_server(POOL.drain_closes(), self.policy)
         prefix = self._prefix()
         h = self._slot.handle
@@ -178,14 +180,19 @@ class AgentGymEnv:
             release(self._slot)  # shared or stale: leave it to the others / the pool
             h = None
         if h is None:
-            h = POOL.take(self.target, self.task_id, prefix) if not fresh_reset else POOL.take(self.target, "", ())
+            h = POOL.take(self.target, task_id, prefix) if not fresh_reset else POOL.take(self.target, "", ())
             if h is None:
                 h = Handle(self.target, self._proto.create())
             h.users = 1
             self._slot.handle = h
         obs = self.first_observation
-        if fresh_reset or h.task_id != self.task_id or prefix[: len(h.prefix)] != h.prefix or len(h.prefix) > len(prefix):
-            obs = self._proto.reset(h.sid, self.index_of(self.task_id))
+        if (
+            fresh_reset
+            or h.task_id != self.task_id
+            or prefix[: len(h.prefix)] != h.prefix
+            or len(h.prefix) > len(prefix)
+        ):
+            obs = self._proto.reset(h.sid, self.index_of(task_id))
             h.task_id, h.prefix = self.task_id, ()
             if not fresh_reset:
                 self._check_replay(h, -1, "(reset)", obs, self.first_observation)
@@ -203,7 +210,10 @@ class AgentGymEnv:
     def _check_replay(self, h: Handle, k: int, action: str, got: Any, want: Any) -> None:
         if isinstance(got, StepResult):
             same = (got.observation, got.reward, got.done) == (want.observation, want.reward, want.done)
-            got_s, want_s = f"{got.observation!r} r={got.reward} done={got.done}", f"{want.observation!r} r={want.reward} done={want.done}"
+            got_s, want_s = (
+                f"{got.observation!r} r={got.reward} done={got.done}",
+                f"{want.observation!r} r={want.reward} done={want.done}",
+            )
         else:
             same, got_s, want_s = got == want, repr(got), repr(want)
         if not same:
@@ -260,8 +270,12 @@ def _check_reachable(target: Target, policy: RetryPolicy) -> None:
     key = (os.getpid(), target.url)
     if key in _REACHABLE:
         return
-    quick = RetryPolicy(retries=min(policy.retries, 2), backoff_s=policy.backoff_s, timeout_s=min(10.0, policy.timeout_s),
-                        connect_timeout_s=policy.connect_timeout_s)
+    quick = RetryPolicy(
+        retries=min(policy.retries, 2),
+        backoff_s=policy.backoff_s,
+        timeout_s=min(10.0, policy.timeout_s),
+        connect_timeout_s=policy.connect_timeout_s,
+    )
     try:
         call(target, "GET", "/", safe=True, policy=quick, send_body=False)
     except ServerUnreachable as e:

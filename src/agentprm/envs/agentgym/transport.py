@@ -84,7 +84,9 @@ def parse_target(full: str) -> Target:
     body = full[len(PREFIX) :] if full.startswith(PREFIX) else full
     name, at, url = body.partition("@")
     if not at or not name or not url:
-        raise UserError(f"bad env {full!r}; write agentgym:<name>@http://HOST:PORT, e.g. agentgym:textcraft@http://127.0.0.1:36001")
+        raise UserError(
+            f"bad env {full!r}; write agentgym:<name>@http://HOST:PORT, e.g. agentgym:textcraft@http://127.0.0.1:36001"
+        )
     name, plus, dialect = name.partition("+")
     if plus:
         if dialect not in DIALECTS:
@@ -149,8 +151,15 @@ def _error_body(resp: httpx.Response) -> str | None:
 
 
 def call(
-    target: Target, method: str, path: str, *, json: Any = None, params: dict | None = None,
-    safe: bool, policy: RetryPolicy, send_body: bool = True,
+    target: Target,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: dict | None = None,
+    safe: bool,
+    policy: RetryPolicy,
+    send_body: bool = True,
 ) -> Any:
     """One protocol request with retries; returns the decoded JSON body or raises an `EnvError` subclass.
 

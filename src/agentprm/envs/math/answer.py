@@ -29,10 +29,10 @@ def extract_answer(text: str) -> str | None:
     """The text after the final-answer marker (last `####`, else last "the answer is"), or None."""
     hashes = list(_HASH.finditer(text))
     if hashes:
-        return text[hashes[-1].end():].strip()
+        return text[hashes[-1].end() :].strip()
     said = list(_ANSWER_IS.finditer(text))
     if said:
-        return text[said[-1].end():].strip()
+        return text[said[-1].end() :].strip()
     return None
 
 
@@ -68,4 +68,3 @@ def answers_match(predicted: Fraction | None, reference: Fraction | str | int) -
     """Exact numeric equality; no answer never matches."""
     ref = reference if isinstance(reference, Fraction) else parse_number(str(reference))
     return predicted is not None and ref is not None and predicted == ref
-

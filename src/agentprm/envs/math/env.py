@@ -67,7 +67,8 @@ class _TrainIndex:
     operations and numbers: `Problem.key`) is a test problem's, so the splits share no problem."""
 
     def __init__(self, seed: int):
-        self.seed, self.next, self.ids = seed, NUM_TEST, []
+        self.seed, self.next = seed, NUM_TEST
+        self.ids: list[int] = []
 
     def first(self, n: int) -> list[int]:
         keys = _test_keys(self.seed)
@@ -127,13 +128,20 @@ class MathEnv:
             splits = _gsm8k(self.data)
             rows = splits["test"] + splits["train"]
             if i >= len(rows):
-                raise UserError(f"unknown task id {task_id!r}; {self.data} has {len(rows)} problems (math_0..math_{len(rows) - 1})")
+                raise UserError(
+                    f"unknown task id {task_id!r}; {self.data} has {len(rows)} problems (math_0..math_{len(rows) - 1})"
+                )
             item = rows[i]
             split = "test" if i < len(splits["test"]) else "train"
             return item.question, item.solution, item.answer, {"source": "gsm8k", "split": split}
         p = generate_problem(i, self.seed)
         kind = p.key.split("|", 1)[0]
-        return p.question, p.solution, str(p.answer), {"source": "generated", "kind": kind, "group": f"{len(p.lines)} steps"}
+        return (
+            p.question,
+            p.solution,
+            str(p.answer),
+            {"source": "generated", "kind": kind, "group": f"{len(p.lines)} steps"},
+        )
 
     def reset(self, task_id: str) -> str:
         self.question, self.solution, self.reference, _ = self.problem(task_id)
@@ -150,7 +158,9 @@ class MathEnv:
         correct = answers_match(predicted, self.reference)
         said = "no number" if predicted is None else str(predicted)
         # The last observation is recorded, never shown to the policy (the episode is over).
-        verdict = f"Final answer: {said}. {'Correct' if correct else 'Wrong'}; the reference answer is {self.reference}."
+        verdict = (
+            f"Final answer: {said}. {'Correct' if correct else 'Wrong'}; the reference answer is {self.reference}."
+        )
         info = {"answer": None if predicted is None else str(predicted), "correct": correct}
         return StepResult(verdict, 1.0 if correct else 0.0, True, info)
 
@@ -176,16 +186,26 @@ def expert_trajectory(env: MathEnv, task_id: str, seed: int = 0) -> Trajectory:
     worked solution without calculator annotations). `seed` only names the episode: the solution is fixed."""
     first = env.reset(task_id)
     _, _, _, meta = env.problem(task_id)
-    traj = Trajectory.begin(env, task_id, first, id=f"{task_id}-expert-{seed}-{uuid.uuid4().hex[:8]}",
-                            policy="expert", seed=seed, meta=meta)
+    traj = Trajectory.begin(
+        env, task_id, first, id=f"{task_id}-expert-{seed}-{uuid.uuid4().hex[:8]}", policy="expert", seed=seed, meta=meta
+    )
     observation = first
     for line in env.solution:
         if traj.num_steps >= env.max_rounds:
             break
         action = env.parse_action(line)
         res = env.step(action)
-        traj.steps.append(Step(t=traj.num_steps, observation=observation, output=line, action=action,
-                               reward=res.reward, done=res.done, info=res.info))
+        traj.steps.append(
+            Step(
+                t=traj.num_steps,
+                observation=observation,
+                output=line,
+                action=action,
+                reward=res.reward,
+                done=res.done,
+                info=res.info,
+            )
+        )
         traj.compute.env_steps += 1
         observation = res.observation
         if res.done:

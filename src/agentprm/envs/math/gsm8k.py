@@ -30,12 +30,12 @@ def parse_item(record: dict, where: str) -> Item:
     """One GSM8K record; a record without a question, an answer or a numeric `#### N` is a UserError."""
     question, answer = record.get("question"), record.get("answer")
     if not isinstance(question, str) or not isinstance(answer, str) or not question.strip():
-        raise UserError(f"{where}: a GSM8K line needs string fields \"question\" and \"answer\"")
+        raise UserError(f'{where}: a GSM8K line needs string fields "question" and "answer"')
     lines = [_CALCULATOR.sub("", line).strip() for line in answer.splitlines()]
     lines = [line for line in lines if line]
     final = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("####")), None)
     ref = extract_answer(lines[final]) if final is not None else None
-    if final is None or parse_number(ref) is None:
+    if final is None or ref is None or parse_number(ref) is None:
         raise UserError(f"{where}: the answer must end with a line `#### N` (N a number)")
     steps = tuple(lines[:final]) + (f"#### {ref}",)
     return Item(question.strip(), steps, ref)
@@ -45,7 +45,7 @@ def load_jsonl(path: str | Path) -> list[Item]:
     """Every item of a GSM8K-format JSONL file (blank lines skipped); bad lines end in one UserError."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"GSM8K file {p} does not exist; give a JSONL file of {{\"question\", \"answer\"}} lines")
+        raise UserError(f'GSM8K file {p} does not exist; give a JSONL file of {{"question", "answer"}} lines')
     items = []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -55,7 +55,7 @@ def load_jsonl(path: str | Path) -> list[Item]:
         except json.JSONDecodeError as e:
             raise UserError(f"{p}:{n}: not JSON ({e.msg}); each line must be one GSM8K record") from None
         if not isinstance(record, dict):
-            raise UserError(f"{p}:{n}: each line must be a JSON object with \"question\" and \"answer\"")
+            raise UserError(f'{p}:{n}: each line must be a JSON object with "question" and "answer"')
         items.append(parse_item(record, f"{p}:{n}"))
     return items
 

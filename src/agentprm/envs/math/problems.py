@@ -23,11 +23,31 @@ import random
 import re
 from dataclasses import dataclass
 
-NAMES = [("Mia", "she"), ("Tom", "he"), ("Ana", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"),
-         ("Zoe", "she"), ("Max", "he"), ("Eva", "she"), ("Leo", "he"), ("Ivy", "she"), ("Noah", "he")]
+NAMES = [
+    ("Mia", "she"),
+    ("Tom", "he"),
+    ("Ana", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Sam", "he"),
+    ("Zoe", "she"),
+    ("Max", "he"),
+    ("Eva", "she"),
+    ("Leo", "he"),
+    ("Ivy", "she"),
+    ("Noah", "he"),
+]
 ITEMS = ["apples", "marbles", "stickers", "cards", "books", "pencils", "shells", "cookies", "stamps", "eggs"]
-GOODS = [("notebook", "notebooks"), ("pen", "pens"), ("cup", "cups"), ("ball", "balls"), ("kite", "kites"),
-         ("hat", "hats"), ("sock", "socks"), ("plate", "plates")]
+GOODS = [
+    ("notebook", "notebooks"),
+    ("pen", "pens"),
+    ("cup", "cups"),
+    ("ball", "balls"),
+    ("kite", "kites"),
+    ("hat", "hats"),
+    ("sock", "socks"),
+    ("plate", "plates"),
+]
 CONTAINERS = ["boxes", "bags", "jars", "packs"]
 MAX_VALUE = 100
 MIN_LINES, MAX_LINES = 2, 6
@@ -81,20 +101,30 @@ def _chain(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
         op = rng.choice(["add", "add", "sub", "sub", "mul", "div"])
         if op == "add":
             x = rng.randint(2, 10)
-            sents.append(rng.choice([f"{He} buys {x} more.", f"{He} finds {x} more {item}.", f"A friend gives {name} {x} {item}."]))
+            sents.append(
+                rng.choice(
+                    [f"{He} buys {x} more.", f"{He} finds {x} more {item}.", f"A friend gives {name} {x} {item}."]
+                )
+            )
             r = _check(v + x)
             lines.append(f"Now {name} has {v} + {x} = {r} {item}.")
         elif op == "sub":
             if v < 3:
                 raise _Retry
             x = rng.randint(2, min(10, v - 1))
-            sents.append(rng.choice([f"{He} gives away {x} {item}.", f"{He} loses {x} of them.", f"{He} uses {x} {item}."]))
+            sents.append(
+                rng.choice([f"{He} gives away {x} {item}.", f"{He} loses {x} of them.", f"{He} uses {x} {item}."])
+            )
             r = _check(v - x)
             lines.append(f"Now {name} has {v} - {x} = {r} {item}.")
         elif op == "mul":
             x = rng.randint(2, 3 if v > 20 else 4)
             word = {2: "doubles", 3: "triples"}.get(x)
-            sents.append(f"{He} {word} the {item}." if word and rng.random() < 0.5 else f"{He} ends up with {x} times as many {item}.")
+            sents.append(
+                f"{He} {word} the {item}."
+                if word and rng.random() < 0.5
+                else f"{He} ends up with {x} times as many {item}."
+            )
             r = _check(v * x)
             lines.append(f"Now {name} has {v} * {x} = {r} {item}.")
         else:
@@ -102,8 +132,14 @@ def _chain(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
             if not divisors:
                 raise _Retry
             x = rng.choice(divisors)
-            sents.append(rng.choice([f"{He} shares them equally among {x} friends and keeps one share.",
-                                     f"{He} splits them into {x} equal piles and keeps one pile."]))
+            sents.append(
+                rng.choice(
+                    [
+                        f"{He} shares them equally among {x} friends and keeps one share.",
+                        f"{He} splits them into {x} equal piles and keeps one pile.",
+                    ]
+                )
+            )
             r = _check(v // x)
             lines.append(f"Now {name} has {v} / {x} = {r} {item}.")
         ops.append(f"{op}{x}")
@@ -134,7 +170,7 @@ def _money(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     (name, he) = rng.choice(NAMES)
     goods = rng.sample(GOODS, kinds + (1 if single else 0))
     buys, lines, costs = [], [], []
-    for one, many in goods[:kinds]:
+    for _one, many in goods[:kinds]:
         a, p = rng.randint(2, 5), rng.randint(2, 9 if kinds <= 2 else 5)
         buys.append(f"{a} {many} for ${p} each")
         c = a * p
@@ -153,8 +189,8 @@ def _money(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[
     lines.append(f"The change is {bill} - {total} = ${bill - total}.")
     ops.append(f"bill{bill}")
     what = ", ".join(buys[:-1]) + " and " + buys[-1] if len(buys) > 1 else buys[0]
-    q = f"{name} buys {what}. {he.capitalize()} pays with a ${bill} bill. How much change does {he} get?"
-    return q, lines, bill - total
+    question = f"{name} buys {what}. {he.capitalize()} pays with a ${bill} bill. How much change does {he} get?"
+    return question, lines, bill - total
 
 
 def _pair(rng: random.Random, n_lines: int, ops: list[str]) -> tuple[str, list[str], int]:

@@ -36,9 +36,20 @@ TEST_SIZE = 200  # AgentEval's WebShop test set size
 
 # Keys `clean_product_keys` drops from a raw product.
 _DROPPED_KEYS = (
-    "product_information", "brand", "brand_url", "list_price", "availability_quantity",
-    "availability_status", "total_reviews", "total_answered_questions", "seller_id", "seller_name",
-    "fulfilled_by_amazon", "fast_track_message", "aplus_present", "small_description_old",
+    "product_information",
+    "brand",
+    "brand_url",
+    "list_price",
+    "availability_quantity",
+    "availability_status",
+    "total_reviews",
+    "total_answered_questions",
+    "seller_id",
+    "seller_name",
+    "fulfilled_by_amazon",
+    "fast_track_message",
+    "aplus_present",
+    "small_description_old",
 )
 
 
@@ -82,7 +93,8 @@ class Catalogue:
             return list(range(n_test))
         test_keys = {(g.asin, _base_instruction(g.instruction_text)) for g in self.goals[:n_test]}
         return [
-            i for i in range(n_test, len(self.goals))
+            i
+            for i in range(n_test, len(self.goals))
             if (self.goals[i].asin, _base_instruction(self.goals[i].instruction_text)) not in test_keys
         ]
 
@@ -210,9 +222,7 @@ def load_real_catalogue(data_dir: str | os.PathLike, price_seed: int = 0) -> Cat
         raise UserError(f"WebShop data dir {root} does not exist; pass --data DIR or unset {DATA_ENV_VAR}")
     missing = [f for f in REAL_FILES if not (root / f).is_file()]
     if missing:
-        raise UserError(
-            f"WebShop data dir {root} lacks {', '.join(missing)}; it needs {', '.join(REAL_FILES)}"
-        )
+        raise UserError(f"WebShop data dir {root} lacks {', '.join(missing)}; it needs {', '.join(REAL_FILES)}")
     try:
         raw, attrs, human = (json.loads((root / f).read_text(encoding="utf-8")) for f in REAL_FILES)
     except json.JSONDecodeError as e:

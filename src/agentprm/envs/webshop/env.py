@@ -198,14 +198,19 @@ class WebShopEnv:
         elif s.page == "item":  # an option value; the radio group named last wins, as in the HTML dict
             s.options[self._option_names()[arg]] = arg
 
+    def _asin(self) -> str:
+        """The product whose page is open (the item page and its sub-pages are reached only by a click on one)."""
+        assert self.s.asin is not None
+        return self.s.asin
+
     def _buy(self) -> None:
         s = self.s
-        product = self.catalogue.by_asin[s.asin]
-        s.reward = get_reward(product, self.goal, self.catalogue.prices[s.asin], s.options)
+        product = self.catalogue.by_asin[self._asin()]
+        s.reward = get_reward(product, self.goal, self.catalogue.prices[self._asin()], s.options)
         s.page = "done"
 
     def _option_names(self) -> dict[str, str]:
-        product = self.catalogue.by_asin[self.s.asin]
+        product = self.catalogue.by_asin[self._asin()]
         return {v: name for name, values in product["options"].items() for v in values}
 
     # -- what the agent sees ----------------------------------------------------------------------------
@@ -226,7 +231,7 @@ class WebShopEnv:
                 out.append(NEXT_PAGE)
             return out + [a.lower() for a in self.page_products()]
         if s.page == "item":
-            product = self.catalogue.by_asin[s.asin]
+            product = self.catalogue.by_asin[self._asin()]
             out = [BACK_TO_SEARCH, PREV_PAGE, *SUB_PAGES, BUY_NOW]
             return out + [v for values in product["options"].values() for v in values if v not in out]
         if s.page in SUB_PAGES:
@@ -253,13 +258,20 @@ class WebShopEnv:
                 p = self.catalogue.by_asin[asin]
                 parts += [asin, p["Title"], p["Price"]]
             return SEP.join(parts)
-        product = self.catalogue.by_asin[s.asin] if s.asin else None
+        product: dict[str, Any] = self.catalogue.by_asin[s.asin] if s.asin else {}
         if s.page == "item":
             parts = [*head, "< Prev"]
             for name, values in product["options"].items():
                 parts += [name, *values]
-            parts += [product["Title"], f"Price: {product['Price']}", f"Rating: {product['Rating']}",
-                      "Description", "Features", "Reviews", "Buy Now"]
+            parts += [
+                product["Title"],
+                f"Price: {product['Price']}",
+                f"Rating: {product['Rating']}",
+                "Description",
+                "Features",
+                "Reviews",
+                "Buy Now",
+            ]
             return SEP.join(parts)
         if s.page == "description":
             return SEP.join([*head, "< Prev", product["Description"] or "No Description"])
@@ -269,9 +281,22 @@ class WebShopEnv:
         if s.page == "reviews":
             return SEP.join([*head, "< Prev"])
         reward = s.reward.total if s.reward else 0.0
-        return SEP.join(["Thank you for shopping with us!", "Your code:", "None", "(Paste it in your MTurk interface.)",
-                         "Purchased", "asin", s.asin or "", "options", json.dumps(s.options),
-                         "Reward", "Your score (min 0.0, max 1.0)", str(reward)])
+        return SEP.join(
+            [
+                "Thank you for shopping with us!",
+                "Your code:",
+                "None",
+                "(Paste it in your MTurk interface.)",
+                "Purchased",
+                "asin",
+                s.asin or "",
+                "options",
+                json.dumps(s.options),
+                "Reward",
+                "Your score (min 0.0, max 1.0)",
+                str(reward),
+            ]
+        )
 
     # -- protocol rest -----------------------------------------------------------------------------------
     def clone(self) -> WebShopEnv:

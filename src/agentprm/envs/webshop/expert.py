@@ -79,8 +79,17 @@ def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0) -> Trajector
     def act(thought: str, action: str) -> bool:
         nonlocal obs, status, reward
         res = env.step(action)
-        steps.append(Step(t=len(steps), observation=obs, output=f"Thought:\n{thought}\n\nAction:\n{action}",
-                          action=action, reward=res.reward, done=res.done, info=dict(res.info)))
+        steps.append(
+            Step(
+                t=len(steps),
+                observation=obs,
+                output=f"Thought:\n{thought}\n\nAction:\n{action}",
+                action=action,
+                reward=res.reward,
+                done=res.done,
+                info=dict(res.info),
+            )
+        )
         obs = res.observation
         if res.done:
             status, reward = "done", res.reward
