@@ -27,7 +27,6 @@ class SearchFile:
 
 
 class RunPaths(RunLayout):
-
     @property
     def name(self) -> str:
         return self.root.resolve().name
