@@ -39,11 +39,13 @@ def quiet_transformers() -> None:
 
 
 def cpu_attention(device: str | None) -> str:
-    """Eager attention on CPU, sdpa elsewhere. With our explicit 4-D mask over a preallocated (hence
-    strided) cache, CPU sdpa took 3x eager's per-row time in a decode step (tiny default, batch 32:
-    2.1 against 0.7 ms a row, `benchmarks/decode_scaling.py --attn`); both give the same logits
-    (tests/test_policy.py checks each against a plain forward)."""
-    return "eager" if (device or "cpu").startswith("cpu") else "sdpa"
+    """sdpa everywhere by default. Eager attention was 3x faster per row in a CPU decode step (tiny
+    default, batch 32: 0.7 against 2.1 ms, `benchmarks/decode_scaling.py --attn`), but it materialises
+    the whole [B, H, L, L] score matrix in a prefill: a BabyAI best-of-8 chunk (64 conversations of up to
+    ~5k tokens) grew the pipeline to 24 GB and the kernel killed it (session 4). Pass `attn="eager"` to
+    `HFPolicy.load` for short-context decoding; both give the same logits (tests/test_policy.py)."""
+    del device  # kept for callers; the choice no longer depends on it
+    return "sdpa"
 
 
 def read_policy_meta(path: str | Path) -> dict[str, Any]:
