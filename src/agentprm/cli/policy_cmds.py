@@ -203,15 +203,11 @@ def _run_on_ray(
     ray_workers,
     backend,
 ):
-    from agentprm.policy.hf import check_policy_dir, read_policy_meta
+    from agentprm.policy.hf import check_policy_dir, check_trained_env, read_policy_meta
     from agentprm.scale.ray_jobs import RayOptions, RolloutStage, rollout_on_ray
 
     check_policy_dir(policy)
-    trained_on = read_policy_meta(policy).get("env")
-    if trained_on and trained_on != env:
-        raise UserError(
-            f"policy {policy} was trained on {trained_on} demos; pass --env {trained_on} or train one on {env}"
-        )
+    check_trained_env(read_policy_meta(policy), policy, env)
     task_ids = spec.make().task_ids(split, n_tasks or None)
     stage = RolloutStage(
         policy=str(policy),
