@@ -145,7 +145,6 @@ class PipelineConfig:
         """A config from a mapping (YAML): typed sections built and checked, unknown keys a UserError."""
         data = dict(data)
         check_keys(cls, {k: v for k, v in data.items() if k not in ("sft", "prm")}, "config")
-        _check_sizes({k: v for k, v in data.items() if k not in ("sft", "prm")})
         if "sft" in data and not isinstance(data["sft"], SFTConfig):
             data["sft"] = from_mapping(SFTConfig, data["sft"], "sft", tiny=TinyPolicyConfig)
         preset = prm_preset_for(data.get("base", "tiny"), data.get("prm_preset", "auto"))
@@ -160,13 +159,6 @@ class PipelineConfig:
         if cfg.bon < 1:
             raise UserError(f"bon = {cfg.bon}: best-of-n needs at least 1 sample per task")
         return cfg
-
-
-def _check_sizes(data: dict[str, Any]) -> None:
-    """Counts and sizes are >= 0 (the seed may be anything); types are `check_keys`'s."""
-    for key, value in data.items():
-        if key != "seed" and isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            raise UserError(f"config.{key} = {value} must be a whole number >= 0; fix that line")
 
 
 # The embedded default's changes for other envs (`agentprm pipeline --env E` without a config).

@@ -29,7 +29,8 @@ def _type_ok(annotation: object, value: Any) -> bool:
 
 
 def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
-    """Raise one UserError for keys `cls` does not have or values of the wrong scalar type."""
+    """Raise one UserError for keys `cls` does not have, values of the wrong scalar type, or a negative
+    count or size (any int field but the seed)."""
     if not isinstance(data, Mapping):
         raise UserError(f"{where} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -39,6 +40,8 @@ def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
     for k, v in data.items():
         if not _type_ok(fields[k].type, v):
             raise UserError(f"{where}.{k} = {v!r} must be of type {fields[k].type}; fix it in the config")
+        if k != "seed" and isinstance(v, int) and not isinstance(v, bool) and v < 0:  # counts and sizes
+            raise UserError(f"{where}.{k} = {v} must be a whole number >= 0; fix that line")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, **nested: type) -> T:
