@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from agentprm.conversation import initial_messages
+from agentprm.policy import fastgen
 from agentprm.policy.fastgen import decode_batch
 from agentprm.policy.hf import HFPolicy, row_seed
 from agentprm.policy.sft import CKPT_DIR, IGNORE, SFTConfig, sft_example, train_sft
@@ -81,10 +82,14 @@ def test_fast_path_logits_match_plain_forward(random_llama, attn):
         assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_reused_prefix_gives_the_plain_forward_logits(random_llama, attn):
+@pytest.mark.parametrize("attn,chunk", [("sdpa", 0), ("eager", 0), ("sdpa", 3), ("eager", 2)])
+def test_reused_prefix_gives_the_plain_forward_logits(random_llama, attn, chunk, monkeypatch):
     """Round 2 of a conversation starts from round 1's stored keys/values (prompt + turn), encoding only
-    the new tokens; the logits must be those of a plain forward over the whole sequence."""
+    the new tokens; the logits must be those of a plain forward over the whole sequence. `chunk` > 0
+    forces the prefill into query chunks of that many slots, each over the rows that still need it."""
+    if chunk:
+        monkeypatch.setattr(fastgen, "PREFILL_SCORES", 1)
+        monkeypatch.setattr(fastgen, "PREFILL_MIN_CHUNK", chunk)
     random_llama.config._attn_implementation = attn
     try:
         first = decode_batch(random_llama, PROMPTS, max_new_tokens=6, stop_ids=[3], temperature=0, keep_kv=True)
@@ -139,6 +144,16 @@ def test_prefix_store_finds_the_longest_prefix_and_evicts_by_bytes():
     assert store.lookup([1, 2, 3, 4, 5, 6, 7, 8]) is a and store.lookup(list(range(100, 181))) is big
     store.clear()
     assert len(store) == 0 and store.lookup([1, 2, 3, 4, 5, 6, 7]) is None
+    # A superseded entry (its conversation's next round was stored) goes before older live ones.
+    store = PrefixStore(max_bytes=900)
+    old, other = entry([1, 2, 3], 3), entry([7, 8, 9], 3)  # 192 bytes each
+    store.add(old)
+    store.add(other)
+    assert store.lookup([1, 2, 3, 4]) is old  # the newest use: LRU alone would evict `other` next
+    store.add(entry([1, 2, 3, 4, 5, 6], 4))  # 384: old's conversation, one round on
+    store.demote(old)
+    store.add(entry([20, 21, 22], 3))  # 960 bytes > 900: one entry goes
+    assert store.lookup([1, 2, 3, 9]) is None and store.lookup([7, 8, 9, 1]) is other
 
 
 def test_fast_greedy_equals_naive_greedy_and_is_batch_independent(random_llama):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from agentprm.conversation import trajectory_messages
+from agentprm.policy import fastgen
 from agentprm.policy.fastgen import common_prefix
 from agentprm.prm.base import IncrementalRewardModel
 from agentprm.prm.model import PRMMeta, PRMScorer, ValueHeadPRM, encode_for_scoring
@@ -44,8 +45,11 @@ def _act(word: str) -> dict:
     return {"role": "assistant", "content": f"Thought: I type {word}.\nAction: {word}"}
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_scores_from_a_state_equal_full_scoring_over_rounds(prm_dir, attn):
+@pytest.mark.parametrize("attn,chunk", [("sdpa", 0), ("eager", 0), ("sdpa", 5)])
+def test_scores_from_a_state_equal_full_scoring_over_rounds(prm_dir, attn, chunk, monkeypatch):
+    if chunk:  # the prefill in query chunks of 5 slots, each over the rows that still need it
+        monkeypatch.setattr(fastgen, "PREFILL_SCORES", 1)
+        monkeypatch.setattr(fastgen, "PREFILL_MIN_CHUNK", chunk)
     scorer = PRMScorer.load(prm_dir)
     assert isinstance(scorer, IncrementalRewardModel)
     scorer.model.backbone.config._attn_implementation = attn

@@ -25,9 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import torch
+
+# Attention scores one prefill chunk may materialise (rows x heads x query slots x key slots): 2^26
+# floats are 256 MB. A window within it (every round's new observation) stays one forward.
+PREFILL_SCORES = 1 << 26
+PREFILL_MIN_CHUNK = 16  # query slots: smaller chunks cost more forward calls than they save
 
 
 class RowKVCache:
@@ -46,6 +52,8 @@ class RowKVCache:
         self.capacity = capacity
         self.buf: torch.Tensor | None = None
         self.start = 0
+        self.batch: int | None = None  # rows to allocate (the whole batch, even if a subset writes first)
+        self.rows: torch.Tensor | None = None  # when set, `update` reads and writes only these rows
 
     def allocate(self, b: int, heads: int, dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         self.buf = torch.zeros((2, self.n_layers, b, heads, self.capacity, dim), dtype=dtype, device=device)
@@ -62,10 +70,15 @@ class RowKVCache:
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         buf = self.buf
         if buf is None:  # lazily, so dtype/device/heads come from the model itself
-            b, h, _, d = key_states.shape
+            _, h, _, d = key_states.shape
+            b = self.batch if self.batch is not None else key_states.shape[0]
             buf = self.allocate(b, h, d, key_states.dtype, key_states.device)
         end = self.start + key_states.shape[2]
         k_buf, v_buf = buf[0, layer_idx], buf[1, layer_idx]
+        if self.rows is not None:  # a subset of the batch's rows (chunked prefill)
+            k_buf[self.rows, :, self.start : end] = key_states
+            v_buf[self.rows, :, self.start : end] = value_states
+            return k_buf[self.rows, :, :end], v_buf[self.rows, :, :end]
         k_buf[:, :, self.start : end] = key_states
         v_buf[:, :, self.start : end] = value_states
         return k_buf[:, :, :end], v_buf[:, :, :end]
@@ -210,7 +223,8 @@ class DecodeState:
                 self.reuse[i] = min(common_prefix(pre.all_ids(), p), len(p) - 1)
                 if self.reuse[i]:
                     reused.append((i, pre))
-        self.s0 = min(self.pad_list[i] + self.reuse[i] for i in range(n))  # first encoded slot
+        self.first_slot = [self.pad_list[i] + self.reuse[i] for i in range(n)]  # each row's first slot to encode
+        self.s0 = min(self.first_slot)  # first encoded slot
         if reused:
             heads, dim, dtype = reused[0][1].shape()
             buf = self.cache.allocate(n, heads, dim, dtype, device)
@@ -222,30 +236,59 @@ class DecodeState:
         self.cur_pos = self.lengths.clone()  # position id of each row's next token
 
     def prefill(self, **kwargs):
-        """Encode the window [s0, p_max) of every prompt; returns the model's output for the window."""
+        """Encode the window [s0, p_max) of every prompt; returns the model's output for the window.
+
+        The window is encoded in query chunks whose attention scores stay under `PREFILL_SCORES`
+        elements, each chunk over only the rows that still need a slot in it: one row without a stored
+        prefix (a new or evicted conversation) no longer makes every row of the batch re-encode its
+        whole history, nor materialises [B, H, L, L] scores (a BabyAI best-of-8 was OOM-killed at 24 GB
+        that way). With `logits_to_keep=1` the last chunk (every row) gives the output; otherwise the
+        hidden states of the window are assembled (slots a row did not encode are zeros: they precede
+        its first needed slot, and nobody reads them).
+        """
         n, p_max, s0, dev = len(self.prompts), self.p_max, self.s0, self.device
         ids = torch.full((n, p_max - s0), self.pad_id, dtype=torch.long)
         for i, p in enumerate(self.prompts):
             w = min(len(p), p_max - s0)
             ids[i, p_max - s0 - w :] = torch.as_tensor(p[len(p) - w :], dtype=torch.long)
         slots = torch.arange(p_max, device=dev)
-        q_slots = slots[s0:]
-        causal = slots.view(1, -1) <= q_slots.view(-1, 1)  # [q, k]
-        # A pad query sees no key at all; let it see itself so softmax stays finite (its output is unused).
-        itself = slots.view(1, -1) == q_slots.view(-1, 1)
-        allowed = (causal.unsqueeze(0) & self.real.unsqueeze(1)) | itself.unsqueeze(0)
         pos = (slots.view(1, -1) - self.pad.view(-1, 1)).clamp(min=0)
-        self.cache.start = s0
-        out = self.model(
-            input_ids=ids.to(dev),
-            attention_mask=_mask(allowed, self.dtype, self.boolean),
-            position_ids=pos[:, s0:],
-            cache=self.cache,
-            use_cache=True,
-            **kwargs,
-        )
+        heads = getattr(self.model.config, "num_attention_heads", 1)
+        chunk = max(PREFILL_MIN_CHUNK, PREFILL_SCORES // max(1, n * heads * p_max))
+        bounds = list(range(s0, p_max, chunk)) + [p_max]
+        self.cache.batch = n
+        outs: list[tuple[list[int], int, Any]] = []
+        for c0, c1 in zip(bounds, bounds[1:]):
+            rows = [i for i in range(n) if self.first_slot[i] < c1] if len(bounds) > 2 else list(range(n))
+            q_slots = slots[c0:c1]
+            k_slots = slots[:c1]
+            causal = k_slots.view(1, -1) <= q_slots.view(-1, 1)  # [q, k]
+            # A pad query sees no key at all; let it see itself so softmax stays finite (its output is unused).
+            itself = k_slots.view(1, -1) == q_slots.view(-1, 1)
+            idx = torch.tensor(rows, device=dev)
+            real = self.real[idx, :c1]
+            allowed = (causal.unsqueeze(0) & real.unsqueeze(1)) | itself.unsqueeze(0)
+            self.cache.start = c0
+            self.cache.rows = None if len(rows) == n else idx
+            out = self.model(
+                input_ids=ids[rows, c0 - s0 : c1 - s0].to(dev),
+                attention_mask=_mask(allowed, self.dtype, self.boolean),
+                position_ids=pos[idx, c0:c1],
+                cache=self.cache,
+                use_cache=True,
+                **kwargs,
+            )
+            outs.append((rows, c0, out))
+        self.cache.rows = None
         self.cache.start = p_max
-        return out
+        if len(outs) == 1 or kwargs.get("logits_to_keep") == 1:
+            return outs[-1][2]  # the last chunk holds every row
+        hidden = outs[-1][2].last_hidden_state
+        full = hidden.new_zeros((n, p_max - s0, hidden.shape[-1]))
+        for rows, c0, out in outs:
+            h = out.last_hidden_state
+            full[torch.tensor(rows), c0 - s0 : c0 - s0 + h.shape[1]] = h
+        return SimpleNamespace(last_hidden_state=full)
 
     def step(self, tokens: torch.Tensor):
         """Append one token to every live row; returns the model's output for it."""
@@ -370,6 +413,7 @@ class PrefixStore:
         self.bytes = 0
         self._entries: OrderedDict[int, PrefixKV] = OrderedDict()
         self._index: dict[tuple[int, int], int] = {}
+        self._eid: dict[int, int] = {}  # id(entry) -> its key in _entries
         self._lengths: dict[int, int] = {}  # indexed length -> how many index keys have it
         self._next = 0
         self.hits = 0
@@ -384,6 +428,7 @@ class PrefixStore:
     def clear(self) -> None:
         self._entries.clear()
         self._index.clear()
+        self._eid.clear()
         self._lengths.clear()
         self.bytes = 0
 
@@ -404,6 +449,7 @@ class PrefixStore:
             return
         eid, self._next = self._next, self._next + 1
         self._entries[eid] = entry
+        self._eid[id(entry)] = eid
         self.bytes += entry.nbytes
         for key in self._keys(entry):
             if key not in self._index:
@@ -414,6 +460,7 @@ class PrefixStore:
 
     def _evict(self, eid: int) -> None:
         entry = self._entries.pop(eid)
+        self._eid.pop(id(entry), None)
         self.bytes -= entry.nbytes
         for key in self._keys(entry):
             if self._index.get(key) == eid:
@@ -421,6 +468,15 @@ class PrefixStore:
                 self._lengths[key[0]] -= 1
                 if not self._lengths[key[0]]:
                     del self._lengths[key[0]]
+
+    def demote(self, entry: PrefixKV) -> None:
+        """Make `entry` the first to be evicted: its conversation has a longer entry now (the turn just
+        generated from it). LRU alone would keep every round's entry of a live conversation as long as
+        the newest (the sum over rounds grows with the square of the length) and evict other live
+        conversations first: with 64 BabyAI episodes of ~2k tokens the store thrashed."""
+        eid = self._eid.get(id(entry))
+        if eid is not None:
+            self._entries.move_to_end(eid, last=False)
 
     def lookup(self, prompt: Sequence[int]) -> PrefixKV | None:
         """The stored entry sharing the longest indexed prefix with `prompt` (None if none)."""

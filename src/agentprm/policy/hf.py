@@ -225,9 +225,11 @@ class HFPolicy:
                 )
                 results = [(d.tokens, d.finished) for d in decoded]
                 if store is not None:
-                    for d in decoded:
+                    for j, d in zip(chunk, decoded):
                         assert d.kv is not None  # keep_kv
                         store.add(d.kv)
+                        if stored[rows[j][0]] is not None:  # superseded by the longer entry just added
+                            store.demote(stored[rows[j][0]])  # type: ignore[arg-type]
             else:
                 results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)
             for j, (toks, finished) in zip(chunk, results):
