@@ -103,3 +103,28 @@ def test_thought_names_the_object_not_the_verb():
     t = thought_for("pickup grey key 1", "pick up the grey key", "", False)
     assert "the grey key" in t and "pickup grey" not in t
     assert "the blue open door" in thought_for("go through blue open door 1", "go to the red ball", "", False)
+
+
+def test_demos_with_worker_processes_write_what_one_process_writes(tmp_path):
+    from agentprm.envs.demos import run_expert
+
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    s1 = run_expert("babyai", "train", 6, one, seed=3)
+    s2 = run_expert("babyai", "train", 6, two, seed=3, workers=2)
+    assert (s1.tried, s1.ok) == (s2.tried, s2.ok) == (6, s1.ok)
+    strip = [{k: v for k, v in json.loads(line).items() if k != "id"} for line in one.read_text().splitlines()]
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "id"} for line in two.read_text().splitlines()]
+
+
+def test_action_only_style_keeps_the_actions_and_drops_the_thoughts(env):
+    from agentprm.envs.demos import make_expert
+    from agentprm.errors import UserError
+
+    full = expert_trajectory(env, "babyai_7", seed=1)
+    bare = make_expert("babyai", "none")(env, "babyai_7", 1)
+    assert len(full.steps) > 1 and [s.action for s in bare.steps] == [s.action for s in full.steps]
+    assert all(s.output == f"Action: {s.action}" for s in bare.steps)
+    assert env.parse_action(bare.steps[0].output) == full.steps[0].action
+    assert (bare.success, bare.reward) == (full.success, full.reward)
+    with pytest.raises(UserError, match="thought style"):
+        make_expert("babyai", "brief")

@@ -84,7 +84,9 @@ def demos(
     force: Annotated[bool, typer.Option(help="Overwrite OUT instead of resuming.")] = False,
     thought_style: Annotated[
         str | None,
-        typer.Option(help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief)."),
+        typer.Option(
+            help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief | none; babyai: full | none)."
+        ),
     ] = None,
     renamed_copies: Annotated[
         int,
@@ -93,6 +95,9 @@ def demos(
             "(textcraft): teaches a from-scratch policy to read names instead of recalling them."
         ),
     ] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Processes running the expert (BabyAI's planner is ~0.3 s a demo); same output.")
+    ] = 1,
 ) -> None:
     """Run the env's expert on N tasks of a split and write the trajectories as JSONL."""
     from agentprm.envs.base import check_split, get_spec
@@ -121,6 +126,7 @@ def demos(
             renamed_copies=renamed_copies,
             on_start=lambda total: bar.update(job, total=total),
             on_episode=lambda t, s: bar.update(job, advance=1, status=f"success {s.ok}/{s.tried}"),
+            workers=workers,
         )
     if len(summary.groups) > 1:
         for g in sorted(summary.groups):

@@ -30,6 +30,7 @@ from agentprm.envs.babyai import (
     make_level,
     parse_task_id,
 )
+from agentprm.errors import UserError
 from agentprm.trajectory import Compute, Step, Trajectory
 
 
@@ -47,8 +48,18 @@ _WORDS = re.compile(r"[a-z]+")
 _CARRY = re.compile(r"You are carrying a (\w+ \w+)\.")
 
 
-def expert_trajectory(env: BabyAIEnv, task_id: str, seed: int = 0, config: ExpertConfig | None = None) -> Trajectory:
-    """Solve `task_id` with the expert; the returned trajectory's `success` says whether it did."""
+THOUGHT_STYLES = ("full", "none")
+
+
+def expert_trajectory(
+    env: BabyAIEnv, task_id: str, seed: int = 0, config: ExpertConfig | None = None, thought_style: str = "full"
+) -> Trajectory:
+    """Solve `task_id` with the expert; the returned trajectory's `success` says whether it did.
+
+    `thought_style="none"` writes every turn as `Action: ...` (the same actions): the tiny default's
+    turns, ~5 generated tokens instead of ~32 (docs/policy.md)."""
+    if thought_style not in THOUGHT_STYLES:
+        raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(THOUGHT_STYLES)}")
     cfg = config or ExpertConfig()
     env.reset(task_id)
     level = env.level
@@ -58,7 +69,7 @@ def expert_trajectory(env: BabyAIEnv, task_id: str, seed: int = 0, config: Exper
     if plan is None and cfg.use_bot:
         solver = "bot"
         plan, note = _bot_plan(env, task_id, cfg)
-    traj = _replay(env, task_id, plan or [], seed, solver if plan else "none")
+    traj = _replay(env, task_id, plan or [], seed, solver if plan else "none", thoughts=thought_style == "full")
     traj.meta.update({"group": level.removeprefix("BabyAI-").removesuffix("-v0"), "bfs_expansions": expansions})
     if note:
         traj.meta["note"] = note
@@ -312,7 +323,7 @@ def _follow(env: BabyAIEnv, path: list[str], plan: list[str]) -> bool:
     return env.done
 
 
-def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: str) -> Trajectory:
+def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: str, thoughts: bool = True) -> Trajectory:
     first = env.reset(task_id)
     traj = Trajectory.begin(
         env,
@@ -324,7 +335,8 @@ def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: st
     )
     observation = first
     for t, action in enumerate(plan[: env.max_rounds]):
-        output = f"Thought: {thought_for(action, env.goal, observation, t == 0)}\nAction: {action}"
+        thought = f"Thought: {thought_for(action, env.goal, observation, t == 0)}\n" if thoughts else ""
+        output = f"{thought}Action: {action}"
         res = env.step(action)
         traj.steps.append(
             Step(t=t, observation=observation, output=output, action=action, reward=res.reward, done=res.done)
@@ -343,4 +355,4 @@ def _replay(env: BabyAIEnv, task_id: str, plan: list[str], seed: int, solver: st
     return traj
 
 
-__all__ = ["ExpertConfig", "expert_trajectory", "run_bot", "thought_for"]
+__all__ = ["THOUGHT_STYLES", "ExpertConfig", "expert_trajectory", "run_bot", "thought_for"]

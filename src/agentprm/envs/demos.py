@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def run_expert(
     renamed_copies: int = 0,
     on_start: Callable[[int], None] | None = None,
     on_episode: Callable[[Trajectory, DemoSummary], None] | None = None,
+    workers: int = 1,
 ) -> DemoSummary:
     """Run the expert of `env_name` on the first `n` task ids of `split`, skipping ids already in `out`.
 
@@ -61,7 +63,9 @@ def run_expert(
     picks the expert's thoughts where its module lists `THOUGHT_STYLES` (TextCraft); None: its default.
     `renamed_copies=K` writes K augmented copies after every successful demo (`EnvSpec.augmenter`,
     TextCraft: item words renamed, see `envs/textcraft_augment.py`); they are SFT data, not episodes,
-    and are not counted in the summary's tried/ok.
+    and are not counted in the summary's tried/ok. `workers` > 1 runs the expert in that many
+    processes (BabyAI's BFS + bot planner is pure Python, ~0.3 s a demo); the file's order stays the
+    task order, so the output is the same as with one.
     """
     import random
 
@@ -79,9 +83,8 @@ def run_expert(
     summary = DemoSummary(skipped=len(task_ids) - len(todo))
     if on_start:
         on_start(len(todo))
-    with JsonlWriter(out) as writer:
-        for task_id in todo:
-            traj = expert(env, task_id, seed)
+    with JsonlWriter(out) as writer, _expert_runs(env_name, thought_style, env, expert, todo, seed, workers) as runs:
+        for task_id, traj in zip(todo, runs):
             summary.tried += 1
             summary.ok += traj.success
             group = str(traj.meta.get("group", ""))
@@ -96,3 +99,31 @@ def run_expert(
             if on_episode:
                 on_episode(traj, summary)
     return summary
+
+
+_WORKER: tuple = ()
+
+
+def _init_worker(env_name: str, thought_style: str | None) -> None:
+    global _WORKER
+    _WORKER = (get_spec(env_name).make(), make_expert(env_name, thought_style))
+
+
+def _run_one(task_id: str, seed: int) -> Trajectory:
+    env, expert = _WORKER
+    return expert(env, task_id, seed)
+
+
+@contextlib.contextmanager
+def _expert_runs(env_name, thought_style, env, expert, todo: list[str], seed: int, workers: int) -> Iterator:
+    """The expert's trajectories for `todo`, in order: in this process, or in a pool of `workers`."""
+    if workers <= 1 or len(todo) < 2:
+        yield (expert(env, t, seed) for t in todo)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the caller may hold torch's thread pool, which a forked child can deadlock on
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(todo)), ctx, _init_worker, (env_name, thought_style)) as pool:
+        yield pool.map(_run_one, todo, [seed] * len(todo), chunksize=4)
