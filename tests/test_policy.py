@@ -322,3 +322,22 @@ def test_tiny_tokenizer_reads_the_system_prompt_as_one_token_and_round_trips():
     # any other text (a changed prompt) still tokenises, only longer
     other = "Type the secret words, please."
     assert tok.decode(tok(other, add_special_tokens=False)["input_ids"]) == other
+
+
+def test_a_reused_kv_buffer_with_stale_nans_gives_the_plain_forward_logits(random_llama):
+    """Decoding reuses its KV buffer across calls (`fastgen._POOL`); stale values, even NaN from a broken
+    model, must not reach a later batch (pad slots are masked, but 0 x NaN is NaN)."""
+    decode_batch(random_llama, PROMPTS, max_new_tokens=12, stop_ids=[], temperature=0)  # fills the pool
+    free = fastgen._POOL._free()
+    assert free, "the buffer was not handed back"
+    with torch.inference_mode():  # the pooled buffers are inference tensors
+        for t in free:
+            t.fill_(float("nan"))
+    rec: list = []
+    out = decode_batch(
+        random_llama, PROMPTS, max_new_tokens=6, stop_ids=[3], temperature=0, on_logits=_recorder(rec, len(PROMPTS))
+    )
+    assert not fastgen._POOL._free() or fastgen._POOL._free()[0].data_ptr() in {t.data_ptr() for t in free}
+    for prompt, d, logits in zip(PROMPTS, out, rec):
+        ref = _full_forward_logits(random_llama, prompt, d.tokens)
+        assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()

@@ -417,6 +417,7 @@ class PRMScorer:
                     ScoreState(parent, r, e.input_ids[r:], kv, steps, texts[i]),
                 )
             )
+        st.cache.release()  # the states hold copies
         return res
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:
