@@ -135,6 +135,18 @@ def test_a_config_change_invalidates_exactly_the_stages_it_affects():
     assert changed(n_mc=3) == ["bon mc", "label", "prm mc"]
     assert changed(sft=replace(cfg.sft, lr=1e-4)) == sorted(set(base) - {"demos"})
     assert changed(demos=41) == sorted(base)
+    assert changed(max_rounds=5) == sorted(set(base) - {"demos", "sft"})  # every episode after the demos
+
+
+def test_max_rounds_caps_every_env_the_pipeline_makes():
+    from dataclasses import replace
+
+    from agentprm.pipeline import Pipeline
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+    assert Pipeline(cfg, "/nonexistent")._env_factory()().max_rounds == 20  # TextCraft's own (AgentGym's)
+    env = Pipeline(replace(cfg, max_rounds=3), "/nonexistent")._env_factory()()
+    assert env.max_rounds == 3 and Pipeline(replace(cfg, max_rounds=3), "/x")._env_factory()() is not env
 
 
 def test_typed_sections_reject_unknown_and_mistyped_keys_in_one_line(tmp_path):

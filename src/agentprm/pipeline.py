@@ -82,6 +82,9 @@ class PipelineConfig:
     n_per_task: int = 16
     collect_temperature: float = 1.0
     max_new_tokens: int = 48  # action-only turns are <= ~25 tokens
+    # Episode cap in rounds for collect, labels and search (None: the env's own = AgentGym's evaluation
+    # budget and the paper's: BabyAI and TextCraft 20). Demos keep the env's own.
+    max_rounds: int | None = None
     batch_size: int = 64
     # PRMs: one per objective, initialised from the SFT policy (paper)
     objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])  # + "mc" (costly)
@@ -208,11 +211,11 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "demos": ("env", "seed", "demos", "thought_style", "demo_renamed_copies"),
     "sft": ("base", "sft", "seed"),  # + demos
-    "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed"),  # + sft
+    "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed", "max_rounds"),  # + sft
     "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
     "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
     "rft": ("rft_epochs",),  # + sft, collect
-    "search": ("eval_tasks", "max_new_tokens", "seed", "bon (best-of-n)", "beams (beam)"),  # + sft, + its PRM
+    "search": ("eval_tasks", "max_new_tokens", "seed", "max_rounds", "bon (best-of-n)", "beams (beam)"),  # + sft, PRM
 }
 STAGE_READS = {
     "sft": "demos",
@@ -346,8 +349,16 @@ class Pipeline:
         return None if rm in (None, "random", "rft") else str(self.prm_dir(rm))
 
     def _env_factory(self):
-        spec = self._spec()
-        return spec.make
+        spec, cap = self._spec(), self.cfg.max_rounds
+        if not cap:
+            return spec.make
+
+        def make():
+            env = spec.make()
+            env.max_rounds = cap  # every loop (rollouts, MC, beam) reads the env's own budget
+            return env
+
+        return make
 
     # -- keys: what each output depends on (STAGE_FIELDS) --------------------------------------------------
     def config_hash(self) -> str:
@@ -363,8 +374,12 @@ class Pipeline:
         sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
         return _hash("sft", self.demos_key(), self.cfg.base, sft, self.cfg.seed)
 
+    def _rounds(self) -> list[Any]:
+        # Only when set: run folders made before the field existed keep their keys.
+        return [("max_rounds", self.cfg.max_rounds)] if self.cfg.max_rounds else []
+
     def collect_key(self) -> str:
-        return _hash("collect", self.sft_key(), self._pick(*STAGE_FIELDS["collect"]))
+        return _hash("collect", self.sft_key(), self._pick(*STAGE_FIELDS["collect"][:-1]), *self._rounds())
 
     def label_key(self) -> str:
         mc = (self.cfg.mc_trajectories, self.cfg.n_mc) if "mc" in self.cfg.objectives else None
@@ -383,7 +398,15 @@ class Pipeline:
         return self._task_ids("test", self.cfg.eval_tasks)
 
     def samples_key(self) -> str:
-        return _hash("samples", self.sft_key(), self._eval_ids(), self.cfg.bon, self.cfg.max_new_tokens, self.cfg.seed)
+        return _hash(
+            "samples",
+            self.sft_key(),
+            self._eval_ids(),
+            self.cfg.bon,
+            self.cfg.max_new_tokens,
+            self.cfg.seed,
+            *self._rounds(),
+        )
 
     def rft_key(self) -> str:
         return _hash("rft", self.collect_key(), self.cfg.rft_epochs)
@@ -401,6 +424,7 @@ class Pipeline:
             str(budget),
             self.cfg.max_new_tokens,
             self.cfg.seed,
+            *self._rounds(),
         )
 
     # -- stages -----------------------------------------------------------------------------------------

@@ -634,6 +634,17 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     return path
 
 
+def _episode_cap(config_path: Path) -> str:
+    """The run's episode cap when its config sets one (the paper's and AgentGym's otherwise)."""
+    import yaml
+
+    try:
+        cap = (yaml.safe_load(config_path.read_text()) or {}).get("max_rounds")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return ""
+    return f" Episodes capped at **{cap} rounds** (`max_rounds`; the env's own otherwise)." if cap else ""
+
+
 def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
     run = ctx.run
     if len(run.folders) == 1:
@@ -642,7 +653,8 @@ def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
         return [
             f"# AgentPRM report: `{f.root.name}`",
             "",
-            f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}.",
+            f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}."
+            + _episode_cap(f.config_path),
             "",
         ]
     rows = []
