@@ -95,6 +95,19 @@ def test_best_of_n_picks_the_highest_last_step_score():
         assert r.compute.policy_generated_tokens == sum(c.compute.policy_generated_tokens for c in cands)
 
 
+def test_best_of_n_samples_do_not_depend_on_how_many_run_at_once():
+    from agentprm.search.best_of_n import sample_candidates
+
+    def run(live):
+        policy = KeyedPolicy(0.4)
+        policy.batch_size = live  # live episodes per round (HFPolicy's batch size)
+        groups = sample_candidates(policy, make_env, TASKS, BestOfNConfig(n=6, seed=2))
+        return [[(t.id, [s.output for s in t.steps], t.success) for t in g] for g in groups], policy.calls
+
+    (few, calls_few), (all_at_once, calls_all) = run(5), run(1000)
+    assert few == all_at_once and calls_few > calls_all  # same samples; more, smaller rounds
+
+
 def test_best_of_n_with_oracle_beats_random_scorer():
     # the scripted tasks of one length look the same to the policy, so vary the seed instead
     oracle, rand = [], []

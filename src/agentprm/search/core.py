@@ -66,8 +66,15 @@ def root_node(env: Env, task_id: str, *, traj_id: str, policy: str, temperature:
 
 
 def run_to_end(policy: Policy, episodes: Sequence[Episode], *, temperature: float, max_new_tokens: int) -> None:
-    """Run every episode to its end, all in lock-step: one policy call a round over all live ones."""
-    cfg = RolloutConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=max(1, len(episodes)))
+    """Run every episode to its end, the policy's batch size of them live at a time (one policy call a
+    round over the live ones; a finished episode's slot goes to the next). Not all at once: 16 tasks x 16
+    samples live together need 256 conversations' keys/values in the prefix store, which then evicts
+    what the next round needs (a BabyAI best-of-16 chunk took minutes at 6 GB). Each episode samples with
+    its own seeds, so the result does not depend on the batch."""
+    live = getattr(policy, "batch_size", None) or 64
+    cfg = RolloutConfig(
+        temperature=temperature, max_new_tokens=max_new_tokens, batch_size=max(1, min(live, len(episodes)))
+    )
     for _ in run_episodes(policy, episodes, cfg):
         pass
 
