@@ -138,3 +138,23 @@ def test_tokenizer_without_chat_template_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no chat template" in lines[0], proc.stderr
+
+
+def test_max_rounds_caps_eval_collect_and_search_episodes(tmp_path):
+    pol = tiny_policy_dir(tmp_path / "pol", hidden=16, layers=1)  # untrained: no episode ends by itself
+    common = ["--policy", pol, "--env", "scripted", "--n-tasks", "2", "--max-new-tokens", "4", "--max-rounds", "2"]
+    for cmd in ("eval", "collect"):
+        out = tmp_path / f"{cmd}.jsonl"
+        r = invoke(cmd, *common, *(["--n-per-task", "2"] if cmd == "collect" else []), "--out", out)
+        assert r.exit_code == 0, r.output
+        trajs = read_trajectories(out)
+        assert trajs and all(len(t.steps) <= 2 for t in trajs)
+        assert any(t.status == "max_rounds" and len(t.steps) == 2 for t in trajs)
+    out = tmp_path / "bon.jsonl"
+    args = ["--policy", pol, "--env", "scripted", "--n", "2", "--max-new-tokens", "4", "--strategy", "bon"]
+    r = invoke("search", *args, "--budget", "2", "--max-rounds", "2", "--out", out)
+    assert r.exit_code == 0, r.output
+    recs = read_trajectories(out)
+    assert recs and all(len(t.steps) <= 2 for t in recs) and recs[0].meta["search"]["config"]["max_rounds"] == 2
+    r = invoke("eval", "--policy", pol, "--env", "scripted", "--max-rounds", "-1", "--out", tmp_path / "x.jsonl")
+    assert isinstance(r.exception, UserError) and "--max-rounds" in str(r.exception)

@@ -352,16 +352,7 @@ class Pipeline:
         return None if rm in (None, "random", "rft") else str(self.prm_dir(rm))
 
     def _env_factory(self):
-        spec, cap = self._spec(), self.cfg.max_rounds
-        if not cap:
-            return spec.make
-
-        def make():
-            env = spec.make()
-            env.max_rounds = cap  # every loop (rollouts, MC, beam) reads the env's own budget
-            return env
-
-        return make
+        return self._spec().maker(self.cfg.max_rounds)
 
     # -- keys: what each output depends on (STAGE_FIELDS) --------------------------------------------------
     def config_hash(self) -> str:

@@ -130,6 +130,7 @@ def _run(
     ray_workers=0,
     backend="hf",
     bf16=False,
+    max_rounds=0,
 ):
     import torch
 
@@ -143,6 +144,10 @@ def _run(
     spec = get_spec(env)
     check_split(split)
     writable_path(out)
+    if max_rounds < 0:
+        raise UserError("--max-rounds must be 0 (the env's own) or positive")
+    if ray and max_rounds:
+        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")
     if ray:  # the policy loads on the workers; the driver only checks it and writes the file
         return spec, _run_on_ray(
             policy,
@@ -170,7 +175,9 @@ def _run(
     def make_env():
         return made.pop() if made else spec.make()
 
-    cfg = RolloutConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    cfg = RolloutConfig(
+        temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, max_rounds=max_rounds or None
+    )
     with progress() as bar:
         job = bar.add_task(f"{what} {env}/{split}", total=len(task_ids) * n_per_task, status="")
 
@@ -253,6 +260,9 @@ def collect(
     n_per_task: Annotated[int, typer.Option(help="Trajectories per task (paper: 16).")] = 16,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 1.0).")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
+    max_rounds: Annotated[
+        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
+    ] = 0,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
@@ -288,6 +298,7 @@ def collect(
         ray_workers,
         backend,
         bf16,
+        max_rounds,
     )
     trajs = read_trajectories(out)
     rate = sum(t.success for t in trajs) / len(trajs) if trajs else float("nan")
@@ -304,6 +315,9 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     n_tasks: Annotated[int, typer.Option(help="First N tasks of the split (0: all).")] = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
+    max_rounds: Annotated[
+        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
+    ] = 0,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     bf16: Annotated[
@@ -337,6 +351,7 @@ def eval_cmd(
         ray_workers,
         backend,
         bf16,
+        max_rounds,
     )
     trajs = read_trajectories(out)
     n = len(trajs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,6 +51,9 @@ def search(
         str, typer.Option(help="bon: how step scores make a trajectory score: last (paper) | min | mean | product.")
     ] = "last",
     max_new_tokens: Annotated[int, typer.Option(help="Token cap of one assistant turn.")] = 128,
+    max_rounds: Annotated[
+        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
+    ] = 0,
     seed: Annotated[
         int, typer.Option(help="Sampling seed (each episode derives its own: results do not depend on batching).")
     ] = 0,
@@ -97,6 +100,10 @@ def search(
         out.unlink()
     if ray and samples is not None:
         raise UserError("--samples is not supported with --ray yet; drop one of them")
+    if ray and max_rounds:
+        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")
+    if max_rounds < 0:
+        raise UserError("--max-rounds must be 0 (the env's own) or positive")
     rm_spec = None if strategy == "greedy" else rm  # what the records name as the RM
     reward_model, pol = None, None
     if ray:  # the workers load the policy and RM; the driver only checks that they are there
@@ -128,7 +135,9 @@ def search(
             bar.update(job, advance=k, status=f"success {ok}/{total}")
 
         done_before = len(task_ids)
-        extra = {"policy": str(policy), "rm": rm_spec, "env": env, "split": split}
+        extra: dict[str, Any] = {"policy": str(policy), "rm": rm_spec, "env": env, "split": split}
+        if max_rounds:
+            extra["max_rounds"] = max_rounds
         if ray:
             from agentprm.scale.ray_jobs import RayOptions, SearchStage, search_on_ray
 
@@ -166,7 +175,7 @@ def search(
             records = run_search(
                 pol,
                 reward_model,
-                spec_env.make,
+                spec_env.maker(max_rounds),
                 task_ids,
                 spec,
                 out,

@@ -96,6 +96,19 @@ class EnvSpec:
     def make(self, **kwargs: Any) -> Env:
         return _load(self.factory)(**kwargs)
 
+    def maker(self, max_rounds: int | None = None) -> Callable[[], Env]:
+        """A zero-argument env factory; `max_rounds` caps every episode below the env's own budget
+        (AgentGym's, the paper's) for every loop that reads `env.max_rounds` (rollouts, MC, beam)."""
+        if not max_rounds:
+            return self.make
+
+        def make() -> Env:
+            env = self.make()
+            env.max_rounds = max_rounds
+            return env
+
+        return make
+
     def make_expert(self) -> Callable[..., Any]:
         if self.expert is None:
             raise UserError(f"env {self.name!r} has no expert solver")
