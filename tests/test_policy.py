@@ -341,3 +341,18 @@ def test_a_reused_kv_buffer_with_stale_nans_gives_the_plain_forward_logits(rando
     for prompt, d, logits in zip(PROMPTS, out, rec):
         ref = _full_forward_logits(random_llama, prompt, d.tokens)
         assert torch.allclose(torch.stack(logits), ref, atol=1e-4), (torch.stack(logits) - ref).abs().max()
+
+
+def test_kv_pool_hands_inference_buffers_only_to_inference_mode():
+    """Generation runs under inference_mode, PRM scoring under no_grad: a buffer made by one must not be
+    written by the other (torch refuses in-place updates of inference tensors outside inference mode)."""
+    pool = fastgen._BufferPool()
+    with torch.inference_mode():
+        made = pool.take(64, torch.float32, torch.device("cpu"))
+    pool.give(made)
+    with torch.no_grad():
+        got = pool.take(32, torch.float32, torch.device("cpu"))
+        got[:8] = 1.0  # a fresh normal tensor, not the inference one
+    assert got is not made
+    with torch.inference_mode():
+        assert pool.take(32, torch.float32, torch.device("cpu")) is made

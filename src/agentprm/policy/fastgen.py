@@ -55,7 +55,13 @@ class _BufferPool:
 
     def take(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         free = self._free()
-        fits = [t for t in free if t.numel() >= numel and t.dtype == dtype and t.device == device]
+        # An inference-mode tensor cannot be written outside inference mode (the PRM scores under no_grad)
+        inference = torch.is_inference_mode_enabled()
+        fits = [
+            t
+            for t in free
+            if t.numel() >= numel and t.dtype == dtype and t.device == device and t.is_inference() == inference
+        ]
         if fits:
             best = min(fits, key=lambda t: t.numel())
             del free[next(i for i, t in enumerate(free) if t is best)]  # by identity: == is elementwise
