@@ -138,3 +138,29 @@ def test_long_conversations_use_windows(prm_dir, traj):
     windowed = scorer.score([trajectory_messages(traj)])[0]
     assert windowed.scores[:3] == pytest.approx(full.scores[:3], abs=1e-5)
     assert len(windowed.scores) == traj.num_steps and windowed.tokens > full.tokens
+
+
+def test_encoding_is_remembered_per_tokenizer_content_and_conversation():
+    from agentprm.prm import model as prm_model
+    from agentprm.prm.model import encode_for_scoring
+    from tests.prm_helpers import tiny_tokenizer
+
+    tok_a, tok_b = tiny_tokenizer(), tiny_tokenizer()  # two objects, the same vocabulary and template
+    conv = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "OK."},
+        {"role": "user", "content": "obs 1"},
+        {"role": "assistant", "content": "Action: a"},
+    ]
+    first = encode_for_scoring(tok_a, conv)
+    calls = []
+    real = prm_model.tokenize_conversation
+    prm_model.tokenize_conversation = lambda *a: calls.append(a) or real(*a)
+    try:
+        again = encode_for_scoring(tok_b, conv)
+        again.input_ids.append(-1)  # a caller changing its copy does not change what is remembered
+        assert encode_for_scoring(tok_a, conv) == first and not calls
+        other = encode_for_scoring(tok_a, [*conv[:3], {"role": "assistant", "content": "Action: b"}])
+        assert len(calls) == 1 and other.input_ids != first.input_ids
+    finally:
+        prm_model.tokenize_conversation = real
