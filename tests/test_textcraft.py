@@ -374,7 +374,8 @@ def test_cli_demos_writes_every_test_trajectory(tmp_path):
         (["demos", "--env", "textcraft", "--out", "/proc/no/such/x.jsonl"], "choose another --out"),
         (["play", "--env", "textcraft", "--task", "textcraft_x"], "textcraft_<i>"),
         (["demos", "--env", "textcraft", "--thought-style", "terse", "--out", "{tmp}/x.jsonl"], "full, brief, none"),
-        (["demos", "--env", "babyai", "--thought-style", "brief", "--out", "{tmp}/x.jsonl"], "drop --thought-style"),
+        (["demos", "--env", "babyai", "--thought-style", "brief", "--out", "{tmp}/x.jsonl"], "full, none"),
+        (["demos", "--env", "math", "--thought-style", "brief", "--out", "{tmp}/x.jsonl"], "drop --thought-style"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
