@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
 import time
+import typing
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agentprm.errors import UserError
+from agentprm.typed_config import setting_help
 
 
 def writable_path(path: Path) -> Path:
@@ -123,3 +129,63 @@ ReportToOpt = Annotated[
         "package), none, or a comma list.",
     ),
 ]
+
+
+def _shown(value: Any, flag: str) -> str:
+    if isinstance(value, bool):
+        return flag if value else f"no-{flag}"
+    return str(value)
+
+
+def config_options(
+    cls: type, *, into: str, presets: Mapping[str, Any] | None = None, panel: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per field of dataclass `cls` (`--field-name`; `--x/--no-x` for a bool),
+    with the help its `typed_config.setting` declares, so a new field is a new option without a second
+    declaration. The command's parameter `into` (not an option itself) receives the fields given on the
+    command line as a dict; a field left out is absent, so a preset or the dataclass default decides it.
+    `presets` (name -> instance) only shows each preset's value in `--help` where they differ."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    default = cls()
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(command, eval_str=True)
+        own = list(sig.parameters.values())
+        names = {f.name for f in fields}
+        if into not in sig.parameters or names & set(sig.parameters):
+            raise TypeError(f"{command.__name__}: needs a parameter {into!r} and no {cls.__name__} field as its own")
+        options = []
+        for f in fields:
+            hint, flag = hints[f.name], f.name.replace("_", "-")
+            if not setting_help(f):
+                raise TypeError(f"{cls.__name__}.{f.name} has no help: declare it with typed_config.setting")
+            values = {_shown(getattr(p, f.name), flag) for p in (presets or {}).values()}
+            if len(values) > 1:
+                assert presets is not None
+                shown = "per preset: " + ", ".join(
+                    f"{n} {_shown(getattr(p, f.name), flag)}" for n, p in presets.items()
+                )
+            else:
+                shown = _shown(getattr(default, f.name), flag)
+            decls = (f"--{flag}/--no-{flag}",) if hint is bool else (f"--{flag}", *f.metadata.get("flags", ()))
+            info = typer.Option(*decls, help=setting_help(f), show_default=shown, rich_help_panel=panel)
+            options.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[hint | None, info]
+                )
+            )
+        at = own.index(sig.parameters[into])
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at]] + options
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at + 1 :]]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in names}
+            return command(**kwargs, **{into: {k: v for k, v in given.items() if v is not None}})
+
+        run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
