@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from agentprm.cli import app
 from agentprm.cli.common import ReportToOpt, config_options, existing_file, progress, resumable, writable_path
+from agentprm.cli.root import app
 from agentprm.errors import UserError
 from agentprm.prm.config import OBJECTIVES, PRESETS, PRMTrainConfig
 
