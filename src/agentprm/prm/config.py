@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agentprm.labels.td_gae import BOOTSTRAPS
 from agentprm.typed_config import setting
 
 OBJECTIVES = ("agentprm", "pvm", "orm", "mc")
@@ -62,9 +61,8 @@ class PRMTrainConfig:
 
         `tiny`: the from-scratch default backbone (about 1M parameters) on 2 CPU cores. lr 1e-6 does not
         move a freshly initialised head in any affordable number of steps, so it uses AdamW lr 3e-4,
-        batch 8 (measured on the scripted data: L_Q falls steadily; see docs/prm.md), 2 epochs and bf16
-        autocast so that three PRMs fit the pipeline's minutes (3 epochs in fp32 took 204 s each on 512
-        TextCraft trajectories).
+        batch 8, 2 epochs and bf16 autocast so that three PRMs fit the pipeline's minutes (the measurements
+        behind these: docs/prm.md).
         """
         if name == "paper":
             base = cls()
@@ -75,6 +73,8 @@ class PRMTrainConfig:
         return replace(base, **overrides)
 
     def validate(self) -> None:
+        from agentprm.labels.td_gae import BOOTSTRAPS  # numpy: kept out of the CLI's start-up
+
         checks = [
             (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}"),
             (self.bootstrap in BOOTSTRAPS, f"bootstrap must be one of {BOOTSTRAPS}"),
