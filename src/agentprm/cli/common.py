@@ -88,7 +88,6 @@ def config_options(
     `presets` (name -> instance) only shows each preset's value in `--help` where they differ."""
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    default = cls()
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(command, eval_str=True)
@@ -101,14 +100,10 @@ def config_options(
             hint, flag = hints[f.name], f.name.replace("_", "-")
             if not setting_help(f):
                 raise TypeError(f"{cls.__name__}.{f.name} has no help: declare it with typed_config.setting")
-            values = {_shown(getattr(p, f.name), flag) for p in (presets or {}).values()}
-            if len(values) > 1:
-                assert presets is not None
-                shown = "per preset: " + ", ".join(
-                    f"{n} {_shown(getattr(p, f.name), flag)}" for n, p in presets.items()
-                )
-            else:
-                shown = _shown(getattr(default, f.name), flag)
+            by_preset = {n: _shown(getattr(p, f.name), flag) for n, p in (presets or {"": cls()}).items()}
+            shown = next(iter(by_preset.values()))
+            if len(set(by_preset.values())) > 1:
+                shown = "per preset: " + ", ".join(f"{n} {v}" for n, v in by_preset.items())
             decls = (f"--{flag}/--no-{flag}",) if hint is bool else (f"--{flag}", *f.metadata.get("flags", ()))
             info = typer.Option(*decls, help=setting_help(f), show_default=shown, rich_help_panel=panel)
             options.append(
