@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from agentprm.conversation import to_agentgym
 from agentprm.trajectory import (
     SCHEMA_VERSION,
     Compute,
@@ -16,7 +17,6 @@ from agentprm.trajectory import (
     export_parquet,
     iter_jsonl,
     read_trajectories,
-    to_agentgym,
     write_trajectories,
 )
 

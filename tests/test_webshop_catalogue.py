@@ -17,9 +17,10 @@ from agentprm.envs.webshop.catalogue import (
     make_goals,
     parse_options,
     parse_pricing,
+    synthetic_catalogue,
 )
 from agentprm.envs.webshop.env import WebShopEnv
-from agentprm.envs.webshop.synthetic import generate_raw, synthetic_catalogue
+from agentprm.envs.webshop.synthetic import generate_raw
 from agentprm.errors import UserError
 
 # CI keeps shared data at ../shared/data from the repo root; a worktree may sit deeper, so look upwards.

@@ -46,6 +46,15 @@ def trajectory_messages(traj: Trajectory, upto_step: int | None = None) -> list[
     return msgs
 
 
+def to_agentgym(traj: Trajectory) -> dict[str, Any]:
+    """AgentGym's conversation format: {"conversations": [{"from", "loss", "value"}...], "item_id"}."""
+    conv = []
+    for m in trajectory_messages(traj):
+        is_gpt = m["role"] == "assistant"
+        conv.append({"from": "gpt" if is_gpt else "human", "loss": is_gpt, "value": m["content"]})
+    return {"conversations": conv, "item_id": traj.task_id, "reward": traj.reward, "success": traj.success}
+
+
 def step_messages(system_prompt: str, observations: list[str], outputs: list[str]) -> list[Message]:
     """Messages for a history given as parallel lists; len(observations) is len(outputs) or one more."""
     msgs = initial_messages(system_prompt, observations[0])

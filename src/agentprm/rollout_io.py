@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 from agentprm.trajectory import iter_jsonl
 
@@ -13,13 +12,6 @@ def done_task_ids(path: str | os.PathLike) -> set[str]:
     if not os.path.exists(path):
         return set()
     return {d["task_id"] for d in iter_jsonl(path)}
-
-
-def done_counts(path: str | os.PathLike) -> Counter[str]:
-    """How many complete trajectories each task id has in `path` (for N-per-task resume)."""
-    if not os.path.exists(path):
-        return Counter()
-    return Counter(d["task_id"] for d in iter_jsonl(path))
 
 
 def done_ids(path: str | os.PathLike) -> set[str]:

@@ -183,17 +183,6 @@ def write_trajectories(path: str | os.PathLike, trajectories: Iterable[Trajector
 # -- exports ------------------------------------------------------------------------------------------
 
 
-def to_agentgym(traj: Trajectory) -> dict[str, Any]:
-    """AgentGym's conversation format: {"conversations": [{"from", "loss", "value"}...], "item_id"}."""
-    from agentprm.conversation import trajectory_messages
-
-    conv = []
-    for m in trajectory_messages(traj):
-        is_gpt = m["role"] == "assistant"
-        conv.append({"from": "gpt" if is_gpt else "human", "loss": is_gpt, "value": m["content"]})
-    return {"conversations": conv, "item_id": traj.task_id, "reward": traj.reward, "success": traj.success}
-
-
 def export_parquet(trajectories: Iterable[Trajectory], path: str | os.PathLike) -> None:
     """One row per step (flat, analysis-friendly), trajectory fields repeated on each row."""
     import pyarrow as pa

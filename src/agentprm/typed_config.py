@@ -1,4 +1,5 @@
-"""Typed configs from YAML mappings: unknown keys and wrongly typed values end in one line naming the fix."""
+"""Typed configs: fields that carry their own help (`setting`), and loading from YAML mappings where unknown
+keys and wrongly typed values end in one line naming the fix."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ T = TypeVar("T")
 
 # Scalar annotations checked on load (the dataclasses use `from __future__ import annotations`: strings).
 _SCALARS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def setting(default: T, help: str, *, flags: tuple[str, ...] = ()) -> T:
+    """A dataclass field with a default and its one-line help: the one place a knob is explained, read by
+    the CLI options derived from the dataclass (`agentprm.cli.common.config_options`). `flags`: extra
+    option names (e.g. a short alias kept for old command lines)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flags": flags})
+
+
+def setting_help(f: dataclasses.Field) -> str:
+    """The help of a field declared with `setting` ("" for a plain field)."""
+    return str(f.metadata.get("help", ""))
 
 
 def _type_ok(annotation: object, value: Any) -> bool:

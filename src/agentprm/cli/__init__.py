@@ -4,20 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import typer
-
-from agentprm.errors import RewardModelError, UserError
-
-app = typer.Typer(
-    name="agentprm",
-    help="Process reward models for LLM agents (AgentPRM): envs, demos, policies, step labels, PRMs, search.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-# Command modules register themselves on `app` at import.
-from agentprm.cli import (  # noqa: E402
+from agentprm.cli import (  # each registers its commands on `app` at import
     env_cmds,  # noqa: F401
     pipeline_cmds,  # noqa: F401
     policy_cmds,  # noqa: F401
@@ -29,6 +16,10 @@ from agentprm.cli import (  # noqa: E402
     view_cmds,  # noqa: F401
     webshop_cmds,  # noqa: F401
 )
+from agentprm.cli.root import app
+from agentprm.errors import RewardModelError, UserError
+
+__all__ = ["app", "main"]
 
 
 def main() -> None:

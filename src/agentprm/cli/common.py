@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
-import time
+import typing
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from agentprm.errors import UserError
+from agentprm.progress import progress as progress  # the commands' bar (pipeline.py imports it from here too)
+from agentprm.typed_config import setting_help
 
 
 def writable_path(path: Path) -> Path:
@@ -56,64 +61,6 @@ def resumable(what: str):
         raise SystemExit(130) from None
 
 
-def progress() -> Progress:
-    """A rich progress bar on a terminal; elsewhere (a log file, a pipe, CI) plain progress lines."""
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    if sys.stdout.isatty():
-        return Progress(*columns)
-    return LineProgress(*columns, disable=True)
-
-
-class LineProgress(Progress):
-    """Progress for output that is not a terminal: one line per task at most every `every` seconds
-    (env AGENTPRM_PROGRESS_SECONDS, default 10) and when it completes, e.g.
-    `sft: 12/37 (32%) loss 1.234, 0:01:05 elapsed, ~0:02:15 left`."""
-
-    def __init__(self, *args, every: float | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.every = every if every is not None else float(os.environ.get("AGENTPRM_PROGRESS_SECONDS", "10"))
-        self._last: dict = {}
-
-    def update(self, task_id, **kwargs) -> None:  # type: ignore[override]
-        super().update(task_id, **kwargs)
-        self._report(task_id)
-
-    def advance(self, task_id, advance: float = 1) -> None:
-        super().advance(task_id, advance)
-        self._report(task_id)
-
-    def _report(self, task_id) -> None:
-        task = self._tasks[task_id]
-        now = time.monotonic()
-        finished = task.total is not None and task.completed >= task.total
-        last = self._last.get(task_id)
-        if last == "done" or (not finished and last is not None and now - last < self.every):
-            return
-        self._last[task_id] = "done" if finished else now
-        if task.total:
-            count = f"{task.completed:g}/{task.total:g} ({task.completed / task.total:.0%})"
-        else:
-            count = f"{task.completed:g}"
-        status = task.fields.get("status", "")
-        line = f"{task.description}: {count}" + (f" {status}" if status else "")
-        line += f", {_hms(task.elapsed or 0)} elapsed"
-        if task.time_remaining is not None and not finished:
-            line += f", ~{_hms(task.time_remaining)} left"
-        print(line, flush=True)
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 # Training curves (agentprm.tracking), Hugging Face's option name and values.
 ReportToOpt = Annotated[
     str,
@@ -123,3 +70,58 @@ ReportToOpt = Annotated[
         "package), none, or a comma list.",
     ),
 ]
+
+
+def _shown(value: Any, flag: str) -> str:
+    if isinstance(value, bool):
+        return flag if value else f"no-{flag}"
+    return str(value)
+
+
+def config_options(
+    cls: type, *, into: str, presets: Mapping[str, Any] | None = None, panel: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per field of dataclass `cls` (`--field-name`; `--x/--no-x` for a bool),
+    with the help its `typed_config.setting` declares, so a new field is a new option without a second
+    declaration. The command's parameter `into` (not an option itself) receives the fields given on the
+    command line as a dict; a field left out is absent, so a preset or the dataclass default decides it.
+    `presets` (name -> instance) only shows each preset's value in `--help` where they differ."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(command, eval_str=True)
+        own = list(sig.parameters.values())
+        names = {f.name for f in fields}
+        if into not in sig.parameters or names & set(sig.parameters):
+            raise TypeError(f"{command.__name__}: needs a parameter {into!r} and no {cls.__name__} field as its own")
+        options = []
+        for f in fields:
+            hint, flag = hints[f.name], f.name.replace("_", "-")
+            if not setting_help(f):
+                raise TypeError(f"{cls.__name__}.{f.name} has no help: declare it with typed_config.setting")
+            by_preset = {n: _shown(getattr(p, f.name), flag) for n, p in (presets or {"": cls()}).items()}
+            shown = next(iter(by_preset.values()))
+            if len(set(by_preset.values())) > 1:
+                shown = "per preset: " + ", ".join(f"{n} {v}" for n, v in by_preset.items())
+            decls = (f"--{flag}/--no-{flag}",) if hint is bool else (f"--{flag}", *f.metadata.get("flags", ()))
+            info = typer.Option(*decls, help=setting_help(f), show_default=shown, rich_help_panel=panel)
+            options.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[hint | None, info]
+                )
+            )
+        at = own.index(sig.parameters[into])
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at]] + options
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at + 1 :]]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in names}
+            return command(**kwargs, **{into: {k: v for k, v in given.items() if v is not None}})
+
+        run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agentprm.cli import app
 from agentprm.cli.common import ReportToOpt, progress, resumable, writable_path
+from agentprm.cli.root import app
 from agentprm.errors import UserError
 
 

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from agentprm.cli import app
-from agentprm.cli.common import ReportToOpt, existing_file, progress, resumable, writable_path
+from agentprm.cli.common import ReportToOpt, config_options, existing_file, progress, resumable, writable_path
+from agentprm.cli.root import app
 from agentprm.errors import UserError
+from agentprm.prm.config import OBJECTIVES, PRESETS, PRMTrainConfig
 
 TrajOpt = Annotated[Path, typer.Option(help="Trajectories JSONL (from `agentprm collect`).")]
 
@@ -149,8 +150,13 @@ def label(
 
 
 @app.command("train-prm")
+@config_options(
+    PRMTrainConfig,
+    into="settings",
+    presets={p: PRMTrainConfig.preset(p) for p in PRESETS},
+    panel="Training settings (PRMTrainConfig; an option given overrides the preset)",
+)
 def train_prm_cmd(
-    objective: Annotated[str, typer.Option(help="agentprm | pvm | orm | mc.")] = "agentprm",
     trajectories: TrajOpt = Path("trajectories.jsonl"),
     out: Annotated[Path, typer.Option(help="Output PRM dir (HF dir + value_head.safetensors).")] = Path("prm"),
     init: Annotated[Path, typer.Option(help="Backbone HF dir; the paper initialises from the SFT policy.")] = Path(
@@ -158,41 +164,28 @@ def train_prm_cmd(
     ),
     labels: Annotated[Path | None, typer.Option(help="mc: labels JSONL from `agentprm label --method mc`.")] = None,
     preset: Annotated[
-        str, typer.Option(help="auto | tiny | paper (lr 1e-6, 5 epochs). auto: tiny below 50M params.")
+        str,
+        typer.Option(
+            help="auto | tiny | paper: the settings not given as options. paper: lr 1e-6, 5 epochs; tiny: for "
+            "the from-scratch CPU backbone; auto: tiny below 50M params."
+        ),
     ] = "auto",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (overrides the preset).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (overrides the preset).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Trajectories per step (overrides the preset).")] = None,
-    beta: Annotated[float, typer.Option(help="Weight of L_A (paper: 1).")] = 1.0,
-    gamma: Annotated[float, typer.Option(help="TD discount γ.")] = 1.0,
-    lam: Annotated[float, typer.Option(help="GAE λ.")] = 0.95,
-    bootstrap: Annotated[str, typer.Option(help="literal | next.")] = "literal",
-    binary_outcome: Annotated[bool, typer.Option(help="0/1 success as r instead of the raw reward.")] = False,
-    half_advantage: Annotated[bool, typer.Option(help="½ on L_A (Algorithm 1) or not (Eq 9).")] = True,
-    detach_targets: Annotated[bool, typer.Option(help="Stop-gradient on TD targets.")] = True,
-    reduction: Annotated[str, typer.Option(help="step (pool all steps) | trajectory (mean per τ first).")] = "step",
-    mc_advantage_loss: Annotated[bool, typer.Option(help="mc: add β·L_A.")] = False,
-    head: Annotated[str, typer.Option(help="Head activation: none | sigmoid.")] = "none",
-    max_length: Annotated[int, typer.Option(help="Token cap (0: the backbone's).")] = 0,
-    seed: Annotated[int, typer.Option(help="Shuffle seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    bf16: Annotated[
-        bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: the preset's).")
-    ] = None,
+    settings: dict[str, Any] | None = None,
     force: Annotated[bool, typer.Option(help="Retrain even if OUT holds a finished PRM.")] = False,
     report_to: ReportToOpt = "tensorboard",
 ) -> None:
     """Train a PRM (Algorithm 1 for agentprm). Rerunning after an interruption resumes from the checkpoint.
 
     Runs unchanged under `accelerate launch` (data parallel; --batch-size stays the global batch)."""
-    from agentprm.prm.train import OBJECTIVES, PRMTrainConfig, is_trained, train_prm
+    from agentprm.prm.train import is_trained, train_prm
     from agentprm.tracking import check_report_to
 
     check_report_to(report_to)
-
+    given = settings or {}
+    objective = given.get("objective", PRMTrainConfig.objective)
     if objective not in OBJECTIVES:
         raise UserError(f"unknown --objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
-    if preset not in ("auto", "tiny", "paper"):
+    if preset not in ("auto", *PRESETS):
         raise UserError(f"unknown --preset {preset!r}; choose auto, tiny or paper")
     if not (init / "config.json").is_file():
         raise UserError(f"--init {init} is not an HF model dir (no config.json); give the SFT policy dir")
@@ -205,28 +198,8 @@ def train_prm_cmd(
         shutil.rmtree(out)
     if preset == "auto":
         preset = "tiny" if _param_count(init) < 50e6 else "paper"
-    overrides = {
-        k: v for k, v in {"lr": lr, "epochs": epochs, "batch_size": batch_size, "bf16": bf16}.items() if v is not None
-    }
     try:
-        cfg = PRMTrainConfig.preset(
-            preset,
-            objective=objective,
-            beta=beta,
-            gamma=gamma,
-            lam=lam,
-            bootstrap=bootstrap,
-            binary_outcome=binary_outcome,
-            half_advantage=half_advantage,
-            detach_targets=detach_targets,
-            reduction=reduction,
-            mc_advantage_loss=mc_advantage_loss,
-            head_activation=head,
-            max_length=max_length,
-            seed=seed,
-            device=device,
-            **overrides,
-        )
+        cfg = PRMTrainConfig.preset(preset, **given)
         cfg.validate()
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from agentprm.cli import app
 from agentprm.cli.common import progress, writable_path
+from agentprm.cli.root import app
 
 
 def _command_line(ctx: typer.Context, name: str) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from agentprm.cli import app
+from agentprm.cli.root import app
 
 
 @app.command("serve-env")

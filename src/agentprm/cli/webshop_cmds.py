@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agentprm.cli import app
 from agentprm.cli.common import progress
+from agentprm.cli.root import app
 
 
 @app.command("webshop-check")

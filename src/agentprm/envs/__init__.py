@@ -1,6 +1,6 @@
 """Environments. Each registers an `EnvSpec` here; the import is lazy (see `EnvSpec.factory`)."""
 
-from agentprm.envs.base import REGISTRY, Env, EnvSpec, StepResult, get_spec, make_env, register
+from agentprm.envs.base import REGISTRY, Env, EnvSpec, StepResult, get_spec, make_env, register, register_prefix
 
 register(
     EnvSpec(
@@ -44,6 +44,11 @@ register(
         description="Math word problems, one reasoning step per turn (generated GSM8K-style problems, or a "
         "GSM8K data dir via AGENTPRM_MATH_DATA)",
     )
+)
+
+# A user's AgentGym server (envs/agentgym): any of its envs, by URL.
+register_prefix(
+    "agentgym:", "agentprm.envs.agentgym:agentgym_spec", "an AgentGym server: agentgym:<name>@http://HOST:PORT"
 )
 
 __all__ = ["REGISTRY", "Env", "EnvSpec", "StepResult", "get_spec", "make_env", "register"]

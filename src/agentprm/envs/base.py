@@ -126,22 +126,27 @@ def _load(ref: str) -> Any:
 
 
 REGISTRY: dict[str, EnvSpec] = {}
+# Env names served elsewhere, by name prefix: (spec maker `module:function(name) -> EnvSpec`,
+# imported on first use like `EnvSpec.factory`; the form of such a name, for error messages).
+PREFIXES: dict[str, tuple[str, str]] = {}
 
 
 def register(spec: EnvSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
-def get_spec(name: str) -> EnvSpec:
-    if name.startswith("agentgym:"):  # a user's AgentGym server: agentgym:<name>@http://HOST:PORT
-        from agentprm.envs.agentgym import agentgym_spec
+def register_prefix(prefix: str, spec_maker: str, usage: str) -> None:
+    """Env names starting with `prefix` get their spec from `spec_maker` (e.g. `agentgym:<name>@URL`)."""
+    PREFIXES[prefix] = (spec_maker, usage)
 
-        return agentgym_spec(name)
+
+def get_spec(name: str) -> EnvSpec:
+    for prefix, (spec_maker, _) in PREFIXES.items():
+        if name.startswith(prefix):
+            return _load(spec_maker)(name)
     if name not in REGISTRY:
-        raise UserError(
-            f"unknown env {name!r}; choose one of: {', '.join(sorted(REGISTRY))} "
-            "(or an AgentGym server: agentgym:<name>@http://HOST:PORT)"
-        )
+        families = "".join(f" (or {usage})" for _, usage in PREFIXES.values())
+        raise UserError(f"unknown env {name!r}; choose one of: {', '.join(sorted(REGISTRY))}{families}")
     return REGISTRY[name]
 
 

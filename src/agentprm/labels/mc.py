@@ -40,11 +40,6 @@ class RolloutStart:
         """The conversation through o_{t+1} (ends in a user turn)."""
         return trajectory_messages(self.prefix) + [{"role": "user", "content": self.observation}]
 
-    @property
-    def rounds_left(self) -> int:
-        """max_rounds minus the steps already taken."""
-        return self.env.max_rounds - len(self.prefix.steps)
-
 
 @dataclass
 class RolloutOutcome:

@@ -19,10 +19,6 @@ from agentprm.errors import RewardModelError, UserError
 from agentprm.prm.base import StepScores
 
 
-def is_url(spec: str) -> bool:
-    return spec.startswith(("http://", "https://"))
-
-
 class RemoteRewardModel:
     """Scores conversations on a PRM server. `chunk` conversations go in one request (the server's
     request limit; concurrent requests from many clients are batched together by the server)."""

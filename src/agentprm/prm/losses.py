@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-REDUCTIONS = ("step", "trajectory")
+from agentprm.prm.config import REDUCTIONS
 
 
 def _reduce(sq: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -33,81 +33,14 @@ import torch
 from agentprm.conversation import trajectory_messages
 from agentprm.distributed import DataParallel
 from agentprm.interrupt import atomic
-from agentprm.labels.outcome import LabelSettings, outcome_trusted, outcome_value
-from agentprm.labels.td_gae import BOOTSTRAPS, td_gae_linear
-from agentprm.prm.losses import REDUCTIONS, advantage_loss, agentprm_loss, q_loss
+from agentprm.labels.outcome import outcome_trusted, outcome_value
+from agentprm.labels.td_gae import td_gae_linear
+from agentprm.prm.config import OBJECTIVES, PRESETS, PRMTrainConfig
+from agentprm.prm.losses import advantage_loss, agentprm_loss, q_loss
 from agentprm.prm.model import EncodedConversation, PRMMeta, ValueHeadPRM, encode_for_scoring
 from agentprm.trajectory import Trajectory
 
-OBJECTIVES = ("agentprm", "pvm", "orm", "mc")
-PRESETS = ("tiny", "paper")
 CHECKPOINT_DIR = "checkpoint"
-
-
-@dataclass
-class PRMTrainConfig:
-    """Every knob of PRM training. Defaults are the paper's where it gives them (see each comment)."""
-
-    objective: str = "agentprm"
-    # optimisation (paper: lr 1e-6, <= 5 epochs; optimiser, batch, schedule not given: AdamW, constant)
-    lr: float = 1e-6
-    epochs: int = 5
-    batch_size: int = 16  # trajectories per optimiser step
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    warmup_steps: int = 0
-    # labels (paper.md §9 items 1, 2, 6)
-    gamma: float = 1.0
-    lam: float = 0.95
-    bootstrap: str = "literal"  # "literal" (Eq 12-14) | "next" (SARSA(λ) next-step bootstrap)
-    binary_outcome: bool = False  # raw env reward (default) or 0/1 success as r
-    # loss (paper.md §9 item 3)
-    beta: float = 1.0
-    half_advantage: bool = True  # Algorithm 1's ½ on L_A (Eq 9 has none)
-    detach_targets: bool = True  # stop-gradient on the TD targets (not stated; standard)
-    reduction: str = "step"  # "step": mean over all steps of the batch | "trajectory": per τ first
-    mc_advantage_loss: bool = False  # MC objective: add β·L_A
-    # model (paper.md §9 item 4)
-    head_activation: str = "none"  # "none" (regression) | "sigmoid"
-    max_length: int = 0  # tokens; 0 = the backbone's limit; longer trajectories are skipped in training
-    # bookkeeping
-    seed: int = 0
-    checkpoint_every: int = 200  # optimiser steps
-    device: str = "auto"
-    bf16: bool = False  # bf16 autocast of the forward (fp32 weights and loss); ~1.5x on CPUs with AMX
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> PRMTrainConfig:
-        """`paper`: the paper's lr 1e-6, 5 epochs, for pretrained LLM backbones.
-
-        `tiny`: the from-scratch default backbone (about 1M parameters) on 2 CPU cores. lr 1e-6 does not
-        move a freshly initialised head in any affordable number of steps, so it uses AdamW lr 3e-4,
-        batch 8 (measured on the scripted data: L_Q falls steadily; see docs/prm.md), 2 epochs and bf16
-        autocast so that three PRMs fit the pipeline's minutes (3 epochs in fp32 took 204 s each on 512
-        TextCraft trajectories).
-        """
-        if name == "paper":
-            base = cls()
-        elif name == "tiny":
-            base = cls(lr=3e-4, epochs=2, batch_size=8, warmup_steps=10, bf16=True)
-        else:
-            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-        return replace(base, **overrides)
-
-    def validate(self) -> None:
-        checks = [
-            (self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}"),
-            (self.bootstrap in BOOTSTRAPS, f"bootstrap must be one of {BOOTSTRAPS}"),
-            (self.reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}"),
-            (self.lr > 0 and self.epochs >= 1 and self.batch_size >= 1, "lr > 0, epochs >= 1, batch_size >= 1"),
-            (0.0 <= self.lam <= 1.0 and 0.0 <= self.gamma <= 1.0, "lam and gamma must lie in [0, 1]"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
-
-    def label_settings(self) -> LabelSettings:
-        return LabelSettings(self.gamma, self.lam, self.bootstrap, self.binary_outcome)
 
 
 @dataclass

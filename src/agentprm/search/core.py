@@ -114,8 +114,3 @@ class SearchResult:
             **self.details,
         }
         return traj
-
-
-def search_meta(traj: Trajectory) -> dict[str, Any]:
-    """The `meta["search"]` block of a search-output trajectory ({} for other trajectories)."""
-    return traj.meta.get("search", {})

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agentprm.envs.webshop.synthetic import PRODUCTS_PER_TYPE, generate_raw
 from agentprm.errors import UserError
 
 REAL_FILES = ("items_shuffle_1000.json", "items_ins_v2_1000.json", "items_human_ins.json")
@@ -235,6 +236,12 @@ def load_real_catalogue(data_dir: str | os.PathLike, price_seed: int = 0) -> Cat
     return cat
 
 
+def synthetic_catalogue(seed: int = 0, per_type: int = PRODUCTS_PER_TYPE) -> Catalogue:
+    """The offline default: `synthetic.py`'s generated raw files through the same code as a real data dir."""
+    products, attributes, human = generate_raw(seed, per_type)
+    return build_catalogue(f"synthetic-seed{seed}", products, attributes, human, price_seed=seed)
+
+
 _CACHE: dict[tuple[str, int], Catalogue] = {}
 
 
@@ -246,8 +253,6 @@ def get_catalogue(data: str | os.PathLike | None = None, seed: int = 0) -> Catal
     key = ("synthetic" if data is None else str(Path(data).expanduser().resolve()), seed)
     if key not in _CACHE:
         if data is None:
-            from agentprm.envs.webshop.synthetic import synthetic_catalogue
-
             _CACHE[key] = synthetic_catalogue(seed)
         else:
             _CACHE[key] = load_real_catalogue(data, price_seed=seed)

@@ -22,8 +22,6 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from agentprm.envs.webshop.catalogue import Catalogue, build_catalogue
-
 PRODUCTS_PER_TYPE = 25
 
 APPAREL = [
@@ -1098,8 +1096,3 @@ def generate_raw(
                 human[raw["asin"]] = [_instruction(rng, t, attrs, options) for _ in range(n_ins)]
     rng.shuffle(products)  # items_shuffle: product order carries no type information
     return products, attributes, human
-
-
-def synthetic_catalogue(seed: int = 0, per_type: int = PRODUCTS_PER_TYPE) -> Catalogue:
-    products, attributes, human = generate_raw(seed, per_type)
-    return build_catalogue(f"synthetic-seed{seed}", products, attributes, human, price_seed=seed)
