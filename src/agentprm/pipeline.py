@@ -939,7 +939,7 @@ class _bar:
     """A rich progress bar for one stage (total may be set later)."""
 
     def __init__(self, what: str, total: int | None = None):
-        from agentprm.cli.common import progress
+        from agentprm.progress import progress
 
         self.p = progress()
         self.what, self.total = what, total
