@@ -45,13 +45,13 @@ def main() -> None:
     rows = []
     for b in (int(x) for x in args.batches.split(",")):
         prompts = [[5 + (i + j) % 1000 for j in range(args.context)] for i in range(b)]
-        gens = [torch.Generator().manual_seed(i) for i in range(b)]
-        decode_batch(model, prompts, max_new_tokens=2, stop_ids=[-1], temperature=1.0, generators=gens)
+        seeds = list(range(b))
+        decode_batch(model, prompts, max_new_tokens=2, stop_ids=[-1], temperature=1.0, seeds=seeds)
         t0 = time.perf_counter()
-        decode_batch(model, prompts, max_new_tokens=1, stop_ids=[-1], temperature=1.0, generators=gens)
+        decode_batch(model, prompts, max_new_tokens=1, stop_ids=[-1], temperature=1.0, seeds=seeds)
         t_prefill = time.perf_counter() - t0
         t0 = time.perf_counter()
-        decode_batch(model, prompts, max_new_tokens=args.steps + 1, stop_ids=[-1], temperature=1.0, generators=gens)
+        decode_batch(model, prompts, max_new_tokens=args.steps + 1, stop_ids=[-1], temperature=1.0, seeds=seeds)
         step = (time.perf_counter() - t0 - t_prefill) / args.steps
         rows.append((b, step))
         print(f"batch {b:>3}: {step * 1000:7.2f} ms a step, {step / b * 1000:6.3f} ms a row", flush=True)

@@ -13,6 +13,7 @@ batched-fast / sequential-fast in episodes/s.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +25,12 @@ from agentprm.rollout import RolloutConfig, new_episode, run_episodes
 from agentprm.rollout.jobs import episode_seed
 
 
-def measure(policy, make_env, tasks, cfg) -> dict[str, float]:
+def measure(policy, make_env, tasks, cfg) -> dict:
     eps = [new_episode(make_env(), u, traj_id=f"{u}#{i}", seed=episode_seed(0, u, i)) for i, u in enumerate(tasks)]
     t0 = time.perf_counter()
     trajs = [ep.traj for ep in run_episodes(policy, eps, cfg)]
     dt = time.perf_counter() - t0
+    trajs.sort(key=lambda t: t.id)
     gen = sum(t.compute.policy_generated_tokens for t in trajs)
     return {
         "sec": dt,
@@ -38,6 +40,7 @@ def measure(policy, make_env, tasks, cfg) -> dict[str, float]:
         "turns": sum(t.num_steps for t in trajs) / len(trajs),
         "gen": gen,
         "context": sum(t.compute.policy_prompt_tokens for t in trajs) / max(1, sum(t.num_steps for t in trajs)),
+        "outputs": {t.id: [s.output for s in t.steps] for t in trajs},
     }
 
 
@@ -49,11 +52,19 @@ def main() -> None:
     ap.add_argument("--env", default="textcraft")
     ap.add_argument("--split", default="train")
     ap.add_argument("--episodes", type=int, default=64, help="episodes per mode (= the batch for batched modes)")
-    ap.add_argument("--sequential-episodes", type=int, default=16, help="episodes for the one-at-a-time row")
+    ap.add_argument(
+        "--sequential-episodes",
+        type=int,
+        default=None,
+        help="episodes for the one-at-a-time row (default: all; fewer makes the ratio compare different tasks)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--max-rounds", type=int, default=None)
     ap.add_argument("--modes", default="fast,fast-noreuse,hf,hf-static")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=128, help="toy policy width (default: the tiny default's)")
+    ap.add_argument("--layers", type=int, default=4, help="toy policy layers (default: the tiny default's)")
+    ap.add_argument("--train-steps", type=int, default=100, help="SFT steps of the toy policy on scripted demos")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -62,7 +73,13 @@ def main() -> None:
         from agentprm.testing.policies import tiny_policy_dir
 
         tmp = Path(tempfile.mkdtemp())
-        policy_dir = tiny_policy_dir(tmp / "policy", train_steps=100)
+        policy_dir = tiny_policy_dir(
+            tmp / "policy",
+            train_steps=args.train_steps,
+            hidden=args.hidden,
+            layers=args.layers,
+            intermediate=4 * args.hidden,  # the tiny default's MLP ratio (TinyPolicyConfig: 128 -> 512)
+        )
 
         def make_env():
             return ScriptedEnv(max_rounds=6, n_train=args.episodes)
@@ -78,7 +95,10 @@ def main() -> None:
     cfg = RolloutConfig(
         temperature=1.0, max_new_tokens=args.max_new_tokens, max_rounds=args.max_rounds, batch_size=args.episodes
     )
-    print(f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}")
+    print(
+        f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{'sec':>9}{'turns':>8}{'success':>9}")
     rows = {}
     store = policy.prefix_store
@@ -100,6 +120,9 @@ def main() -> None:
     print(
         f"{'fast one-at-a-time':<22}{seq['episodes/s']:>12.2f}{seq['gen tok/s']:>12.0f}{seq['sec']:>9.1f}{seq['turns']:>8.1f}{seq['success']:>9.1%}"
     )
+    if "fast" in rows:  # seeds are per episode: batched and one-at-a-time must sample the same turns
+        same = all(rows["fast"]["outputs"].get(k) == v for k, v in seq["outputs"].items())
+        print(f"same trajectories batched and one at a time: {same}")
     if "fast" in rows:
         for mode in rows:
             if mode != "fast":

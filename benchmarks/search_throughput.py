@@ -28,7 +28,10 @@ from agentprm.testing.policies import tiny_policy_dir
 
 
 def build(tmp: Path, hidden: int, layers: int, train_steps: int) -> tuple[HFPolicy, PRMScorer]:
-    pdir = tiny_policy_dir(tmp / "policy", hidden=hidden, layers=layers, train_steps=train_steps)
+    # MLP 4 x hidden: the tiny default's ratio (TinyPolicyConfig: hidden 128, MLP 512)
+    pdir = tiny_policy_dir(
+        tmp / "policy", hidden=hidden, layers=layers, intermediate=4 * hidden, train_steps=train_steps
+    )
     policy = HFPolicy.load(pdir, batch_size=256)
     prm = ValueHeadPRM.from_backbone(pdir)
     torch.manual_seed(1)
