@@ -183,6 +183,10 @@ def test_seeded_samples_do_not_depend_on_the_batch(random_llama):
     together = sample(PROMPTS, [11, 12, 13, 14])
     assert sample(PROMPTS, [11, 12, 13, 14]) == together
     assert sample(PROMPTS[2:3], [13]) == together[2:3]
+    # Repeated prompts (n samples of one conversation) are prefilled once and sampled row by row.
+    repeated = sample([PROMPTS[2], PROMPTS[0], PROMPTS[2]], [13, 11, 14])
+    assert repeated[:2] == [together[2], together[0]]
+    assert repeated[2] == sample(PROMPTS[2:3], [14])[0]
     assert sample(PROMPTS[:1], [99]) != together[:1] or sample(PROMPTS[:1], [98]) != together[:1]
 
 
