@@ -7,7 +7,9 @@ Without --policy it builds a toy tiny policy on the scripted env (so it runs any
 `fast-noreuse` (the same, re-encoding the whole conversation every round), `hf` (HF `generate`, dynamic cache),
 `hf-static` (HF `generate`, static cache), each batched; then `fast` one episode at a time. Every
 mode runs the same tasks at T = 1 with the same per-episode seeds. The last line is the ratio
-batched-fast / sequential-fast in episodes/s.
+batched-fast / sequential-fast in episodes/s. With one thread (--threads 1) the times are the process's
+CPU time, which equals wall time on an idle machine and, unlike wall time, does not count the time a
+shared (or `nice`d) process waits for a core; the wall-time ratio is printed above it.
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ from agentprm.rollout.jobs import episode_seed
 
 def measure(policy, make_env, tasks, cfg) -> dict:
     eps = [new_episode(make_env(), u, traj_id=f"{u}#{i}", seed=episode_seed(0, u, i)) for i, u in enumerate(tasks)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trajs = [ep.traj for ep in run_episodes(policy, eps, cfg)]
-    dt = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # One thread: CPU time is the time the run computed (wall time adds waits for a shared core).
+    dt = cpu if torch.get_num_threads() == 1 else wall
     trajs.sort(key=lambda t: t.id)
     gen = sum(t.compute.policy_generated_tokens for t in trajs)
     return {
         "sec": dt,
+        "wall": wall,
+        "cpu": cpu,
         "episodes/s": len(trajs) / dt,
         "gen tok/s": gen / dt,
         "success": sum(t.success for t in trajs) / len(trajs),
@@ -99,7 +105,8 @@ def main() -> None:
         f"env {env_name}, policy {policy_dir}, {args.episodes} episodes, T=1, threads {args.threads}, "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{'sec':>9}{'turns':>8}{'success':>9}")
+    clock = "CPU s" if args.threads == 1 else "wall s"
+    print(f"{'mode':<22}{'episodes/s':>12}{'gen tok/s':>12}{clock:>9}{'turns':>8}{'success':>9}")
     rows = {}
     store = policy.prefix_store
     for mode in args.modes.split(","):
@@ -141,7 +148,12 @@ def main() -> None:
                 machine=matmul_flops_per_s(),
             )
         )
-        print(f"speed-up: {rows['fast']['episodes/s'] / seq['episodes/s']:.1f}x")
+        f = rows["fast"]
+        print(
+            f"wall-time ratio: {seq['wall'] / f['wall'] * len(f['outputs']) / len(seq['outputs']):.1f}x, "
+            f"CPU-time ratio: {seq['cpu'] / f['cpu'] * len(f['outputs']) / len(seq['outputs']):.1f}x"
+        )
+        print(f"speed-up: {f['episodes/s'] / seq['episodes/s']:.1f}x")
 
 
 if __name__ == "__main__":
