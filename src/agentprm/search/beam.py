@@ -93,10 +93,10 @@ def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Comp
         # Siblings share their parent's context (history + observation; at the root the whole first
         # prompt): encode it once per parent, in one call, and each candidate's turn from it. Without
         # this, round 0 of beam NxM encoded the first prompt M*M times per task.
-        by_parent: dict[int, list[_Candidate]] = {}
+        siblings: dict[int, list[_Candidate]] = {}
         for c in cands:
-            by_parent.setdefault(id(c.parent), []).append(c)
-        shared = [g for g in by_parent.values() if len(g) > 1]
+            siblings.setdefault(id(c.parent), []).append(c)
+        shared = [g for g in siblings.values() if len(g) > 1]
         start = {id(c.parent): c.parent.rm_state for c in cands}
         ctx = rm.score_from([(g[0].parent.rm_state, g[0].parent.messages()) for g in shared])
         for g, (s, state) in zip(shared, ctx, strict=True):
