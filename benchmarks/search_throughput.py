@@ -8,12 +8,15 @@ measures batching alone.
 
     PYTHONPATH=src python benchmarks/search_throughput.py [--tasks 16] [--beam 2x2] [--hidden 128 --layers 4]
 
-Last line: `speed-up: N.Nx` (tasks/s batched over tasks/s one task at a time).
+Last line: `speed-up: N.Nx` (tasks/s batched over tasks/s one task at a time). With one thread the
+ratio is taken on the process's CPU time, which equals wall time on an idle machine and, unlike wall
+time, does not count the time a shared (or `nice`d) process waits for a core; both are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +31,10 @@ from agentprm.testing.policies import tiny_policy_dir
 
 
 def build(tmp: Path, hidden: int, layers: int, train_steps: int) -> tuple[HFPolicy, PRMScorer]:
-    pdir = tiny_policy_dir(tmp / "policy", hidden=hidden, layers=layers, train_steps=train_steps)
+    # MLP 4 x hidden: the tiny default's ratio (TinyPolicyConfig: hidden 128, MLP 512)
+    pdir = tiny_policy_dir(
+        tmp / "policy", hidden=hidden, layers=layers, intermediate=4 * hidden, train_steps=train_steps
+    )
     policy = HFPolicy.load(pdir, batch_size=256)
     prm = ValueHeadPRM.from_backbone(pdir)
     torch.manual_seed(1)
@@ -61,13 +67,15 @@ def main() -> None:
 
     def run(task_lists):
         policy.prefix_store.clear()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = [r for ts in task_lists for r in beam_search(policy, rm, make_env, ts, cfg)]
-        return res, time.perf_counter() - t0
+        return res, time.perf_counter() - t0, time.process_time() - c0
 
     run([tasks[:1]])  # warm-up
-    batched, t_batched = run([tasks])
-    single, t_single = run([[t] for t in tasks])
+    batched, wall_batched, cpu_batched = run([tasks])
+    single, wall_single, cpu_single = run([[t] for t in tasks])
+    # One thread: CPU time is the time the run computed (wall time adds waits for a shared core).
+    t_batched, t_single = (cpu_batched, cpu_single) if args.threads == 1 else (wall_batched, wall_single)
     same = [[s.output for s in r.trajectory.steps] for r in batched] == [
         [s.output for s in r.trajectory.steps] for r in single
     ]
@@ -75,12 +83,19 @@ def main() -> None:
     prm_b = sum(r.compute.prm_tokens for r in batched)
     print(
         f"tasks {len(tasks)}, beam {args.beam}, {args.rounds} rounds, {args.max_new_tokens} new tokens a turn, "
-        f"policy/PRM h{args.hidden} L{args.layers}, {args.threads} thread(s)"
+        f"policy/PRM h{args.hidden} L{args.layers} MLP {4 * args.hidden}, {args.threads} thread(s), "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    prm_s = sum(r.compute.prm_tokens for r in single)
+    print(
+        f"batched:        {cpu_batched:7.2f} s CPU {wall_batched:7.2f} s wall  {len(tasks) / t_batched:6.2f} tasks/s"
+        f"  ({gen_b} generated, {prm_b} PRM tokens)"
     )
     print(
-        f"batched:        {t_batched:7.2f} s  {len(tasks) / t_batched:6.2f} tasks/s  ({gen_b} generated, {prm_b} PRM tokens)"
+        f"one at a time:  {cpu_single:7.2f} s CPU {wall_single:7.2f} s wall  {len(tasks) / t_single:6.2f} tasks/s"
+        f"  ({prm_s} PRM tokens; same trajectories: {same})"
     )
-    print(f"one at a time:  {t_single:7.2f} s  {len(tasks) / t_single:6.2f} tasks/s  (same trajectories: {same})")
+    print(f"wall-time ratio: {wall_single / wall_batched:.1f}x, CPU-time ratio: {cpu_single / cpu_batched:.1f}x")
     from agentprm.flops import limit_line, matmul_flops_per_s
 
     machine = matmul_flops_per_s()

@@ -62,7 +62,6 @@ def _full_forward_logits(model, prompt, generated):
 def test_fast_path_logits_match_plain_forward(random_llama, attn):
     random_llama.config._attn_implementation = attn
     try:
-        gens = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
         rec: list = []
         out = decode_batch(
             random_llama,
@@ -70,7 +69,7 @@ def test_fast_path_logits_match_plain_forward(random_llama, attn):
             max_new_tokens=10,
             stop_ids=list(range(12)),
             temperature=1.0,
-            generators=gens,
+            seeds=list(range(len(PROMPTS))),
             on_logits=_recorder(rec, len(PROMPTS)),
         )
     finally:
@@ -176,17 +175,18 @@ def test_fast_greedy_equals_naive_greedy_and_is_batch_independent(random_llama):
 
 def test_seeded_samples_do_not_depend_on_the_batch(random_llama):
     def sample(prompts, seeds):
-        gens = [torch.Generator().manual_seed(s) for s in seeds]
         return [
             d.tokens
-            for d in decode_batch(
-                random_llama, prompts, max_new_tokens=8, stop_ids=[3], temperature=1.0, generators=gens
-            )
+            for d in decode_batch(random_llama, prompts, max_new_tokens=8, stop_ids=[3], temperature=1.0, seeds=seeds)
         ]
 
     together = sample(PROMPTS, [11, 12, 13, 14])
     assert sample(PROMPTS, [11, 12, 13, 14]) == together
     assert sample(PROMPTS[2:3], [13]) == together[2:3]
+    # Repeated prompts (n samples of one conversation) are prefilled once and sampled row by row.
+    repeated = sample([PROMPTS[2], PROMPTS[0], PROMPTS[2]], [13, 11, 14])
+    assert repeated[:2] == [together[2], together[0]]
+    assert repeated[2] == sample(PROMPTS[2:3], [14])[0]
     assert sample(PROMPTS[:1], [99]) != together[:1] or sample(PROMPTS[:1], [98]) != together[:1]
 
 

@@ -164,3 +164,28 @@ def test_grouped_step_values_equal_one_padded_batch(prm_dir):
     g2 = torch.autograd.grad(q2[m2].sum(), model.head.weight)[0]
     assert torch.equal(m1, m2)
     assert torch.allclose(q1[m1], q2[m2], atol=1e-5) and torch.allclose(g1, g2, atol=1e-4)
+
+
+def test_beam_encodes_a_parents_context_once_for_its_candidates(prm_dir):
+    """Round 0 of beam 2x2 (root copies M: 4 samples of the root): the first prompt is encoded once,
+    then each candidate's turn from it, not the whole prompt once per candidate."""
+    scorer = PRMScorer.load(prm_dir)
+    seen = []
+
+    class Recording(KeyedPolicy):
+        def generate(self, conversations, **kw):
+            out = super().generate(conversations, **kw)
+            seen.extend(zip(conversations, out))
+            return out
+
+    cfg = BeamConfig(beam_width=2, expansions=2, temperature=1.0, seed=0)
+    (res,) = beam_search(Recording(0.5), scorer, lambda: ScriptedEnv(max_rounds=1), ["line_3_1"], cfg)
+    ((context, gens),) = seen
+    assert len(gens) == 4
+    n_ctx = len(encode_for_scoring(scorer.tokenizer, context).input_ids)
+    turns = [
+        len(encode_for_scoring(scorer.tokenizer, [*context, {"role": "assistant", "content": g.text}]).input_ids)
+        - n_ctx
+        for g in gens
+    ]
+    assert res.compute.prm_tokens == n_ctx + sum(turns)

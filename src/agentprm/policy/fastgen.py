@@ -142,14 +142,24 @@ class RowKVCache:
         return k_buf[:, :, :end], v_buf[:, :, :end]
 
     def keep_rows(self, index: torch.Tensor) -> None:
-        """Drop finished rows: kept rows move down in place (`index` ascending), slots written so far only."""
+        """Keep batch rows `index` (slots written so far only): dropping finished rows moves the kept
+        ones down in place; repeating rows (n samples of one prefilled prompt) copies into a new buffer."""
         if self.buf is None:
             return
-        buf = self.buf
-        for j, r in enumerate(index.tolist()):
-            if j != r:  # j < r: row j's old content was dropped or already moved
-                buf[:, :, j, :, : self.start] = buf[:, :, r, :, : self.start]
-        self.buf = buf[:, :, : len(index)]
+        buf, keep = self.buf, index.tolist()
+        if len(keep) <= buf.shape[2] and all(a < b for a, b in zip(keep, keep[1:])):
+            for j, r in enumerate(keep):
+                if j != r:  # j < r: row j's old content was dropped or already moved
+                    buf[:, :, j, :, : self.start] = buf[:, :, r, :, : self.start]
+            self.buf = buf[:, :, : len(keep)]
+            return
+        shape = (*buf.shape[:2], len(keep), *buf.shape[3:])
+        flat = _POOL.take(math.prod(shape), buf.dtype, buf.device)
+        new = flat[: math.prod(shape)].view(shape)
+        new[:, :, :, :, : self.start] = buf[:, :, index, :, : self.start]  # pad slots come along zeroed
+        old, self.buf, self._flat = self._flat, new, flat
+        if old is not None:
+            _POOL.give(old)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.start
@@ -225,15 +235,40 @@ def _mask(allowed: torch.Tensor, dtype: torch.dtype, boolean: bool) -> torch.Ten
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _sample(logits: torch.Tensor, temperature: float, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+_MASK64 = (1 << 64) - 1
+
+
+def uniform(seed: int, counter: int) -> float:
+    """A uniform in [0, 1) that is a pure function of (seed, counter): splitmix64 of the pair.
+
+    The sampler's randomness is counter-based: row r's draw at decode step t is `uniform(seed_r, t)`,
+    so a row's samples depend on its own seed only, never on the batch (no per-row generator object)."""
+    z = (seed * 0x9E3779B97F4A7C15 + (counter + 1) * 0xD1B54A32D192ED03) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return ((z ^ (z >> 31)) >> 11) * 2.0**-53
+
+
+def _sample(logits: torch.Tensor, temperature: float, seeds: Sequence[int | None] | None, step: int) -> torch.Tensor:
+    """Next tokens `[B]`: argmax at temperature 0, else inverse-CDF sampling over the whole batch.
+
+    Seeded rows draw `uniform(seed, step)`; unseeded rows draw from torch's global generator. One
+    softmax, one cumulative sum and one `searchsorted` for the batch: per-row `torch.multinomial` calls
+    with their own generators cost 0.16 ms a row at batch 32 (docs/search.md)."""
     if temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if all(g is None for g in generators):
-        return torch.multinomial(probs, 1).squeeze(1)
-    # One generator per row: a row's samples depend on its own seed only, not on which other rows
-    # share its batch (so collect is reproducible across batch sizes and resumes).
-    return torch.cat([torch.multinomial(probs[i : i + 1], 1, generator=g).view(1) for i, g in enumerate(generators)])
+    b = probs.shape[0]
+    if seeds is None or all(s is None for s in seeds):
+        u = torch.rand(b, dtype=torch.float64)
+    else:
+        free = iter(torch.rand(sum(s is None for s in seeds), dtype=torch.float64).tolist())
+        u = torch.tensor([uniform(s, step) if s is not None else next(free) for s in seeds], dtype=torch.float64)
+    # float64 sums: float32 rounding over a 50k vocabulary could pick a token past the last one
+    cdf = probs.cumsum(-1, dtype=torch.float64)
+    x = (u.to(cdf.device) * cdf[:, -1]).unsqueeze(1)
+    # right=True: the first token whose cumulative mass exceeds x, so a zero-probability token is never picked
+    return torch.searchsorted(cdf, x, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
 class DecodeState:
@@ -374,6 +409,20 @@ class DecodeState:
         self.cur_pos, self.real = self.cur_pos[index], self.real[index]
         return index
 
+    def repeat_rows(self, src: Sequence[int], prompts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """After `prefill` over distinct prompts: row r of the new batch is a copy of row `src[r]`
+        (`prompts[r]` equals its prompt). Returns `src` as an index tensor (to repeat the logits)."""
+        index = torch.tensor(src, device=self.device)
+        self.cache.keep_rows(index)
+        self.prompts = prompts
+        self.lengths, self.pad = self.lengths[index], self.pad[index]
+        self.pad_list = [self.pad_list[j] for j in src]
+        self.reuse = [self.reuse[j] for j in src]
+        self.first_slot = [self.first_slot[j] for j in src]
+        self.real, self.cur_pos = self.real[index], self.cur_pos[index]
+        self.live = list(range(len(src)))
+        return index
+
     def slot(self, row: int, token: int) -> int:
         """Cache slot of token `token` (0-based, of the prompt and what followed) of original row `row`."""
         return self.pad_list[row] + token
@@ -393,7 +442,7 @@ def decode_batch(
     max_new_tokens: int,
     stop_ids: Sequence[int],
     temperature: float = 0.0,
-    generators: Sequence[torch.Generator | None] | None = None,
+    seeds: Sequence[int | None] | None = None,
     pad_id: int = 0,
     on_logits: Callable[[list[int], torch.Tensor], None] | None = None,
     prefixes: Sequence[PrefixKV | None] | None = None,
@@ -404,17 +453,34 @@ def decode_batch(
     `on_logits(rows, logits)`, when given, sees the next-token logits `[len(rows), V]` of the rows
     still generating (original prompt indices `rows`) before each sampling step (tests compare them
     with a plain forward). `prefixes` as in `DecodeState`. `keep_kv` returns each row's keys/values
-    (prompt + generated but the last token) on `Decoded.kv`.
+    (prompt + generated but the last token) on `Decoded.kv`. `seeds[i]`: row i's sampling seed (its
+    t-th token draws `uniform(seeds[i], t)`; None: torch's global generator).
+
+    Identical prompts (the n samples of one conversation) are encoded once: the prefill runs over the
+    distinct prompts and the cache rows are then repeated, so sampling n actions costs one prompt's
+    prefill, not n.
     """
     n = len(prompts)
     if n == 0:
         return []
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be at least 1")
-    gens = list(generators) if generators is not None else [None] * n
-    state = DecodeState(model, prompts, extra=max_new_tokens, pad_id=pad_id, prefixes=prefixes)
+    row_seeds = list(seeds) if seeds is not None else [None] * n
+    distinct: dict[tuple[int, ...], int] = {}
+    src = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]  # row -> its distinct prompt
+    firsts: list[int] = []  # the first row of each distinct prompt (numbered in order of appearance)
+    for r, d in enumerate(src):
+        if d == len(firsts):
+            firsts.append(r)
+    if len(firsts) < n:
+        pre = [prefixes[r] for r in firsts] if prefixes is not None else None
+        state = DecodeState(model, [prompts[r] for r in firsts], extra=max_new_tokens, pad_id=pad_id, prefixes=pre)
+    else:
+        state = DecodeState(model, prompts, extra=max_new_tokens, pad_id=pad_id, prefixes=prefixes)
     try:
         last = state.prefill(logits_to_keep=1).logits[:, -1]
+        if len(firsts) < n:
+            last = last[state.repeat_rows(src, prompts)]
         stop = torch.tensor(sorted(set(stop_ids)), device=state.device)
         results: list[Decoded | None] = [None] * n
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -432,7 +498,7 @@ def decode_batch(
             if on_logits is not None:
                 rows = [j for j, a in enumerate(active) if a]
                 on_logits([state.live[j] for j in rows], last[rows])
-            nxt = _sample(last, temperature, [gens[r] for r in state.live])
+            nxt = _sample(last, temperature, [row_seeds[r] for r in state.live], step)
             nxt_list, stop_list = nxt.tolist(), torch.isin(nxt, stop).tolist()
             for j, r in enumerate(state.live):
                 if active[j]:

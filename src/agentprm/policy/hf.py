@@ -182,11 +182,10 @@ class HFPolicy:
     ) -> list[list[Generation]]:
         """`n` assistant turns per conversation. `seed`: one int for the call, or one per conversation.
 
-        Sample k of conversation i draws from its own generator seeded with `row_seed(seed_i, k)`
-        (seed_i = `row_seed(seed, i)` when one int is given), so a row's sample does not depend on the
-        batch it ran in. Greedy (temperature 0) ignores seeds.
+        Sample k of conversation i is seeded `row_seed(seed_i, k)` (seed_i = `row_seed(seed, i)` when
+        one int is given; its t-th token draws `fastgen.uniform(row seed, t)`), so a row's sample does
+        not depend on the batch it ran in. Greedy (temperature 0) ignores seeds.
         """
-        import torch
 
         from agentprm.policy.fastgen import common_prefix, decode_batch
 
@@ -205,12 +204,9 @@ class HFPolicy:
         for lo in range(0, len(order), self.batch_size):
             chunk = order[lo : lo + self.batch_size]
             chunk_prompts = [prompts[rows[j][0]] for j in chunk]
-            gens = None
+            seeds = None
             if temperature > 0 and conv_seeds is not None:
-                gens = [
-                    torch.Generator(device=self.model.device).manual_seed(row_seed(conv_seeds[rows[j][0]], rows[j][1]))
-                    for j in chunk
-                ]
+                seeds = [row_seed(conv_seeds[rows[j][0]], rows[j][1]) for j in chunk]
             if self.mode == "fast":
                 decoded = decode_batch(
                     self.model,
@@ -218,7 +214,7 @@ class HFPolicy:
                     max_new_tokens=max_new_tokens,
                     stop_ids=self.stop_ids,
                     temperature=temperature,
-                    generators=gens,
+                    seeds=seeds,
                     pad_id=self.pad_id,
                     prefixes=[stored[rows[j][0]] for j in chunk],
                     keep_kv=store is not None,
@@ -231,7 +227,7 @@ class HFPolicy:
                         if stored[rows[j][0]] is not None:  # superseded by the longer entry just added
                             store.demote(stored[rows[j][0]])  # type: ignore[arg-type]
             else:
-                results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, gens)
+                results = self._hf_generate(chunk_prompts, temperature, max_new_tokens, seeds)
             for j, (toks, finished) in zip(chunk, results):
                 i, k = rows[j]
                 body = toks[:-1] if finished else toks
@@ -239,12 +235,12 @@ class HFPolicy:
                 out[i][k] = Generation(text, len(prompts[i]), len(toks), finished)
         return out  # type: ignore[return-value]
 
-    def _hf_generate(self, prompts, temperature, max_new_tokens, gens):
+    def _hf_generate(self, prompts, temperature, max_new_tokens, seeds):
         """HF's own `generate` (left padding; dynamic or static cache), for comparison and odd architectures."""
         import torch
 
-        if gens is not None:  # HF's sampler takes no per-row generator: seed the global RNG once
-            torch.manual_seed(int(gens[0].initial_seed()))
+        if seeds is not None:  # HF's sampler takes no per-row seed: seed the global RNG once
+            torch.manual_seed(int(seeds[0]))
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)

@@ -90,7 +90,19 @@ def _score(rm: RewardModel, cands: list[_Candidate], mode: str, spent: list[Comp
     if not cands:  # every node failed or was deduplicated: nothing to score (and no empty RM call)
         return
     if mode == "score" and reuse and isinstance(rm, IncrementalRewardModel):
-        pairs = rm.score_from([(c.parent.rm_state, c.parent.candidate_messages(c.gen.text)) for c in cands])
+        # Siblings share their parent's context (history + observation; at the root the whole first
+        # prompt): encode it once per parent, in one call, and each candidate's turn from it. Without
+        # this, round 0 of beam NxM encoded the first prompt M*M times per task.
+        siblings: dict[int, list[_Candidate]] = {}
+        for c in cands:
+            siblings.setdefault(id(c.parent), []).append(c)
+        shared = [g for g in siblings.values() if len(g) > 1]
+        start = {id(c.parent): c.parent.rm_state for c in cands}
+        ctx = rm.score_from([(g[0].parent.rm_state, g[0].parent.messages()) for g in shared])
+        for g, (s, state) in zip(shared, ctx, strict=True):
+            start[id(g[0].parent)] = state
+            spent[g[0].task].prm_tokens += s.tokens
+        pairs = rm.score_from([(start[id(c.parent)], c.parent.candidate_messages(c.gen.text)) for c in cands])
         for c, (s, state) in zip(cands, pairs, strict=True):
             c.score, c.rm_state = float(s.scores[-1]), state
             spent[c.task].prm_tokens += s.tokens

@@ -33,9 +33,16 @@ def scripted_demos(n: int = 16, split: str = "train") -> list[Trajectory]:
 
 
 def tiny_policy_dir(
-    path: str | Path, *, train_steps: int = 0, seed: int = 0, hidden: int = 32, layers: int = 2
+    path: str | Path,
+    *,
+    train_steps: int = 0,
+    seed: int = 0,
+    hidden: int = 32,
+    layers: int = 2,
+    intermediate: int | None = None,
 ) -> Path:
-    """Save a toy-size tiny policy (untrained, or SFT'd `train_steps` steps on scripted demos) to `path`."""
+    """Save a toy-size tiny policy (untrained, or SFT'd `train_steps` steps on scripted demos) to `path`.
+    `intermediate`: the MLP width (default 2 x hidden; the embedded default's is 4 x hidden)."""
     from agentprm.conversation import trajectory_messages
     from agentprm.policy.sft import SFTConfig, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig, build_tiny
@@ -44,7 +51,7 @@ def tiny_policy_dir(
     path = Path(path)
     demos = scripted_demos()
     tiny = TinyPolicyConfig(
-        hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=2 * hidden, vocab_size=300
+        hidden_size=hidden, num_layers=layers, num_heads=4, intermediate_size=intermediate or 2 * hidden, vocab_size=300
     )
     if train_steps:
         demo_file = path.with_name(path.name + "-demos.jsonl")
