@@ -249,10 +249,10 @@ class Provenance:
             return None  # unreadable: treated as missing
 
     def write(self, path: Path) -> None:
+        from agentprm.disk import atomic_write_text
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
 
 
 @dataclass
@@ -601,7 +601,9 @@ class Pipeline:
     def _write_config(self) -> None:
         import yaml
 
-        self.layout.config.write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
+        from agentprm.disk import atomic_write_text
+
+        atomic_write_text(self.layout.config, yaml.safe_dump(asdict(self.cfg), sort_keys=False))
 
     # demos
     def _demos_done(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
 
+from agentprm.disk import DiskFullError
 from agentprm.errors import RewardModelError, UserError
 
 app = typer.Typer(
@@ -36,6 +38,11 @@ def main() -> None:
         app()
     except UserError as e:
         print(f"agentprm: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk in a writer without its own message: still one line, exit 2
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"agentprm: error: {DiskFullError(e.filename or 'the output')}", file=sys.stderr)
         sys.exit(2)
     except RewardModelError as e:  # a runtime failure, not bad input: finished work is saved, a rerun resumes
         print(f"agentprm: error: {e}; finished results are saved: rerun the same command to resume", file=sys.stderr)
