@@ -24,10 +24,37 @@ scalars = st.one_of(
     st.sampled_from([0, 1, -1, 2, 10**18, -(10**18), 2**63]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.sampled_from(["agentprm", "pvm", "orm", "mc", "tiny", "paper", "auto", "2x2", "4x4", "cpu", "textcraft",
-                     "babyai", "none", "full", "1e-3", "yes", "", "0x0", "-2x2", "16", "float32"]),
+    st.sampled_from(
+        [
+            "agentprm",
+            "pvm",
+            "orm",
+            "mc",
+            "tiny",
+            "paper",
+            "auto",
+            "2x2",
+            "4x4",
+            "cpu",
+            "textcraft",
+            "babyai",
+            "none",
+            "full",
+            "1e-3",
+            "yes",
+            "",
+            "0x0",
+            "-2x2",
+            "16",
+            "float32",
+        ]
+    ),
 )
-junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=8)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=8,
+)
 
 
 def _names(cls: type) -> list[str]:
@@ -94,7 +121,9 @@ def test_from_dict_loads_or_raises_user_error(data):
     _load(data)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(configs)
 def test_load_from_yaml_file_loads_or_raises_user_error(tmp_path, data):
     path = tmp_path / "fuzz.yaml"

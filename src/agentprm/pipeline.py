@@ -152,7 +152,11 @@ class PipelineConfig:
         preset = prm_preset_for(data.get("base", "tiny"), data.get("prm_preset", "auto"))
         prm = data.get("prm")
         if not isinstance(prm, PRMTrainConfig):
-            given = as_mapping(PRMTrainConfig, prm, "prm") if prm is not None else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
+            given = (
+                as_mapping(PRMTrainConfig, prm, "prm")
+                if prm is not None
+                else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
+            )
             check_keys(PRMTrainConfig, given, "prm")
             data["prm"] = PRMTrainConfig.preset(preset, **given)
         cfg = cls(**data)
