@@ -159,7 +159,11 @@ class JsonlWriter:
         line = record.to_json() if isinstance(record, Trajectory) else json.dumps(record, ensure_ascii=False)
         data = memoryview((line + "\n").encode("utf-8"))
         start = self._fh.seek(0, os.SEEK_END)
-        with writing(self.path, cleanup=lambda: self._fh.truncate(start)):
+
+        def cut_back() -> None:
+            self._fh.truncate(start)
+
+        with writing(self.path, cleanup=cut_back):
             while data:  # a raw write may take part of the bytes
                 data = data[self._fh.write(data) :]
             os.fsync(self._fh.fileno())
