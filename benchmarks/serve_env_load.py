@@ -3,26 +3,22 @@
     PYTHONPATH=src python benchmarks/serve_env_load.py [--clients 64] [--sessions 10000] [--steps 3] [--protocol babyai]
 
 The server runs as `agentprm serve-env` in a subprocess (a test-only scripted env, so the figures are the
-server's own cost); its resident memory and threads are sampled from /proc as sessions complete.
-Prints throughput, latency p50/p99, RSS and threads first/last/max, and failed requests.
+server's own cost) with room for more live sessions than clients (`--max-envs`), so nothing is evicted and a
+session that close did not free stays counted. Its resident memory and threads are read from /proc before
+the first session, as sessions complete (progress lines) and after the last; its `GET /stats` counts the
+sessions open, created, closed and evicted at the end. Prints throughput, latency p50/p99, RSS and threads
+at start/end/max, failed requests, and exits 1 on any failed request or session left open.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-sys.path.insert(0, str(SRC))
-
-from agentprm.testing.load import drive  # noqa: E402
+from agentprm.testing.load import drive, serve_env_process, server_stats  # noqa: E402
 
 
 def main() -> int:
@@ -31,61 +27,32 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--protocol", default="babyai", choices=["textcraft", "babyai", "webshop"])
+    ap.add_argument("--max-envs", type=int, default=1024, help="serve-env's live-session bound (> clients)")
+    ap.add_argument("--samples", type=int, default=20, help="memory/thread samples (and progress lines)")
     args = ap.parse_args()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    code = (
-        "from agentprm.envs import register, EnvSpec;"
-        "register(EnvSpec(name='scriptline', factory='agentprm.testing.fake_agentgym:NumberedScriptedEnv', description='t'));"
-        "from agentprm.cli import main; main()"
-    )
-    cmd = [
-        sys.executable,
-        "-c",
-        code,
-        "serve-env",
-        "--env",
-        "scriptline",
-        "--protocol",
-        args.protocol,
-        "--port",
-        str(port),
-        "--max-envs",
-        "256",
-        "--lifetime",
-        "3600",
-    ]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                httpx.get(url + "/", timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+
+    def progress(done: int, rss: int, thr: int) -> None:
+        print(f"  after {done:6d}/{args.sessions} sessions: RSS {rss} KiB, {thr} threads", flush=True)
+
+    with serve_env_process(args.protocol, max_envs=args.max_envs) as (url, pid):
         res = drive(
             url,
             args.protocol,
             clients=args.clients,
             sessions=args.sessions,
             steps=args.steps,
-            server_pid=proc.pid,
-            samples=20,
+            server_pid=pid,
+            samples=args.samples,
+            on_sample=progress,
         )
-        print(f"{args.clients} clients, {args.protocol} protocol: {res.summary()}")
-        for done, rss, thr in res.samples:
-            print(f"  after {done:6d} sessions: RSS {rss} KiB, {thr} threads")
-        if res.errors:
-            print("first errors:", res.errors[:3])
-        return 1 if res.errors else 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stats = server_stats(url)
+    print(f"{args.clients} clients, {args.protocol} protocol: {res.summary()}")
+    rss0, rss1 = res.samples[0][1], res.samples[-1][1]
+    print(f"server RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB ({(rss1 - rss0) / 1024:+.1f}); sessions {stats}")
+    if res.errors:
+        print("first errors:", res.errors[:3])
+    leaked = stats["open"] != 0 or stats["closed"] != res.sessions - len(res.errors)
+    return 1 if res.errors or leaked else 0
 
 
 if __name__ == "__main__":

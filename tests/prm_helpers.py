@@ -95,3 +95,18 @@ def tiny_backbone_dir(
 
 def messages(traj: Trajectory, upto: int | None = None):
     return trajectory_messages(traj, upto)
+
+
+def tiny_prm_dir(path: Path, seed: int = 3) -> Path:
+    """A tiny PRM dir (untrained backbone, random non-zero head: scores differ per step) as train-prm saves it."""
+    import torch
+
+    from agentprm.prm.model import PRMMeta, ValueHeadPRM
+
+    tok = tiny_tokenizer()
+    backbone = tiny_backbone_dir(path.with_name(path.name + "-backbone"), tok)
+    model = ValueHeadPRM.from_backbone(backbone)
+    torch.manual_seed(seed)
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    model.save(path, tok, PRMMeta())
+    return path

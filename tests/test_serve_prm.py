@@ -5,31 +5,23 @@ import threading
 
 import httpx
 import pytest
-import torch
 
 from agentprm.conversation import trajectory_messages
 from agentprm.errors import RewardModelError, UserError
 from agentprm.prm.base import RewardModel
 from agentprm.prm.client import RemoteRewardModel
-from agentprm.prm.model import PRMMeta, PRMScorer, ValueHeadPRM
+from agentprm.prm.model import PRMScorer
 from agentprm.search.beam import BeamConfig, beam_search
 from agentprm.search.loading import load_reward_model
 from agentprm.serve import serve_in_thread
 from agentprm.serve.prm import ServeLimits, create_prm_app
-from tests.prm_helpers import scripted_dataset, tiny_backbone_dir, tiny_tokenizer
+from tests.prm_helpers import scripted_dataset, tiny_prm_dir
 from tests.search_fakes import KeyedPolicy, make_env
 
 
 @pytest.fixture(scope="module")
 def prm_dir(tmp_path_factory):
-    tok = tiny_tokenizer()
-    d = tiny_backbone_dir(tmp_path_factory.mktemp("backbone"), tok)
-    model = ValueHeadPRM.from_backbone(d)
-    torch.manual_seed(3)
-    torch.nn.init.normal_(model.head.weight, std=0.5)  # non-zero head: scores differ per step
-    out = tmp_path_factory.mktemp("prm")
-    model.save(out, tok, PRMMeta())
-    return out
+    return tiny_prm_dir(tmp_path_factory.mktemp("prm") / "prm")
 
 
 @pytest.fixture(scope="module")

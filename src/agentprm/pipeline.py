@@ -27,7 +27,7 @@ from agentprm.policy.tiny import TinyPolicyConfig
 from agentprm.prm.train import PRMTrainConfig
 from agentprm.run_layout import RunLayout
 from agentprm.search.budget import Budget
-from agentprm.typed_config import check_keys, from_mapping
+from agentprm.typed_config import as_mapping, check_keys, from_mapping
 
 
 def _default_sft() -> SFTConfig:
@@ -131,6 +131,8 @@ class PipelineConfig:
                 raise UserError(
                     f"config {p} is not valid YAML{at}; fix its syntax (see configs/ for examples)"
                 ) from None
+            except UnicodeDecodeError:
+                raise UserError(f"config {p} is not UTF-8 text; give a YAML file (see configs/)") from None
             if not isinstance(data, dict):
                 raise UserError(f"config {p} must be a YAML mapping of PipelineConfig fields")
         elif (overrides.get("env") or DEFAULT_ENV) in ENV_DEFAULTS:  # the embedded default, sized for that env
@@ -153,10 +155,19 @@ class PipelineConfig:
         preset = prm_preset_for(data.get("base", "tiny"), data.get("prm_preset", "auto"))
         prm = data.get("prm")
         if not isinstance(prm, PRMTrainConfig):
-            given = dict(prm) if prm is not None else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
+            given = (
+                as_mapping(PRMTrainConfig, prm, "prm")
+                if prm is not None
+                else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
+            )
             check_keys(PRMTrainConfig, given, "prm")
             data["prm"] = PRMTrainConfig.preset(preset, **given)
         cfg = cls(**data)
+        try:  # now, not when the train-prm stage meets it after demos, SFT and collect
+            for objective in [cfg.prm.objective, *cfg.objectives]:
+                replace(cfg.prm, objective=objective).validate()
+        except ValueError as e:
+            raise UserError(f"prm: {e} (objectives: {cfg.objectives}); fix it in the config") from None
         for b in cfg.beams:
             Budget.parse("beam", b)
         if cfg.bon < 1:
@@ -255,10 +266,10 @@ class Provenance:
             return None  # unreadable: treated as missing
 
     def write(self, path: Path) -> None:
+        from agentprm.disk import atomic_write_text
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1))
 
 
 @dataclass
@@ -619,7 +630,9 @@ class Pipeline:
     def _write_config(self) -> None:
         import yaml
 
-        self.layout.config.write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
+        from agentprm.disk import atomic_write_text
+
+        atomic_write_text(self.layout.config, yaml.safe_dump(asdict(self.cfg), sort_keys=False))
 
     # demos
     def _demos_done(self) -> bool:

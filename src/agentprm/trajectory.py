@@ -138,19 +138,35 @@ def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:
 
 
 class JsonlWriter:
-    """Append-only JSONL writer, flushed and fsynced per record, that first repairs a torn last line."""
+    """Append-only JSONL writer, fsynced per record, that first repairs a torn last line.
+
+    A record is written whole or not at all: unbuffered, and a failed write (a full disk) is cut back to
+    the record's start before the error is raised (`agentprm.disk.DiskFullError` for a full disk), so no
+    half record waits in a buffer or on disk for a rerun to trust."""
 
     def __init__(self, path: str | os.PathLike):
+        from agentprm.disk import writing
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _truncate_torn_tail(self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _truncate_torn_tail(self.path)
+            self._fh = open(self.path, "ab", buffering=0)
 
     def write(self, record: Trajectory | dict[str, Any]) -> None:
+        from agentprm.disk import writing
+
         line = record.to_json() if isinstance(record, Trajectory) else json.dumps(record, ensure_ascii=False)
-        self._fh.write(line + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = memoryview((line + "\n").encode("utf-8"))
+        start = self._fh.seek(0, os.SEEK_END)
+
+        def cut_back() -> None:
+            self._fh.truncate(start)
+
+        with writing(self.path, cleanup=cut_back):
+            while data:  # a raw write may take part of the bytes
+                data = data[self._fh.write(data) :]
+            os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         self._fh.close()

@@ -4,6 +4,7 @@ keys and wrongly typed values end in one line naming the fix."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -27,23 +28,44 @@ def setting_help(f: dataclasses.Field) -> str:
     return str(f.metadata.get("help", ""))
 
 
+def _scalar_ok(names: list[str], value: Any) -> bool:
+    if isinstance(value, bool) and "bool" not in names:
+        return False  # YAML `yes` is not a number
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # .nan / .inf: no size, rate or weight here means that
+    return any(isinstance(value, t) for p in names for t in _SCALARS[p])
+
+
 def _type_ok(annotation: object, value: Any) -> bool:
     parts = [p.strip() for p in str(annotation).split("|")]
+    typed = [p for p in parts if p != "None"]
     if value is None:
-        return "None" in parts or not all(p in _SCALARS or p == "None" for p in parts)
-    if all(p.startswith("list[") for p in parts if p != "None") and not isinstance(value, list):
-        return False  # a lone string where a list is meant (e.g. `objectives: agentprm`)
-    known = [p for p in parts if p in _SCALARS]
-    if len(known) != len([p for p in parts if p != "None"]):
+        # None only where the annotation allows it, or for a nested section (its defaults)
+        return "None" in parts or not any(p in _SCALARS or p.startswith("list[") for p in typed)
+    lists = [p for p in typed if p.startswith("list[")]
+    if lists and len(lists) == len(typed):
+        if not isinstance(value, list):
+            return False  # a lone string where a list is meant (e.g. `objectives: agentprm`)
+        inner = [p[5:-1].strip() for p in lists]
+        return not all(i in _SCALARS for i in inner) or all(_scalar_ok(inner, x) for x in value)
+    known = [p for p in typed if p in _SCALARS]
+    if len(known) != len(typed):
         return True  # a container or nested type: checked by whoever builds it
-    if isinstance(value, bool) and "bool" not in known:
-        return False  # YAML `yes` is not a number
-    return any(isinstance(value, t) for p in known for t in _SCALARS[p])
+    return _scalar_ok(known, value)
+
+
+def as_mapping(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """A YAML section as a dict (None: empty), or one UserError when it is not a mapping."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where} must be a mapping of {cls.__name__} fields, not {data!r:.60}; fix it in the config")
+    return dict(data)
 
 
 def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
-    """Raise one UserError for keys `cls` does not have, values of the wrong scalar type, or a negative
-    count or size (any int field but the seed)."""
+    """Raise one UserError for keys `cls` does not have, values of the wrong scalar type (NaN and infinity
+    included), or a negative number (any int field but the seed; any float)."""
     if not isinstance(data, Mapping):
         raise UserError(f"{where} must be a mapping of {cls.__name__} fields, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -55,12 +77,14 @@ def check_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
             raise UserError(f"{where}.{k} = {v!r} must be of type {fields[k].type}; fix it in the config")
         if k != "seed" and isinstance(v, int) and not isinstance(v, bool) and v < 0:  # counts and sizes
             raise UserError(f"{where}.{k} = {v} must be a whole number >= 0; fix that line")
+        if isinstance(v, float) and v < 0:  # rates, weights, epochs, temperatures: none is negative
+            raise UserError(f"{where}.{k} = {v} must be a number >= 0; fix that line")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, **nested: type) -> T:
     """`cls(**data)` after `check_keys`; `nested` names fields that are themselves dataclasses
     (e.g. `tiny=TinyPolicyConfig`), built from their sub-mapping the same way."""
-    data = dict(data or {})
+    data = as_mapping(cls, data, where)
     check_keys(cls, data, where)
     for name, sub in nested.items():
         if name in data and not dataclasses.is_dataclass(data[name]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from agentprm.cli import (  # each registers its commands on `app` at import
@@ -17,6 +18,7 @@ from agentprm.cli import (  # each registers its commands on `app` at import
     webshop_cmds,  # noqa: F401
 )
 from agentprm.cli.root import app
+from agentprm.disk import DiskFullError
 from agentprm.errors import RewardModelError, UserError
 
 __all__ = ["app", "main"]
@@ -27,6 +29,11 @@ def main() -> None:
         app()
     except UserError as e:
         print(f"agentprm: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk in a writer without its own message: still one line, exit 2
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"agentprm: error: {DiskFullError(e.filename or 'the output')}", file=sys.stderr)
         sys.exit(2)
     except RewardModelError as e:  # a runtime failure, not bad input: finished work is saved, a rerun resumes
         print(f"agentprm: error: {e}; finished results are saved: rerun the same command to resume", file=sys.stderr)

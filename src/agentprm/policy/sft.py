@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentprm.conversation import ACK, Message, tokenize_conversation, trajectory_messages
+from agentprm.disk import atomic_write_text, remove, writing
 from agentprm.errors import UserError
 from agentprm.policy.hf import META_FILE, check_policy_dir, quiet_transformers
 from agentprm.policy.tiny import TinyPolicyConfig, build_tiny
@@ -363,9 +364,10 @@ def train_sft(
     if lora:
         model = _merged(model, base, cfg)  # downstream loads a plain HF dir
     if dp.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        with writing(out):  # a full disk: one clear error; META_FILE (written last, whole) is not there yet
+            out.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
         meta = {
             "env": env_name,
             "base": base_name,
@@ -377,7 +379,7 @@ def train_sft(
             "num_truncated": num_truncated,
             "config": _jsonable(cfg),
         }
-        (out / META_FILE).write_text(json.dumps(meta, indent=2))
+        atomic_write_text(out / META_FILE, json.dumps(meta, indent=2))  # the finished-policy marker: whole or absent
         shutil.rmtree(ckpt, ignore_errors=True)
     dp.barrier()
     return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start, num_truncated=num_truncated)
@@ -420,14 +422,15 @@ def _save_checkpoint(model, tokenizer, opt, ckpt: Path, step: int, cfg: SFTConfi
 
     tmp = ckpt.with_name(CKPT_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if lora:
-        model.save_pretrained(tmp / "adapter")
-    else:
-        model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": _jsonable(cfg), "base": base}))
+    with writing(tmp, cleanup=remove(tmp)):  # a full disk: the partial copy goes, the previous one stays
+        tmp.mkdir(parents=True)
+        if lora:
+            model.save_pretrained(tmp / "adapter")
+        else:
+            model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": _jsonable(cfg), "base": base}))
     old = ckpt.with_name(CKPT_DIR + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():

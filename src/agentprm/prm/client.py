@@ -19,6 +19,13 @@ from agentprm.errors import RewardModelError, UserError
 from agentprm.prm.base import StepScores
 
 
+def _floats(xs: list) -> list[float]:
+    """Scores as floats; None (a candidate the server could not score), a bool or a non-number raise."""
+    if not isinstance(xs, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in xs):
+        raise ValueError(f"scores are not a list of numbers: {str(xs)[:80]}")
+    return [float(x) for x in xs]
+
+
 class RemoteRewardModel:
     """Scores conversations on a PRM server. `chunk` conversations go in one request (the server's
     request limit; concurrent requests from many clients are batched together by the server)."""
@@ -60,7 +67,11 @@ class RemoteRewardModel:
                 reason = f"{type(e).__name__}: {e}"
                 continue
             if r.status_code < 400:
-                return r.json()
+                try:
+                    return r.json()
+                except ValueError:  # a garbled or cut answer is a failed transfer, never a score: retried
+                    reason = f"HTTP {r.status_code} with a body that is not JSON: {r.text[:80]!r}"
+                    continue
             try:
                 detail = r.json().get("detail", r.text)
             except ValueError:
@@ -75,9 +86,12 @@ class RemoteRewardModel:
         for i in range(0, len(conversations), self.chunk):
             part = conversations[i : i + self.chunk]
             d = self._call("POST", "/score", {"conversations": part})
-            if len(d["scores"]) != len(part):
-                raise RewardModelError(self.url, f"answered {len(d['scores'])} results for {len(part)} conversations")
-            out += [StepScores(list(s), int(n)) for s, n in zip(d["scores"], d["tokens"], strict=True)]
+            try:
+                if len(d["scores"]) != len(part) or len(d["tokens"]) != len(part):
+                    raise ValueError(f"{len(d['scores'])} results for {len(part)} conversations")
+                out += [StepScores(_floats(s), int(n)) for s, n in zip(d["scores"], d["tokens"], strict=True)]
+            except (KeyError, TypeError, ValueError) as e:  # a malformed answer is an error, not a score
+                raise RewardModelError(self.url, f"malformed /score answer: {e}") from None
         return out
 
     def score_candidates(self, conversation: list[Message], actions: list[str]) -> StepScores:
@@ -88,10 +102,13 @@ class RemoteRewardModel:
         for i in range(0, len(actions), self.chunk):
             part = actions[i : i + self.chunk]
             d = self._call("POST", "/score_candidates", {"conversation": conversation, "actions": part})
-            if len(d["scores"]) != len(part):
-                raise RewardModelError(self.url, f"answered {len(d['scores'])} scores for {len(part)} candidates")
-            scores += [float(s) for s in d["scores"]]
-            tokens += int(d["tokens"])
+            try:
+                if len(d["scores"]) != len(part):
+                    raise ValueError(f"{len(d['scores'])} scores for {len(part)} candidates")
+                scores += _floats(d["scores"])
+                tokens += int(d["tokens"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise RewardModelError(self.url, f"malformed /score_candidates answer: {e}") from None
         return StepScores(scores, tokens)
 
     def close(self) -> None:

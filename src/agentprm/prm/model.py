@@ -129,14 +129,20 @@ class ValueHeadPRM(nn.Module):
     def save(self, out: str | Path, tokenizer: Any, meta: PRMMeta) -> None:
         from safetensors.torch import save_file
 
+        from agentprm.disk import atomic_write_text, writing
+
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        _quiet_transformers()
-        self.backbone.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
-        meta.head_activation = self.head_activation
-        (out / CONFIG_FILE).write_text(json.dumps(asdict(meta), indent=2))
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            _quiet_transformers()
+            self.backbone.save_pretrained(str(out))
+            tokenizer.save_pretrained(str(out))
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE)
+            )
+            meta.head_activation = self.head_activation
+            # last and whole: its `train.complete` is what marks a finished PRM (prm.train.is_trained)
+            atomic_write_text(out / CONFIG_FILE, json.dumps(asdict(meta), indent=2))
 
     @classmethod
     def load(

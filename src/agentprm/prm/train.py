@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from agentprm.conversation import trajectory_messages
+from agentprm.disk import atomic_write_text, remove, writing
 from agentprm.distributed import DataParallel
 from agentprm.interrupt import atomic
 from agentprm.labels.outcome import outcome_trusted, outcome_value
@@ -267,10 +268,11 @@ def train_prm(
         tmp = out / (CHECKPOINT_DIR + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        model.save(tmp, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        torch.save(sched.state_dict(), tmp / "scheduler.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg), "log": log_rows}))
+        with writing(tmp, cleanup=remove(tmp)):  # a full disk: the partial copy goes, the previous one stays
+            model.save(tmp, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length))
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            torch.save(sched.state_dict(), tmp / "scheduler.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg), "log": log_rows}))
         if ckpt.exists():
             shutil.rmtree(ckpt)
         tmp.rename(ckpt)  # atomic swap: a kill mid-save leaves the previous checkpoint intact
@@ -349,10 +351,11 @@ def train_prm(
     model.eval()
     train_info = {**asdict(cfg), "steps": step, "items": len(items), "skipped": skipped, "complete": True}
     if dp.is_main:
+        # the log first: model.save writes the `complete` marker last, so a full disk anywhere leaves an
+        # unfinished PRM that the rerun finishes from its checkpoint
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_log.jsonl", "".join(json.dumps(row) + "\n" for row in log_rows))
         model.save(out, tokenizer, PRMMeta(cfg.objective, cfg.head_activation, str(init), max_length, train_info))
-        with open(out / "train_log.jsonl", "w", encoding="utf-8") as fh:
-            for row in log_rows:
-                fh.write(json.dumps(row) + "\n")
         if ckpt.exists():
             shutil.rmtree(ckpt)
     dp.barrier()
@@ -364,7 +367,10 @@ def is_trained(out: str | Path) -> bool:
     p = Path(out) / "prm_config.json"
     if not p.is_file():
         return False
-    return bool((json.loads(p.read_text()).get("train") or {}).get("complete"))
+    try:
+        return bool((json.loads(p.read_text()).get("train") or {}).get("complete"))
+    except (ValueError, AttributeError):  # torn or not a mapping (written before atomic writes): not finished
+        return False
 
 
 __all__ = [

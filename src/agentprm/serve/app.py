@@ -5,7 +5,8 @@ drive it unchanged. `protocol` names the AgentGym server whose `Dialect` (`agent
 shared with our client, which documents every shape) we answer in: textcraft, babyai or webshop.
 `data_idx`/`session_id` i means our task `<name>_i`.
 
-Request bodies over `max_body_bytes` (Content-Length) get HTTP 413. Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
+Request bodies over `max_body_bytes` (Content-Length) get HTTP 413. `GET /stats` (not an AgentGym
+endpoint) counts sessions open, created, closed and evicted. Live ids are bounded (`max_envs`): creating one more first drops ids idle for `idle_seconds`, then the
 least recently used. Thread-safe: a table lock, and a lock per env so one id is stepped by one request at
 a time while different ids run in parallel (FastAPI runs these sync handlers in its thread pool).
 """
@@ -59,7 +60,7 @@ class EnvTable:
         self._next = 0
         self._lock = threading.Lock()
         self._rng = random.Random()
-        self.evicted = 0
+        self.created = self.closed = self.evicted = 0  # for GET /stats: created - closed - evicted = open
 
     def create(self) -> tuple[int, _Live]:
         live = _Live(self.factory(), time.monotonic())  # built outside the lock: envs may be slow to build
@@ -76,6 +77,7 @@ class EnvTable:
             else:
                 sid, self._next = self._next, self._next + 1
             self._envs[sid] = live
+            self.created += 1
             return sid, live
 
     def _drop(self, sid: int) -> None:
@@ -97,6 +99,8 @@ class EnvTable:
     def close(self, sid: int) -> bool:
         with self._lock:
             live = self._envs.pop(sid, None)
+            if live is not None:
+                self.closed += 1
         if live is None:
             return False
         live.env.close()
@@ -189,6 +193,10 @@ def create_app(
     @app.get("/")
     def hello() -> str:
         return d.hello(name)
+
+    @app.get("/stats")
+    def stats() -> dict[str, int]:  # ours, not AgentGym's: lets a load test see leaked sessions
+        return {"open": len(table), "created": table.created, "closed": table.closed, "evicted": table.evicted}
 
     if d.create_body is not None:  # TextCraft: a JSON body is required (no body is FastAPI's 422)
 

@@ -8,6 +8,10 @@ Each request is, with probability `rate` (seeded), answered by one fault instead
   client's timeout and the connection closed: the client cannot know whether its step happened;
 - `reset`: the request is forwarded, and the answer cut mid-body by a TCP reset.
 
+Not in the default set, asked for by name: `garbage`, the request forwarded and answered with a
+well-formed HTTP response whose JSON body is cut in half (Content-Length fixed to match), so only a
+client that parses and checks the body can tell.
+
 One request per connection (the proxy answers `Connection: close`), so every fault hits exactly one
 request. Loopback only: the proxy binds 127.0.0.1 and forwards to a loopback upstream.
 """
@@ -132,6 +136,12 @@ class FaultProxy:
             answer = self._forward(request)
             if fault == "stall":
                 time.sleep(self.stall_s)
+                return
+            if fault == "garbage":
+                head, _, body = answer.partition(b"\r\n\r\n")
+                body = body[: len(body) // 2]
+                lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"content-length:")]
+                conn.sendall(b"\r\n".join([*lines, b"Content-Length: %d" % len(body)]) + b"\r\n\r\n" + body)
                 return
             if fault == "reset":
                 head, _, body = answer.partition(b"\r\n\r\n")

@@ -4,9 +4,16 @@ Used by `benchmarks/serve_env_load.py` and, at a small size, by tests/test_serve
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,18 +53,33 @@ class LoadResult:
             f"{self.sessions} sessions, {self.requests} requests in {self.seconds:.1f}s "
             f"({self.requests / max(self.seconds, 1e-9):.0f} req/s); latency p50 {self.pct(0.5):.1f} ms, "
             f"p99 {self.pct(0.99):.1f} ms, mean {statistics.fmean(self.latencies_ms) if self.latencies_ms else 0:.1f} ms; "
-            f"RSS KiB first/last/max {rss[0] if rss else 0}/{rss[-1] if rss else 0}/{max(rss, default=0)}; "
-            f"threads first/last/max {thr[0] if thr else 0}/{thr[-1] if thr else 0}/{max(thr, default=0)}; "
+            f"RSS KiB start/end/max {rss[0] if rss else 0}/{rss[-1] if rss else 0}/{max(rss, default=0)}; "
+            f"threads start/end/max {thr[0] if thr else 0}/{thr[-1] if thr else 0}/{max(thr, default=0)}; "
             f"errors {len(self.errors)}"
         )
 
 
 def drive(
-    url: str, protocol: str, *, clients: int, sessions: int, steps: int, server_pid: int | None, samples: int = 10
+    url: str,
+    protocol: str,
+    *,
+    clients: int,
+    sessions: int,
+    steps: int,
+    server_pid: int | None,
+    samples: int = 10,
+    on_sample: Callable[[int, int, int], None] | None = None,
 ) -> LoadResult:
-    """`sessions` sessions spread over `clients` threads; each session: create, reset, `steps` steps, close."""
+    """`sessions` sessions spread over `clients` threads; each session: create, reset, `steps` steps, close.
+
+    The server's (RSS, threads) is sampled before the first session and every `sessions // samples`
+    sessions; `on_sample(done, rss_kib, threads)` is called with each (progress lines)."""
     d = SERVERS[protocol]
     res = LoadResult()
+    if server_pid is not None:
+        res.samples.append((0, *proc_status(server_pid)))
+        if on_sample:
+            on_sample(*res.samples[-1])
     lock = threading.Lock()
     counter = {"next": 0, "done": 0}
     every = max(1, sessions // samples)
@@ -101,6 +123,8 @@ def drive(
                     rss, thr = proc_status(server_pid)
                     with lock:
                         res.samples.append((done, rss, thr))
+                    if on_sample:
+                        on_sample(done, rss, thr)
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -110,4 +134,59 @@ def drive(
         t.join()
     res.seconds = time.monotonic() - t0
     res.sessions = counter["done"]
+    if server_pid is not None:  # the end state, after the last session closed
+        res.samples.append((res.sessions, *proc_status(server_pid)))
+    res.samples.sort()
     return res
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_env_process(protocol: str, *, max_envs: int = 1024, port: int | None = None) -> Iterator[tuple[str, int]]:
+    """`agentprm serve-env` (the CLI, in a subprocess) serving the test-only scripted env in `protocol`'s
+    dialect on 127.0.0.1; yields (url, pid) once it answers, and terminates it on exit."""
+    port = port or free_port()
+    code = (
+        "from agentprm.envs import register, EnvSpec;"
+        "register(EnvSpec(name='scriptline', factory='agentprm.testing.fake_agentgym:NumberedScriptedEnv', description='t'));"
+        "from agentprm.cli import main; main()"
+    )
+    cmd = [sys.executable, "-c", code, "serve-env", "--env", "scriptline", "--protocol", protocol]
+    cmd += ["--port", str(port), "--max-envs", str(max_envs), "--lifetime", "7200"]
+    src = str(Path(__file__).resolve().parents[2])  # this checkout's src/, whatever PYTHONPATH says
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    log = tempfile.TemporaryFile()  # not a pipe: a chatty server would block on a full one
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"serve-env exited with {proc.returncode}: {log.read().decode()[-500:]}")
+            try:
+                httpx.get(url + "/", timeout=0.5, trust_env=False)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("serve-env did not answer within 120 s") from None
+                time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def server_stats(url: str) -> dict[str, int]:
+    """serve-env's session counters (GET /stats): open, created, closed, evicted."""
+    return httpx.get(url + "/stats", timeout=10, trust_env=False).json()
