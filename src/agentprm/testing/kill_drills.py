@@ -187,9 +187,22 @@ def compare(
         a, b = prm_weights(want), prm_weights(got)
         bad = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
         return f"{got.name}: weights differ: {bad[:3]}" if bad else None
+    if kind == "policy":
+        import torch
+
+        a, b = policy_weights(want), policy_weights(got)
+        bad = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
+        return f"{got.name}: weights differ: {bad[:3]}" if bad else None
     if kind == "exists":
         return None
     raise ValueError(kind)
+
+
+def policy_weights(path: Path) -> dict[str, Any]:
+    """The SFT policy in `path` as saved (a cut safetensors file fails to load)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
 
 
 # -- the stages ----------------------------------------------------------------------------------------------
@@ -237,6 +250,34 @@ def drills() -> list[Drill]:
             lambda i, w: ["demos", "--env", "textcraft", "--n", "8", "--out", str(w / "demos.jsonl")],
             [("jsonl", "demos.jsonl")],
             "demos.jsonl",
+        ),
+        Drill(
+            "sft",
+            lambda i, w: [
+                "sft",
+                "--demos",
+                str(i / "demos.jsonl"),
+                "--base",
+                "tiny",
+                "--out",
+                str(w / "policy"),
+                "--max-steps",
+                "40",
+                "--batch-size",
+                "4",
+                "--checkpoint-every",
+                "4",
+                "--layers",
+                "1",
+                "--hidden",
+                "16",
+                "--heads",
+                "2",
+                "--threads",
+                "1",
+            ],
+            [("policy", "policy")],
+            "policy/checkpoint",
         ),
         Drill(
             "collect",
@@ -406,12 +447,16 @@ def _partial(drill: Drill, work: Path) -> str:
                 parts.append(f"{path.name} {len(lines) - 1} lines" + (" + torn" if torn else ""))
             else:
                 parts.append(f"{path.name} absent")
-        elif kind == "prm":
+        elif kind in ("prm", "policy"):
             ckpt = path / "checkpoint"
             parts.append(
                 "checkpoint"
                 if ckpt.exists()
-                else ("done" if (path / "value_head.safetensors").exists() else "no checkpoint")
+                else (
+                    "done"
+                    if (path / "value_head.safetensors").exists() or (path / "model.safetensors").exists()
+                    else "no checkpoint"
+                )
             )
     return ", ".join(parts)
 
@@ -424,6 +469,11 @@ def prepare_inputs(root: Path) -> Path:
     inputs.mkdir(parents=True, exist_ok=True)
     if not (inputs / "policy" / "config.json").exists():
         tiny_policy_dir(inputs / "policy", train_steps=60)
+    if not (inputs / "demos.jsonl").exists():
+        from agentprm.testing.policies import scripted_demos
+        from agentprm.trajectory import write_trajectories
+
+        write_trajectories(inputs / "demos.jsonl", scripted_demos(24))
     return inputs
 
 
