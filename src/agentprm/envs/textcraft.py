@@ -17,10 +17,10 @@ process, whatever `PYTHONHASHSEED` or the filesystem's order):
   order and the global `random`);
 - distractor candidates are drawn once per distinct input item of the goal's tree (AgentGym draws once
   per occurrence, duplicates included; the candidate pool is the same, the draw probabilities differ);
-- AgentGym's tree traversal appends the sub-recipes of the goal's tree to the recipe lists it reads from
-  (a list aliasing bug), so after a reset "craft <goal> using <a sub-recipe's inputs>" crafts the
-  sub-recipe's output. The recipe data here is immutable: a command crafts an item only with one of
-  that item's own recipes;
+- earlier AgentGym versions' tree traversal appended the sub-recipes of the goal's tree to the recipe
+  lists it read from (a list aliasing bug, since fixed upstream), so after a reset "craft <goal> using
+  <a sub-recipe's inputs>" crafted the sub-recipe's output. The recipe data here is immutable: a command
+  crafts an item only with one of that item's own recipes;
 - a count too long for `int()` (over 4300 digits) is answered "Could not execute <action>" instead of
   crashing.
 Everything a player sees (command lines, observation and error texts, reward) follows AgentGym.
