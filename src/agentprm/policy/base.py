@@ -36,3 +36,15 @@ class Policy(Protocol):
         rollout engine passes one per episode and turn, so samples do not depend on batching). Returns one list of `n` generations per conversation, in order.
         """
         ...
+
+
+_MASK64 = (1 << 63) - 1
+
+
+def row_seed(seed: int, k: int) -> int:
+    """A seed for sample `k` derived from `seed` (splitmix-style mixing, stable across runs and Pythons).
+    Here, beside the `Policy` protocol, so rollouts, fakes and RL derive seeds without importing a backend."""
+    z = (seed * 0x9E3779B97F4A7C15 + (k + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    z ^= z >> 31
+    z = (z * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 29)

@@ -15,20 +15,10 @@ from typing import Any
 
 from agentprm.conversation import Message
 from agentprm.errors import UserError
-from agentprm.policy.base import Generation
+from agentprm.policy.base import Generation, row_seed
 
 META_FILE = "agentprm_policy.json"  # what `agentprm sft` records about a policy dir (env, base, data)
 MODES = ("fast", "hf", "hf-static")
-
-_MASK64 = (1 << 63) - 1
-
-
-def row_seed(seed: int, k: int) -> int:
-    """A seed for sample `k` derived from `seed` (splitmix-style mixing, stable across runs and Pythons)."""
-    z = (seed * 0x9E3779B97F4A7C15 + (k + 1) * 0xBF58476D1CE4E5B9) & _MASK64
-    z ^= z >> 31
-    z = (z * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 29)
 
 
 def quiet_transformers() -> None:

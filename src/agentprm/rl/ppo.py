@@ -418,7 +418,7 @@ class PPOTrainer:
 
     # -- one iteration ---------------------------------------------------------------------------------
     def _iteration_tasks(self, it: int) -> list[str]:
-        from agentprm.policy.hf import row_seed
+        from agentprm.policy.base import row_seed
 
         return random.Random(row_seed(self.cfg.seed, it)).sample(self.train_pool, self.cfg.tasks_per_iter)
 
@@ -454,7 +454,7 @@ class PPOTrainer:
         return out
 
     def _batches(self, n: int, epoch: int) -> list[list[int]]:
-        from agentprm.policy.hf import row_seed
+        from agentprm.policy.base import row_seed
 
         order = list(range(n))
         random.Random(row_seed(self.cfg.seed, 1_000_003 * (self.iteration + 1) + epoch)).shuffle(order)
@@ -462,7 +462,7 @@ class PPOTrainer:
         return [order[i : i + k] for i in range(0, n, k)]
 
     def run_iteration(self) -> IterationMetrics:
-        from agentprm.policy.hf import row_seed
+        from agentprm.policy.base import row_seed
 
         cfg = self.cfg
         t0 = time.perf_counter()

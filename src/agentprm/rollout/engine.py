@@ -132,7 +132,7 @@ def fork(ep: E, seeds: Sequence[int | None]) -> list[E]:
 def sub_seed(seed: int | None, k: int) -> int | None:
     """The k-th seed derived from `seed` (None stays None: unseeded). Turn t of an episode seeded s
     samples with `sub_seed(s, t)`; beam search seeds a node's child from its k-th sample `sub_seed(s, k)`."""
-    from agentprm.policy.hf import row_seed
+    from agentprm.policy.base import row_seed
 
     return None if seed is None else row_seed(seed, k)
 

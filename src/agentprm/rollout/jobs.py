@@ -25,7 +25,7 @@ def episode_id(task_id: str, k: int) -> str:
 
 
 def episode_seed(seed: int, task_id: str, k: int) -> int:
-    from agentprm.policy.hf import row_seed
+    from agentprm.policy.base import row_seed
 
     return row_seed(seed, zlib.crc32(episode_id(task_id, k).encode()))
 

@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 from agentprm.conversation import Message
 from agentprm.envs.base import StepResult, parse_react_action
-from agentprm.policy.base import Generation
-from agentprm.policy.hf import row_seed
+from agentprm.policy.base import Generation, row_seed
 from agentprm.prm.base import StepScores
 
 WORDS = "abcdefghijklmnopqrstuvwxyz"
