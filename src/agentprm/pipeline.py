@@ -384,7 +384,8 @@ class Pipeline:
         return [("max_rounds", self.cfg.max_rounds)] if self.cfg.max_rounds else []
 
     def collect_key(self) -> str:
-        return _hash("collect", self.sft_key(), self._pick(*STAGE_FIELDS["collect"][:-1]), *self._rounds())
+        fields = [f for f in STAGE_FIELDS["collect"] if f != "max_rounds"]  # hashed by _rounds, only when set
+        return _hash("collect", self.sft_key(), self._pick(*fields), *self._rounds())
 
     def label_key(self) -> str:
         mc = (self.cfg.mc_trajectories, self.cfg.n_mc) if "mc" in self.cfg.objectives else None

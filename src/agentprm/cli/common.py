@@ -125,3 +125,16 @@ def config_options(
         return run
 
     return decorate
+
+
+MaxRoundsOpt = Annotated[
+    int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
+]
+
+
+def check_max_rounds(max_rounds: int, ray: str | None) -> None:
+    """`--max-rounds`: 0 or positive, and not with `--ray` yet (the Ray workers make their own envs)."""
+    if max_rounds < 0:
+        raise UserError("--max-rounds must be 0 (the env's own) or positive")
+    if ray and max_rounds:
+        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agentprm.cli.common import ReportToOpt, progress, resumable, writable_path
+from agentprm.cli.common import MaxRoundsOpt, ReportToOpt, check_max_rounds, progress, resumable, writable_path
 from agentprm.cli.root import app
 from agentprm.errors import UserError
 
@@ -144,10 +144,7 @@ def _run(
     spec = get_spec(env)
     check_split(split)
     writable_path(out)
-    if max_rounds < 0:
-        raise UserError("--max-rounds must be 0 (the env's own) or positive")
-    if ray and max_rounds:
-        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")
+    check_max_rounds(max_rounds, ray)
     if ray:  # the policy loads on the workers; the driver only checks it and writes the file
         return spec, _run_on_ray(
             policy,
@@ -168,16 +165,15 @@ def _run(
             backend,
         )
     pol = _load_policy(policy, env, batch_size, backend, bf16)
-    first = spec.make()
+    maker = spec.maker(max_rounds)  # the same capped env factory as search and the pipeline
+    first = maker()
     task_ids = first.task_ids(split, n_tasks or None)
     made = [first]
 
     def make_env():
-        return made.pop() if made else spec.make()
+        return made.pop() if made else maker()
 
-    cfg = RolloutConfig(
-        temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, max_rounds=max_rounds or None
-    )
+    cfg = RolloutConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
     with progress() as bar:
         job = bar.add_task(f"{what} {env}/{split}", total=len(task_ids) * n_per_task, status="")
 
@@ -260,9 +256,7 @@ def collect(
     n_per_task: Annotated[int, typer.Option(help="Trajectories per task (paper: 16).")] = 16,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 1.0).")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
-    max_rounds: Annotated[
-        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
-    ] = 0,
+    max_rounds: MaxRoundsOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
@@ -315,9 +309,7 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     n_tasks: Annotated[int, typer.Option(help="First N tasks of the split (0: all).")] = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
-    max_rounds: Annotated[
-        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
-    ] = 0,
+    max_rounds: MaxRoundsOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
     bf16: Annotated[

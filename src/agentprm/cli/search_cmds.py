@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentprm.cli.common import progress, writable_path
+from agentprm.cli.common import MaxRoundsOpt, check_max_rounds, progress, writable_path
 from agentprm.cli.root import app
 
 
@@ -51,9 +51,7 @@ def search(
         str, typer.Option(help="bon: how step scores make a trajectory score: last (paper) | min | mean | product.")
     ] = "last",
     max_new_tokens: Annotated[int, typer.Option(help="Token cap of one assistant turn.")] = 128,
-    max_rounds: Annotated[
-        int, typer.Option(help="Cap episodes at this many rounds (0: the env's own, AgentGym's and the paper's).")
-    ] = 0,
+    max_rounds: MaxRoundsOpt = 0,
     seed: Annotated[
         int, typer.Option(help="Sampling seed (each episode derives its own: results do not depend on batching).")
     ] = 0,
@@ -100,10 +98,7 @@ def search(
         out.unlink()
     if ray and samples is not None:
         raise UserError("--samples is not supported with --ray yet; drop one of them")
-    if ray and max_rounds:
-        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")
-    if max_rounds < 0:
-        raise UserError("--max-rounds must be 0 (the env's own) or positive")
+    check_max_rounds(max_rounds, ray)
     rm_spec = None if strategy == "greedy" else rm  # what the records name as the RM
     reward_model, pol = None, None
     if ray:  # the workers load the policy and RM; the driver only checks that they are there
