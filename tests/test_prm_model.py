@@ -164,3 +164,28 @@ def test_encoding_is_remembered_per_tokenizer_content_and_conversation():
         assert len(calls) == 1 and other.input_ids != first.input_ids
     finally:
         prm_model.tokenize_conversation = real
+
+
+def test_causal_mask_dropped_only_for_right_padding_and_values_unchanged(prm_dir):
+    """Right-padded batches run without a padding mask (sdpa's causal kernel); real positions must not
+    change, and any other padding keeps its mask."""
+    from agentprm.prm.model import causal_mask
+
+    right = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    left = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    holes = torch.tensor([[1, 0, 1, 1]])
+    assert causal_mask(right) is None
+    assert causal_mask(left) is left and causal_mask(holes) is holes
+
+    model, _, _ = ValueHeadPRM.load(prm_dir)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 60, (3, 40))
+    att = torch.ones_like(ids)
+    att[1, 25:] = 0
+    att[2, 7:] = 0
+    with torch.no_grad():
+        fast = model.token_values(ids, att)  # no mask passed down
+        masked = model.backbone(input_ids=ids, attention_mask=att, use_cache=False).last_hidden_state
+        slow = model.head(masked).squeeze(-1).float()
+    for i, n in enumerate([40, 25, 7]):
+        assert torch.allclose(fast[i, :n], slow[i, :n], atol=1e-5)

@@ -55,7 +55,9 @@ def test_rl_cli(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "iteration 1/1: succ" in r.output  # not a terminal: one line per iteration
-    [row] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "start (iteration 0):  test" in r.output
+    start, row = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert start["iteration"] == 0 and start["test_tasks"] == 2 and start["episodes"] == 0  # the SFT policy
     assert row["episodes"] == 4 and row["used"] == 4 and row["test_tasks"] == 2 and row["label"] == "random"
     info = json.loads((out / "rl_config.json").read_text())
     assert info["complete"] and info["config"]["shaping"] == "progress" and info["critic_init"] == "policy"

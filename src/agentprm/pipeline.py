@@ -204,17 +204,19 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304},
     },
     # Math (docs/math.md): generated demos are free and short (~5 one-line steps, ~100 tokens), so many
-    # fresh ones rather than epochs (750 steps of 16; after 200 steps the policy had the format but not
-    # yet the question's numbers); a step is one line (<= ~25 tokens); episodes are cheap, so more test
-    # tasks and beam 4x4.
+    # fresh ones rather than epochs; a step is one line (<= ~25 tokens); episodes are cheap, so more
+    # training tasks, 100 test tasks and Table 2's beams. Session 6: 6000 demos (750 steps) gave greedy 10%
+    # with 70% of calculation lines wrong, and 384 training trajectories (4.4% successful) taught the PRMs
+    # nothing (step AUC 0.50-0.52): hence 16000 demos and 128 collect tasks (docs/math.md, "Measured").
     "math": {
         "env": "math",
-        "demos": 6000,
+        "demos": 16000,
         "thought_style": None,
         "max_new_tokens": 40,
         "sft": {"epochs": 2.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
-        "eval_tasks": 50,
-        "beams": ["2x2", "4x4"],
+        "collect_tasks": 128,
+        "eval_tasks": 100,
+        "beams": ["2x2", "4x4", "8x8"],
     },
 }
 

@@ -99,6 +99,10 @@ def rl(
 
         def on_iteration(m, total: int) -> None:
             test = f"  test {m.test_success:.2f}" if m.test_success is not None else ""
+            if m.iteration == 0:  # the SFT policy's greedy test score, before any update
+                if lines:
+                    print(f"start (iteration 0):{test or '  test n/a'}  ({m.seconds:.0f}s)", flush=True)
+                return
             status = (
                 f"succ {m.success_rate:.2f}  KL {m.kl:.4f}  L_pi {m.policy_loss:.3f}  L_V {m.value_loss:.3f}"
                 f"  err {m.env_error + m.policy_error + m.rm_error}{test}"

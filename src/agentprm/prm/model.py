@@ -35,6 +35,19 @@ CONFIG_FILE = "prm_config.json"
 HEAD_ACTIVATIONS = ("none", "sigmoid")
 
 
+def causal_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """None when every row is right-padded (ones, then zeros), else the mask unchanged.
+
+    Under a causal mask a real token never sees a later pad, and positions count from 0 either way, so
+    for right-padded rows the padding mask changes nothing at real positions (bit-identical, tested), but
+    passing one sends sdpa to its masked kernel: fwd+bwd of the tiny policy on 8 x 1800 tokens took
+    3.0 s with the mask and 2.0 s without (2 threads).
+    """
+    if attention_mask.shape[1] < 2 or bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):
+        return None
+    return attention_mask
+
+
 @dataclass
 class PRMMeta:
     """What a saved PRM is: stored in `prm_config.json` next to the HF dir."""
@@ -176,7 +189,7 @@ class ValueHeadPRM(nn.Module):
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, L] value of every token position."""
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        out = self.backbone(input_ids=input_ids, attention_mask=causal_mask(attention_mask), use_cache=False)
         v = self.head(out.last_hidden_state).squeeze(-1).float()
         return torch.sigmoid(v) if self.head_activation == "sigmoid" else v
 

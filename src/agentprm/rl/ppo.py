@@ -243,7 +243,9 @@ def token_logprobs(
     Log-softmax and entropy are taken only at the masked positions: the full [B, L, V] log-softmax of a
     pretrained vocabulary would dominate memory.
     """
-    logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits[:, :-1].float()
+    from agentprm.prm.model import causal_mask
+
+    logits = model(input_ids=ids, attention_mask=causal_mask(att), use_cache=False).logits[:, :-1].float()
     sel = logits[mask]
     lsm = torch.log_softmax(sel, dim=-1)
     tgt = ids[:, 1:][mask]
@@ -524,12 +526,25 @@ class PPOTrainer:
         self.iteration = it
         self._weights_changed()
         if cfg.eval_every and (it % cfg.eval_every == 0 or it == cfg.iterations):
-            self.model.eval()
-            ev = self._rollouts(self.test_tasks, self.out / "eval" / f"it_{it:04d}.jsonl", 1, 0.0, 0)
-            good = [t for t in ev if t.status in ("done", "max_rounds")]
-            m.test_tasks = len(good)
-            m.test_success = float(np.mean([t.success for t in good])) if good else None
-            m.test_reward = float(np.mean([t.reward for t in good])) if good else None
+            self._evaluate(m)
+        m.seconds = time.perf_counter() - t0
+        return m
+
+    def _evaluate(self, m: IterationMetrics) -> None:
+        """Greedy episodes on the test tasks with the current weights, into `m`'s test fields."""
+        self.model.eval()
+        ev = self._rollouts(self.test_tasks, self.out / "eval" / f"it_{m.iteration:04d}.jsonl", 1, 0.0, 0)
+        good = [t for t in ev if t.status in ("done", "max_rounds")]
+        m.test_tasks = len(good)
+        m.test_success = float(np.mean([t.success for t in good])) if good else None
+        m.test_reward = float(np.mean([t.reward for t in good])) if good else None
+
+    def _evaluate_start(self) -> IterationMetrics:
+        """Iteration 0: the SFT policy's test score, so every curve starts from the same measured point."""
+        t0 = time.perf_counter()
+        nan = float("nan")
+        m = IterationMetrics(0, 0, 0, 0, 0, 0, nan, nan, nan, label=self.label, seed=self.cfg.seed)
+        self._evaluate(m)
         m.seconds = time.perf_counter() - t0
         return m
 
@@ -635,6 +650,14 @@ class PPOTrainer:
             )
         )
         done: list[IterationMetrics] = []
+        if start == 0 and self.cfg.eval_every:
+            # A fresh run: nothing logged before it counts (a run killed before its first checkpoint).
+            for f in (self.out / "eval").glob("it_*.jsonl") if (self.out / "eval").is_dir() else []:
+                f.unlink()
+            m0 = self._evaluate_start()
+            (self.out / METRICS_FILE).write_text(json.dumps(_nan_to_none(asdict(m0))) + "\n")
+            if on_iteration:
+                on_iteration(m0, self.cfg.iterations)
         while self.iteration < self.cfg.iterations:
             m = self.run_iteration()
             with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
