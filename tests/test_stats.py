@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentprm.stats import auroc, paired_bootstrap
+from agentprm.stats import auroc, grouped_auroc, paired_bootstrap
 
 scores = st.lists(st.integers(0, 6).map(lambda v: v / 2), min_size=1, max_size=12)  # few values: many ties
 
@@ -61,3 +61,31 @@ def test_bootstrap_interval_contains_the_mean_difference(pairs):
     assert min(diffs) - 1e-9 <= d.lo <= d.hi <= max(diffs) + 1e-9
     swapped = paired_bootstrap(b, a, n_boot=200)
     assert math.isclose(swapped.diff, -d.diff, abs_tol=1e-12)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.floats(-5, 5), max_size=5),
+            st.lists(st.floats(-5, 5), max_size=5),
+        ),
+        max_size=6,
+    )
+)
+def test_grouped_auroc_counts_only_pairs_within_a_group(groups):
+    pairs = [(p, n) for pos, neg in groups for p in pos for n in neg]
+    got = grouped_auroc(groups)
+    if not pairs:
+        assert math.isnan(got)
+    else:
+        want = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+        assert math.isclose(got, want, abs_tol=1e-12)
+
+
+def test_grouped_auroc_sees_what_pooling_hides():
+    # easy task: every candidate scores high; hard task: every candidate scores low; within each task the
+    # failures score above the successes. Pooled, successes (mostly on the easy task) look better.
+    easy = ([0.8, 0.8, 0.8], [0.9])
+    hard = ([0.1], [0.2, 0.2, 0.2])
+    pooled = auroc(easy[0] + hard[0], easy[1] + hard[1])
+    assert pooled > 0.5 and grouped_auroc([easy, hard]) == 0.0

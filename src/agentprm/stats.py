@@ -78,6 +78,20 @@ def paired_bootstrap(
     )
 
 
+def grouped_auroc(groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> float:
+    """AUROC over pairs within a group only: P(a positive scores above a negative OF THE SAME GROUP), ties
+    ½, pooling every group's pairs (Σ U_g / Σ n_g·m_g). NaN when no group has both sides.
+
+    Best-of-N ranks the candidates of one task against each other, so this is the AUC that predicts it; a
+    pooled AUC also rewards scores that only tell easy tasks from hard ones."""
+    u = pairs = 0.0
+    for pos, neg in groups:
+        if pos and neg:
+            u += auroc(pos, neg) * len(pos) * len(neg)
+            pairs += len(pos) * len(neg)
+    return u / pairs if pairs else float("nan")
+
+
 def auroc(pos: Sequence[float], neg: Sequence[float]) -> float:
     """P(a random positive scores above a random negative), ties counting ½ (Mann-Whitney U / (n·m));
     NaN when either side is empty. O((n + m) log(n + m)) by ranks."""

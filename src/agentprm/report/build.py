@@ -450,13 +450,14 @@ def _score_distributions(ctx: _Ctx, res: Results) -> bool:
             ax.set_title(rm)
             ax.set_xlabel("step score")
             ax.legend(fontsize=7)
-            a = s.auc
+            a, w = s.auc, s.within_task_auc
             rows.append(
                 [
                     rm,
                     f"{statistics.fmean(s.ok):.3f}" if s.ok else "–",
                     f"{statistics.fmean(s.bad):.3f}" if s.bad else "–",
                     f"{a:.3f}" if a == a else "–",
+                    f"{w:.3f}" if w == w else "–",
                 ]
             )
         fig.tight_layout()
@@ -464,11 +465,24 @@ def _score_distributions(ctx: _Ctx, res: Results) -> bool:
         fig.savefig(png, dpi=100)
         plt.close(fig)
         ctx.lines += [f"### {e.env}", "", f"![scores {e.env}]({ctx.rel(png)})", ""]
-        ctx.lines += _table(["RM", "mean score, successful", "mean score, failed", "AUC (success > failed)"], rows)
+        ctx.lines += _table(
+            [
+                "RM",
+                "mean score, successful",
+                "mean score, failed",
+                "AUC (success > failed)",
+                "within-task AUC (trajectory scores)",
+            ],
+            rows,
+        )
         ctx.lines += [
             "",
             "Steps are those of every best-of-n candidate (all sampled trajectories, not only the chosen ones; "
-            "candidates that ended in an env or policy error are left out).",
+            "candidates that ended in an env or policy error are left out). The first AUC pools every step of "
+            "every task; the within-task AUC compares only candidates of the same task, by the trajectory score "
+            "best-of-N ranks them by (the search's aggregation), so it is the one that predicts best-of-N: an "
+            "RM can tell easy tasks from hard ones (high pooled AUC) and still not rank a task's own candidates "
+            "(within-task AUC near or below 0.5).",
         ]
         ctx.sources([s.source for s in e.scores.values()])
         shown = True

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from agentprm.labels.outcome import label_method, metric_value, outcome_trusted
 from agentprm.report.layout import EvalFile, RunFolder, RunSet
-from agentprm.search.best_of_n import Candidate, budgets_upto, candidates_of, select
+from agentprm.search.best_of_n import Candidate, aggregate, budgets_upto, candidates_of, select
 from agentprm.search.budget import Budget
 from agentprm.search.efficiency import Ratio, efficiency_ratios, mean_curve
-from agentprm.stats import PairedDiff, auroc, paired_bootstrap
+from agentprm.stats import PairedDiff, auroc, grouped_auroc, paired_bootstrap
 
 TABLE1_RMS = ("orm", "pvm", "agentprm")
 BASELINES = ("pvm", "orm", "random")  # what AgentPRM is compared against under best-of-N
@@ -61,10 +61,17 @@ class StepScores:
     ok: list[float]
     bad: list[float]
     source: EvalFile
+    # per task: (trajectory scores of its successful candidates, of its failed ones), under the search's
+    # aggregation: what best-of-N compares
+    per_task: list[tuple[list[float], list[float]]] = field(default_factory=list)
 
     @property
     def auc(self) -> float:
         return auroc(self.ok, self.bad)
+
+    @property
+    def within_task_auc(self) -> float:
+        return grouped_auroc(self.per_task)
 
 
 @dataclass
@@ -181,12 +188,19 @@ def env_results(run: RunSet, env: str, cost: Mapping[str, Mapping[str, int]] | N
                     res.oracle, oracle_from = oracle, rm
             ok: list[float] = []
             bad: list[float] = []
+            per_task: list[tuple[list[float], list[float]]] = []
             for t in f.records:
+                how = t.meta.get("search", {}).get("config", {}).get("aggregation") or "last"
+                good_t: list[float] = []
+                bad_t: list[float] = []
                 for c in candidates_of(t):
                     if outcome_trusted(c.status):
                         (ok if c.success else bad).extend(c.scores)
+                        if c.scores:
+                            (good_t if c.success else bad_t).append(aggregate(c.scores, how))
+                per_task.append((good_t, bad_t))
             if ok or bad:
-                res.scores[rm] = StepScores(ok, bad, f)
+                res.scores[rm] = StepScores(ok, bad, f, per_task)
         for bf in sorted(run.find(env, "beam", rm), key=lambda e: e.budget):
             res.beam.setdefault(rm, {})[bf.budget] = file_measure(bf, metric, f"{rm} beam @{bf.budget}")
     used = [f for f in res.sources()]
