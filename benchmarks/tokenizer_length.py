@@ -61,7 +61,9 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp()) / f"{args.env}.jsonl"
     t0 = time.perf_counter()
     s = run_expert(args.env, "train", args.demos, out, thought_style=style, workers=args.workers)
-    print(f"{args.env}: {s.ok} of {s.tried} new demos succeeded ({s.skipped} reused) in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"{args.env}: {s.ok} of {s.tried} new demos succeeded ({s.skipped} reused) in {time.perf_counter() - t0:.0f} s"
+    )
     convs, _ = load_demo_conversations(out, max_demos=args.demos)
     print(f"{len(convs)} successful demos, thought style {style}, vocab_size {args.vocab_size}")
 

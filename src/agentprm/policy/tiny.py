@@ -36,7 +36,8 @@ class TinyPolicyConfig:
     def __post_init__(self) -> None:
         if self.tokenizer_merge not in MERGE_MODES:
             raise UserError(
-                f"tokenizer_merge {self.tokenizer_merge!r} is not one of {', '.join(MERGE_MODES)}; fix sft.tiny"
+                f"tokenizer_merge {self.tokenizer_merge!r} is not one of {', '.join(MERGE_MODES)}; fix "
+                "sft.tiny.tokenizer_merge in the config or `agentprm sft --tokenizer-merge`"
             )
 
 
