@@ -379,6 +379,8 @@ class Pipeline:
 
     def sft_key(self) -> str:
         sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
+        if sft["tiny"]["tokenizer_merge"] == "word":  # only when set: older run folders keep their keys
+            del sft["tiny"]["tokenizer_merge"]
         return _hash("sft", self.demos_key(), self.cfg.base, sft, self.cfg.seed)
 
     def _rounds(self) -> list[Any]:

@@ -34,6 +34,13 @@ def sft(
     layers: Annotated[int, typer.Option(help="Tiny model: decoder layers.")] = 4,
     hidden: Annotated[int, typer.Option(help="Tiny model: hidden size.")] = 128,
     heads: Annotated[int, typer.Option(help="Tiny model: attention heads.")] = 4,
+    tokenizer_merge: Annotated[
+        str,
+        typer.Option(
+            help="Tiny model's BPE: word (no token crosses a space) or phrase (the env's fixed wording merges "
+            "across spaces; the words the demos' actions use stay whole): fewer tokens per observation."
+        ),
+    ] = "word",
     checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
@@ -90,7 +97,13 @@ def sft(
         bf16=bf16,
         gradient_checkpointing=gradient_checkpointing,
         device=device,
-        tiny=TinyPolicyConfig(hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=4 * hidden),
+        tiny=TinyPolicyConfig(
+            hidden_size=hidden,
+            num_layers=layers,
+            num_heads=heads,
+            intermediate_size=4 * hidden,
+            tokenizer_merge=tokenizer_merge,
+        ),
     )
     with progress() as bar:
         job = bar.add_task("sft", total=None, status="")

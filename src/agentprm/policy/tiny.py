@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentprm.conversation import Message
-from agentprm.policy.tokenizer import train_chat_tokenizer
+from agentprm.conversation import ACK, Message
+from agentprm.errors import UserError
+from agentprm.policy.tokenizer import MERGE_MODES, train_chat_tokenizer, words_of
 
 
 @dataclass
@@ -27,19 +28,58 @@ class TinyPolicyConfig:
     # TextCraft's is ~250 BPE tokens, a third of an average demo, re-read at every turn of every
     # rollout. Any other text still tokenises normally, so a changed prompt is merely longer.
     system_prompt_token: bool = True
+    # word: no token crosses a space (GPT-2's split). phrase: the env's fixed wording merges across
+    # spaces ("steps in front of you"), every word the demos' assistant turns write stays its own
+    # pre-token, so copied names are the same ids in observation and action (policy/tokenizer.py).
+    tokenizer_merge: str = "word"
+
+    def __post_init__(self) -> None:
+        if self.tokenizer_merge not in MERGE_MODES:
+            raise UserError(
+                f"tokenizer_merge {self.tokenizer_merge!r} is not one of {', '.join(MERGE_MODES)}; fix "
+                "sft.tiny.tokenizer_merge in the config or `agentprm sft --tokenizer-merge`"
+            )
 
 
-def conversation_texts(conversations: Iterable[list[Message]], skip: frozenset[str] = frozenset()) -> Iterable[str]:
-    """The texts a tokenizer should learn: every message's content (roles and markup are special/short)."""
-    yield "user assistant system"
+def conversation_texts(
+    conversations: Iterable[list[Message]], skip: frozenset[str] = frozenset(), roles: bool = False
+) -> Iterable[str]:
+    """The texts a tokenizer should learn: every message's content (markup is special). `roles`: also each
+    message's role as the template writes it (alone after <|im_start|>), as often as it occurs, so it is one
+    token; else (`word`, kept as it was) one line of role names, where "assistant" came out 3 tokens."""
+    if not roles:
+        yield "user assistant system"
     for conv in conversations:
         for m in conv:
+            if roles:
+                yield m["role"]
             if m["content"] not in skip:
                 yield m["content"]
 
 
+def assistant_words(conversations: Iterable[list[Message]]) -> set[str]:
+    """The words the policy writes (its turns but the system-prompt acknowledgement): what `phrase` keeps whole."""
+    return words_of(m["content"] for c in conversations for m in c if m["role"] == "assistant" and m["content"] != ACK)
+
+
 def system_prompts(conversations: list[list[Message]]) -> list[str]:
     return sorted({c[0]["content"] for c in conversations if c and c[0]["role"] == "user"})
+
+
+def build_tokenizer(conversations: list[list[Message]], cfg: TinyPolicyConfig):
+    """The tiny model's tokenizer, trained on `conversations` as `cfg` says (merge mode, vocab, prompt token)."""
+    prompts = system_prompts(conversations) if cfg.system_prompt_token else []
+    tokenizer = train_chat_tokenizer(
+        conversation_texts(conversations, frozenset(prompts), roles=cfg.tokenizer_merge == "phrase"),
+        vocab_size=cfg.vocab_size,
+        merge=cfg.tokenizer_merge,
+        keep_words=assistant_words(conversations) if cfg.tokenizer_merge == "phrase" else (),
+    )
+    if prompts:
+        from tokenizers import AddedToken
+
+        tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in prompts])
+    return tokenizer
 
 
 def build_tiny(conversations: list[list[Message]], cfg: TinyPolicyConfig, seed: int = 0):
@@ -47,12 +87,7 @@ def build_tiny(conversations: list[list[Message]], cfg: TinyPolicyConfig, seed: 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    prompts = system_prompts(conversations) if cfg.system_prompt_token else []
-    tokenizer = train_chat_tokenizer(conversation_texts(conversations, frozenset(prompts)), vocab_size=cfg.vocab_size)
-    if prompts:
-        from tokenizers import AddedToken
-
-        tokenizer.add_tokens([AddedToken(p, special=False, normalized=False) for p in prompts])
+    tokenizer = build_tokenizer(conversations, cfg)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,

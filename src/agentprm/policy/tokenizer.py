@@ -1,13 +1,25 @@
 """The embedded default's tokenizer: byte-level BPE trained on the env's own text, with a ChatML template.
 
 Saved as an ordinary HF tokenizer, so everything downstream loads it as it loads a pretrained one.
+
+Two ways to cut the text before BPE (`merge`):
+- `word` (the default): GPT-2's byte-level split, so no token crosses a space. On an env with few
+  distinct words (BabyAI) the merges run out at the words: a ~490-token vocabulary, an observation
+  ~150-200 tokens.
+- `phrase`: runs of words may merge across spaces ("steps in front of you"), bounded by digits,
+  punctuation, newlines and every word in `keep_words`, which stays a pre-token of its own, cut as
+  `word` cuts it. `keep_words` are the words the policy writes (its actions), so a name it copies
+  from an observation ("grey box 1", "oak logs") is the same ids there and in the action; only the
+  text around it (the env's fixed phrasing) is merged. `vocab_size` still bounds the vocabulary.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 IM_START, IM_END, PAD, EOS = "<|im_start|>", "<|im_end|>", "<|pad|>", "<|endoftext|>"
+MERGE_MODES = ("word", "phrase")
 
 # Minimal ChatML: the same shape Qwen2.5 and SmolLM2 use, so one alignment code path serves all.
 CHATML_TEMPLATE = (
@@ -16,13 +28,54 @@ CHATML_TEMPLATE = (
 )
 
 
-def train_chat_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
-    """A `PreTrainedTokenizerFast` (byte-level BPE) trained on `texts`, with ChatML special tokens."""
+def words_of(texts: Iterable[str]) -> set[str]:
+    """The words (runs of \\p{L}, found by the regex engine the pre-tokenizer runs) in `texts`."""
+    from tokenizers import Regex, pre_tokenizers
+
+    letters = pre_tokenizers.Split(Regex(r"\p{L}+"), behavior="removed", invert=True)
+    return {w for t in texts for w, _ in letters.pre_tokenize_str(t)}
+
+
+def phrase_split_pattern(keep_words: Iterable[str]) -> str:
+    """The `phrase` pre-tokenizer's regex (Oniguruma, as `tokenizers` runs it). GPT-2's split, with its
+    one-word `' ?\\p{L}+'` widened to a run of words joined by single spaces, except that a word of
+    `keep_words` always stands alone (with its leading space, as GPT-2 cuts it)."""
+    keep = sorted(set(keep_words))
+    if not keep:
+        frame = r"\p{L}+"
+        alone = ""
+    else:
+        # Whole words only: `red` is kept, `redstone` is not; (?!\p{L}) is the word's end.
+        alt = "|".join(re.escape(w) for w in keep)
+        frame = rf"(?!(?:{alt})(?!\p{{L}}))\p{{L}}+"
+        alone = rf" ?(?:{alt})(?!\p{{L}})|"
+    return rf"{alone} ?{frame}(?: {frame})*| ?\p{{N}}+| ?[^\s\p{{L}}\p{{N}}]+|\s+(?!\S)|\s+"
+
+
+def _pre_tokenizer(merge: str, keep_words: Iterable[str]):
+    from tokenizers import Regex, pre_tokenizers
+
+    if merge == "word":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if merge == "phrase":
+        split = pre_tokenizers.Split(Regex(phrase_split_pattern(keep_words)), behavior="isolated")
+        return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    from agentprm.errors import UserError
+
+    raise UserError(f"unknown tokenizer merge {merge!r}; choose {' or '.join(MERGE_MODES)}")
+
+
+def train_chat_tokenizer(
+    texts: Iterable[str], vocab_size: int = 2048, merge: str = "word", keep_words: Iterable[str] = ()
+):
+    """A `PreTrainedTokenizerFast` (byte-level BPE) trained on `texts`, with ChatML special tokens.
+
+    `merge`: `word` or `phrase` (module doc); `keep_words` only matters for `phrase`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = _pre_tokenizer(merge, keep_words)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
