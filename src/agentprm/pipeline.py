@@ -190,7 +190,9 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "demos": 500,
         "thought_style": "none",
         "max_new_tokens": 32,
-        "sft": {"epochs": 20.0, "batch_size": 8, "lr": 2e-3, "bf16": True},  # docs/policy.md
+        # Phrase BPE (merges across spaces, never inside the names the actions copy): 1.37x fewer tokens
+        # per prompt, the same greedy reward on the 50 test tasks (0.257 vs 0.257; docs/policy.md).
+        "sft": {"epochs": 20.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "tiny": {"tokenizer_merge": "phrase"}},
         # 10 rounds, not the paper's 20: failures (most T = 1 samples) run to the cap with a growing
         # history and were most of the sampling time; 102 of 106 successful test samples took <= 10 rounds.
         "max_rounds": 10,
