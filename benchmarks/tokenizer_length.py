@@ -2,9 +2,9 @@
 
     PYTHONPATH=src python benchmarks/tokenizer_length.py --env babyai --demos 200 [--out demos.jsonl]
 
-Runs the env's expert on the first N train tasks (appending to --out, so a rerun reuses them; the
-pipeline's thought style for the env unless --thought-style), trains both tokenizers on the same
-successful demos exactly as `agentprm sft --base tiny` does (`policy/tiny.build_tokenizer`), and prints
+Runs the env's expert on the first N train tasks (appending to --out: a rerun reuses them as they are,
+thought style included; new ones get the pipeline's thought style for the env unless --thought-style),
+trains both tokenizers on the same successful demos exactly as `agentprm sft --base tiny` does (`policy/tiny.build_tokenizer`), and prints
 for each: the vocabulary reached (BPE tokens, without the system prompt's added token), tokens per
 observation (user turns after the system prompt), per action (assistant turns after the "OK."), per
 conversation (the whole chat-templated demo: what SFT and the PRM pay), as mean and p95; whether every
@@ -60,7 +60,8 @@ def main() -> None:
     style = args.thought_style or ENV_DEFAULTS.get(args.env, {}).get("thought_style", PipelineConfig.thought_style)
     out = args.out or Path(tempfile.mkdtemp()) / f"{args.env}.jsonl"
     t0 = time.perf_counter()
-    s = run_expert(args.env, "train", args.demos, out, thought_style=style, workers=args.workers)
+    # Failures kept in the file too (only successes are used), so a rerun does not retry them.
+    s = run_expert(args.env, "train", args.demos, out, thought_style=style, workers=args.workers, keep_failures=True)
     print(
         f"{args.env}: {s.ok} of {s.tried} new demos succeeded ({s.skipped} reused) in {time.perf_counter() - t0:.0f} s"
     )
