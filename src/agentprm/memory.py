@@ -1,0 +1,79 @@
+"""This process's memory: resident set (RSS), its peak, and handing cached memory back between stages.
+
+Linux only (`/proc/self`); elsewhere the readers return NaN and `reset_peak` does nothing. docs/search.md
+("Memory") has what holds memory in a collect and in the pipeline, with the measurements.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(key: str) -> float:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_mib() -> float:
+    """Resident set size now, MiB."""
+    return _status_kib("VmRSS:") / 1024
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size since the start (or the last `reset_peak`), MiB."""
+    return _status_kib("VmHWM:") / 1024
+
+
+def reset_peak() -> bool:
+    """Restart the peak (`VmHWM`) at the current RSS, so a stage's own peak can be read; False if the
+    kernel does not allow it (then `peak_rss_mib` keeps the whole process's peak)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def malloc_trim() -> bool:
+    """Give glibc's free heap memory back to the kernel (False where there is no glibc).
+
+    Freed blocks below glibc's mmap threshold stay in its heap (the threshold rises to the size of the
+    largest freed block, up to 32 MB, so the prefix store's entries of a few MB end up there); after a
+    stage that freed a 1 GiB prefix store the heap held ~1 GB of free pages that `malloc_trim` returned
+    (docs/search.md, Memory)."""
+    fn = getattr(_LIBC, "malloc_trim", None)
+    if fn is None:
+        return False
+    fn(0)
+    return True
+
+
+def release_memory() -> None:
+    """Free what a finished stage left cached: the decoder's pooled key/value buffers, cyclic garbage,
+    and glibc's free heap pages. Call between stages (the pipeline does), never inside a generation loop."""
+    from agentprm.policy.fastgen import release_buffers
+
+    release_buffers()
+    gc.collect()
+    malloc_trim()
