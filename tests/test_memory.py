@@ -90,6 +90,20 @@ def test_pooled_buffers_are_counted_and_released_in_every_thread():
     assert fastgen.pooled_bytes() == here
 
 
+def test_a_buffer_that_fits_nothing_frees_the_smaller_pooled_ones_first():
+    pool = fastgen._BufferPool()
+    small = [pool.take(n, torch.float32, torch.device("cpu")) for n in (100, 200)]
+    for t in small:
+        pool.give(t)
+    assert pool.nbytes == 300 * 4
+    assert pool.take(150, torch.float32, torch.device("cpu")) is small[1]  # the smallest that fits is reused
+    pool.give(small[1])
+    big = pool.take(1000, torch.float32, torch.device("cpu"))
+    assert pool.nbytes == 0 and big.numel() == 1000  # not resident beside the new one
+    pool.give(big)
+    assert pool.nbytes == 1000 * 4
+
+
 def test_prefix_store_stays_within_its_byte_bound_and_says_it():
     store = fastgen.PrefixStore(max_bytes=3 << 20)
     assert "bounded at 3 MiB" in store.describe()
