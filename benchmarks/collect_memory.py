@@ -23,7 +23,6 @@ trajectories (RSS, store, pooled buffers, glibc's free heap), the peak RSS; last
 from __future__ import annotations
 
 import argparse
-import ctypes
 import shutil
 import time
 from pathlib import Path
@@ -31,39 +30,12 @@ from pathlib import Path
 import torch
 
 from agentprm.envs import get_spec
-from agentprm.memory import _LIBC, peak_rss_mib, rss_mib
+from agentprm.memory import heap_free_mib, peak_rss_mib, rss_mib
 from agentprm.policy.fastgen import pooled_bytes
 from agentprm.policy.hf import HFPolicy
 from agentprm.rollout import RolloutConfig
 from agentprm.rollout.jobs import rollout_tasks
 from agentprm.rollout_io import done_ids
-
-
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (n, ctypes.c_size_t)
-        for n in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-def heap_free_mib() -> float:
-    """glibc's free bytes inside its heap (allocated from the kernel, resident once touched, unused)."""
-    fn = getattr(_LIBC, "mallinfo2", None)
-    if fn is None:
-        return float("nan")
-    fn.restype = _Mallinfo2
-    return fn().fordblks / 2**20
 
 
 def build_policy(env_name: str, path: Path) -> Path:
@@ -76,7 +48,7 @@ def build_policy(env_name: str, path: Path) -> Path:
 
     env = get_spec(env_name).make()
     expert = make_expert(env_name)
-    demos = [expert(env, t, seed=i) for i, t in enumerate(env.task_ids("train", 20))]
+    demos = [expert(env, t, 0) for t in env.task_ids("train", 20)]
     model, tokenizer = build_tiny([trajectory_messages(d) for d in demos], TinyPolicyConfig(), seed=0)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -156,3 +156,29 @@ def test_rss_readers_and_peak_reset():
     if memory.reset_peak():
         assert memory.peak_rss_mib() < high
     assert memory.peak_rss_mib() >= memory.rss_mib() - 1
+
+
+def test_malloc_trim_gives_back_the_free_heap_a_pinned_top_keeps():
+    """The pattern behind the pipeline's carried-over RSS: blocks under glibc's mmap threshold, freed
+    below a block still in use, stay resident until `malloc_trim`."""
+    import ctypes
+
+    libc = memory._LIBC
+    if getattr(libc, "malloc_trim", None) is None or not memory.rss_mib() > 0:
+        pytest.skip("needs glibc and /proc")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(100_000) for _ in range(2000)]  # 200 MB under the 128 KB mmap threshold
+    for b in blocks:
+        ctypes.memset(b, 1, 100_000)
+    pin = libc.malloc(100)  # above them: the heap top cannot shrink past it
+    before = memory.rss_mib()
+    for b in blocks:
+        libc.free(b)
+    kept = memory.rss_mib()
+    assert memory.heap_free_mib() >= 150
+    assert memory.malloc_trim()
+    after = memory.rss_mib()
+    libc.free(pin)
+    assert kept > before - 50  # freeing alone gave (almost) nothing back
+    assert after < kept - 150, (before, kept, after)

@@ -69,6 +69,34 @@ def malloc_trim() -> bool:
     return True
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap_free_mib() -> float:
+    """Free bytes inside glibc's heap, MiB: memory taken from the kernel and not in use (NaN without glibc
+    2.33+). What `malloc_trim` can give back; it grows when freed blocks cannot be reused."""
+    fn = getattr(_LIBC, "mallinfo2", None)
+    if fn is None:
+        return float("nan")
+    fn.restype = _Mallinfo2
+    return fn().fordblks / 2**20
+
+
 def release_memory() -> None:
     """Free what a finished stage left cached: the decoder's pooled key/value buffers, cyclic garbage,
     and glibc's free heap pages. Call between stages (the pipeline does), never inside a generation loop."""
