@@ -1,6 +1,6 @@
 """This process's memory: resident set (RSS), its peak, and handing cached memory back between stages.
 
-Linux only (`/proc/self`); elsewhere the readers return NaN and `reset_peak` does nothing. docs/search.md
+Linux only (`/proc/self`); elsewhere the readers return NaN. docs/search.md
 ("Memory") has what holds memory in a collect and in the pipeline, with the measurements.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import threading
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -30,18 +31,42 @@ def rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size since the start (or the last `reset_peak`), MiB."""
+    """Peak resident set size of the process so far (`VmHWM`), MiB."""
     return _status_kib("VmHWM:") / 1024
 
 
-def reset_peak() -> bool:
-    """Restart the peak (`VmHWM`) at the current RSS, so a stage's own peak can be read; False if the
-    kernel does not allow it (then `peak_rss_mib` keeps the whole process's peak)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+class PeakSampler:
+    """The highest RSS seen while the `with` block runs, sampled every `interval` seconds on a thread
+    (`peak_mib`). Not `VmHWM` reset through /proc/self/clear_refs: that also resets what `getrusage`
+    and `/usr/bin/time` report as the whole process's peak when it exits."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_mib = float("nan")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            now = rss_mib()
+            if not now <= self.peak_mib:  # NaN-safe max
+                self.peak_mib = now
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakSampler:
+        self.peak_mib = rss_mib()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        now = rss_mib()
+        if not now <= self.peak_mib:
+            self.peak_mib = now
 
 
 def _libc():

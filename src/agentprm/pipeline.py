@@ -589,9 +589,9 @@ class Pipeline:
             prov.write(self.layout.provenance(stage.output))
             ts = time.time()
             self._stage_event(stage.name, "start")
-            memory.reset_peak()  # this stage's own peak (docs/search.md, Memory)
-            summary = stage.run()
-            peak = memory.peak_rss_mib()
+            with memory.PeakSampler() as sampled:  # this stage's own peak (docs/search.md, Memory)
+                summary = stage.run()
+            peak = sampled.peak_mib
             memory.release_memory()  # what the stage left cached must not add to the next stage's peak
             replace(prov, complete=True).write(self.layout.provenance(stage.output))
             self._stage_event(
