@@ -170,10 +170,10 @@ def test_malloc_trim_gives_back_the_free_heap_a_pinned_top_keeps():
         pytest.skip("needs glibc and /proc")
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    blocks = [libc.malloc(100_000) for _ in range(2000)]  # 200 MB under the 128 KB mmap threshold
+    blocks = [libc.malloc(100_000) for _ in range(2001)]  # 200 MB under the 128 KB mmap threshold
     for b in blocks:
         ctypes.memset(b, 1, 100_000)
-    pin = libc.malloc(100)  # above them: the heap top cannot shrink past it
+    pin = blocks.pop()  # the last, above the others: the heap top cannot shrink past it
     before = memory.rss_mib()
     for b in blocks:
         libc.free(b)

@@ -54,18 +54,18 @@ class _BufferPool:
         if not hasattr(self._local, "free"):
             self._local.free = _FreeList()
             self._lists.add(self._local.free)
-        return self._local.free
+        return self._local.free.items
 
     @property
     def nbytes(self) -> int:
         """Bytes the pool holds now, over all threads (at most `keep` buffers each: the largest seen)."""
-        return sum(t.numel() * t.element_size() for free in list(self._lists) for t in free)
+        return sum(t.numel() * t.element_size() for free in list(self._lists) for t in free.items)
 
     def clear(self) -> None:
         """Drop every thread's buffers (between stages: the largest buffers of a finished stage stay
         resident otherwise; a 128-episode BabyAI collect left 897 MiB in the pool)."""
         for free in list(self._lists):
-            free.clear()
+            free.items.clear()
 
     def take(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         free = self._free()
@@ -93,8 +93,14 @@ class _BufferPool:
         del free[self.keep :]  # the largest stay
 
 
-class _FreeList(list):
-    """A list that can be weakly referenced (a thread's pooled buffers go when the thread does)."""
+class _FreeList:
+    """One thread's pooled buffers, weakly referenced by the pool (they go when the thread does).
+    Hashed by identity: two threads' (equal) empty lists are different entries."""
+
+    __slots__ = ("items", "__weakref__")
+
+    def __init__(self) -> None:
+        self.items: list[torch.Tensor] = []
 
 
 _POOL = _BufferPool()
