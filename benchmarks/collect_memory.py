@@ -44,8 +44,10 @@ def build_policy(env_name: str, path: Path) -> Path:
         return path
     from agentprm.conversation import trajectory_messages
     from agentprm.envs.demos import make_expert
+    from agentprm.policy.hf import quiet_transformers
     from agentprm.policy.tiny import TinyPolicyConfig, build_tiny
 
+    quiet_transformers()
     env = get_spec(env_name).make()
     expert = make_expert(env_name)
     demos = [expert(env, t, 0) for t in env.task_ids("train", 20)]
