@@ -567,6 +567,8 @@ class Pipeline:
     def run(self) -> Path:
         import torch
 
+        from agentprm import memory
+
         torch.set_num_threads(self.cfg.threads)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
@@ -593,10 +595,20 @@ class Pipeline:
             prov.write(self.layout.provenance(stage.output))
             ts = time.time()
             self._stage_event(stage.name, "start")
-            summary = stage.run()
+            with memory.PeakSampler() as sampled:  # this stage's own peak (docs/search.md, Memory)
+                summary = stage.run()
+            peak = sampled.peak_mib
+            memory.release_memory()  # what the stage left cached must not add to the next stage's peak
             replace(prov, complete=True).write(self.layout.provenance(stage.output))
-            self._stage_event(stage.name, "end", seconds=round(time.time() - ts, 3), summary=summary)
-            self.log(f"{head}: {summary} ({time.time() - ts:.0f} s)")
+            self._stage_event(
+                stage.name,
+                "end",
+                seconds=round(time.time() - ts, 3),
+                summary=summary,
+                peak_rss_mib=round(peak, 1),
+                rss_after_mib=round(memory.rss_mib(), 1),
+            )
+            self.log(f"{head}: {summary} ({time.time() - ts:.0f} s, peak RSS {peak / 1024:.1f} GiB)")
         ts = time.time()
         self._stage_event("report", "start")
         summary = self._run_report()
@@ -717,8 +729,7 @@ class Pipeline:
 
     def _run_collect(self) -> str:
         from agentprm.rollout.engine import RolloutConfig
-        from agentprm.rollout.jobs import pass_at_n, rollout_tasks
-        from agentprm.trajectory import read_trajectories
+        from agentprm.rollout.jobs import rollout_tasks, summarize_file
 
         ids = self._collect_ids()
         cfg = RolloutConfig(
@@ -731,8 +742,11 @@ class Pipeline:
             def on_done(traj, s) -> None:
                 bar.update(job, advance=1, status=f"success {s.successes}/{s.written}")
 
+            policy = self._policy()
+            if policy.prefix_store is not None:
+                self.log(f"collect: {policy.prefix_store.describe()}")
             rollout_tasks(
-                self._policy(),
+                policy,
                 self._env_factory(),
                 ids,
                 self.trajectories_path,
@@ -741,9 +755,10 @@ class Pipeline:
                 seed=self.cfg.seed,
                 on_done=on_done,
             )
-        trajs = read_trajectories(self.trajectories_path)
-        rate = sum(t.success for t in trajs) / max(len(trajs), 1)
-        return f"{len(trajs)} trajectories, success {rate:.1%}, pass@{self.cfg.n_per_task} {pass_at_n(trajs):.1%}"
+        f = summarize_file(self.trajectories_path)
+        return (
+            f"{f.trajectories} trajectories, success {f.success_rate:.1%}, pass@{self.cfg.n_per_task} {f.pass_at_n:.1%}"
+        )
 
     # label (TD labels are recomputed inside training, Algorithm 1; these files record label cost and
     # the outcome labels for inspection/export)

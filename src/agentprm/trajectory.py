@@ -116,21 +116,22 @@ class Trajectory:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file; a torn (unparseable, unterminated) last line is ignored."""
+    # Line by line: a resumed 10k-trajectory collect reads its file for the ids done, and the whole text
+    # plus its split lines would sit in memory at once (twice the file) while the set is built.
     with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            is_last = all(not rest.strip() for rest in lines[i + 1 :])
-            if is_last:
-                return  # torn write of the record in flight: drop it
-            # bad input a user can fix (a resumed writer must not append past it), so one line, exit 2
-            raise BadFileError(
-                f"{path}: line {i + 1} is not valid JSON (not a torn last line); repair or delete that line"
-            ) from None
+        for i, line in enumerate(fh):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                if not fh.read().strip():
+                    return  # torn write of the record in flight (the last line): drop it
+                # bad input a user can fix (a resumed writer must not append past it), so one line, exit 2
+                raise BadFileError(
+                    f"{path}: line {i + 1} is not valid JSON (not a torn last line); repair or delete that line"
+                ) from None
+            yield obj
 
 
 def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:

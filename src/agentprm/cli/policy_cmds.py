@@ -178,6 +178,8 @@ def _run(
             backend,
         )
     pol = _load_policy(policy, env, batch_size, backend, bf16)
+    if getattr(pol, "prefix_store", None) is not None:
+        print(pol.prefix_store.describe())  # the memory it may take, said once
     maker = spec.maker(max_rounds)  # the same capped env factory as search and the pipeline
     first = maker()
     task_ids = first.task_ids(split, n_tasks or None)
@@ -285,8 +287,7 @@ def collect(
     backend: BackendOpt = "hf",
 ) -> None:
     """Sample N trajectories per task with the policy (resumable; batched across envs)."""
-    from agentprm.rollout.jobs import pass_at_n
-    from agentprm.trajectory import read_trajectories
+    from agentprm.rollout.jobs import summarize_file
 
     spec, s = _run(
         policy,
@@ -307,11 +308,10 @@ def collect(
         bf16,
         max_rounds,
     )
-    trajs = read_trajectories(out)
-    rate = sum(t.success for t in trajs) / len(trajs) if trajs else float("nan")
+    f = summarize_file(out)
     print(
-        f"{len(trajs)} trajectories in {out} ({s.written} new, {s.skipped} resumed): "
-        f"success {rate:.1%}, pass@{n_per_task} {pass_at_n(trajs):.1%}, statuses {s.statuses}"
+        f"{f.trajectories} trajectories in {out} ({s.written} new, {s.skipped} resumed): "
+        f"success {f.success_rate:.1%}, pass@{n_per_task} {f.pass_at_n:.1%}, statuses {s.statuses}"
     )
 
 
@@ -337,7 +337,7 @@ def eval_cmd(
     backend: BackendOpt = "hf",
 ) -> None:
     """Greedy (T = 0) evaluation: one trajectory per task, then a one-line summary."""
-    from agentprm.trajectory import read_trajectories
+    from agentprm.rollout.jobs import summarize_file
 
     spec, s = _run(
         policy,
@@ -358,11 +358,8 @@ def eval_cmd(
         bf16,
         max_rounds,
     )
-    trajs = read_trajectories(out)
-    n = len(trajs)
-    rate = sum(t.success for t in trajs) / n if n else float("nan")
-    mean_r = sum(t.reward for t in trajs) / n if n else float("nan")
-    errors = sum(t.status in ("env_error", "policy_error") for t in trajs)
+    f = summarize_file(out)
     print(
-        f"{env}/{split} greedy: success {rate:.1%} ({sum(t.success for t in trajs)}/{n}), mean reward {mean_r:.3f}, errors {errors}; wrote {out}"
+        f"{env}/{split} greedy: success {f.success_rate:.1%} ({f.successes}/{f.trajectories}), "
+        f"mean reward {f.mean_reward:.3f}, errors {f.errors}; wrote {out}"
     )

@@ -9,7 +9,7 @@ ran in, so a resumed run samples what the uninterrupted run would have.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from agentprm.envs.base import Env
 from agentprm.policy.base import Policy
 from agentprm.rollout.engine import Episode, RolloutConfig, new_episode, run_episodes
 from agentprm.rollout_io import done_ids
-from agentprm.trajectory import JsonlWriter, Trajectory
+from agentprm.trajectory import JsonlWriter, Trajectory, iter_jsonl
 
 
 def episode_id(task_id: str, k: int) -> str:
@@ -119,9 +119,43 @@ def rollout_tasks(
     return summary
 
 
-def pass_at_n(trajectories: list[Trajectory]) -> float:
+def pass_at_n(trajectories: Iterable[Trajectory]) -> float:
     """Share of tasks with at least one successful trajectory (oracle@N over what was sampled)."""
     by_task: dict[str, bool] = {}
     for t in trajectories:
         by_task[t.task_id] = by_task.get(t.task_id, False) or t.success
     return sum(by_task.values()) / len(by_task) if by_task else float("nan")
+
+
+@dataclass
+class FileSummary:
+    trajectories: int = 0
+    successes: int = 0
+    reward_sum: float = 0.0
+    errors: int = 0  # env_error or policy_error
+    pass_at_n: float = float("nan")
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.trajectories if self.trajectories else float("nan")
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.trajectories if self.trajectories else float("nan")
+
+
+def summarize_file(path: str | Path) -> FileSummary:
+    """Count, successes, rewards, errors and pass@N of a trajectory JSONL, read one record at a time (a
+    10k-trajectory collect's closing line must not load every trajectory)."""
+    out = FileSummary()
+    by_task: dict[str, bool] = {}
+    for d in iter_jsonl(path) if Path(path).exists() else ():
+        ok = bool(d.get("success"))
+        out.trajectories += 1
+        out.successes += ok
+        out.reward_sum += float(d.get("reward", 0.0))
+        out.errors += d.get("status") in ("env_error", "policy_error")
+        by_task[d["task_id"]] = by_task.get(d["task_id"], False) or ok
+    if by_task:
+        out.pass_at_n = sum(by_task.values()) / len(by_task)
+    return out

@@ -1,0 +1,132 @@
+"""This process's memory: resident set (RSS), its peak, and handing cached memory back between stages.
+
+Linux only (`/proc/self`); elsewhere the readers return NaN. docs/search.md
+("Memory") has what holds memory in a collect and in the pipeline, with the measurements.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import threading
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(key: str) -> float:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rss_mib() -> float:
+    """Resident set size now, MiB."""
+    return _status_kib("VmRSS:") / 1024
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of the process so far (`VmHWM`), MiB."""
+    return _status_kib("VmHWM:") / 1024
+
+
+class PeakSampler:
+    """The highest RSS seen while the `with` block runs, sampled every `interval` seconds on a thread
+    (`peak_mib`). Not `VmHWM` reset through /proc/self/clear_refs: that also resets what `getrusage`
+    and `/usr/bin/time` report as the whole process's peak when it exits."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_mib = float("nan")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while True:
+            now = rss_mib()
+            if not now <= self.peak_mib:  # NaN-safe max
+                self.peak_mib = now
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakSampler:
+        self.peak_mib = rss_mib()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        now = rss_mib()
+        if not now <= self.peak_mib:
+            self.peak_mib = now
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def malloc_trim() -> bool:
+    """Give glibc's free heap memory back to the kernel (False where there is no glibc).
+
+    Freed blocks below glibc's mmap threshold stay in its heap (the threshold rises to the size of the
+    largest freed block, up to 32 MB, so the prefix store's entries of a few MB end up there); after a
+    stage that freed a 1 GiB prefix store the heap held ~1 GB of free pages that `malloc_trim` returned
+    (docs/search.md, Memory)."""
+    fn = getattr(_LIBC, "malloc_trim", None)
+    if fn is None:
+        return False
+    fn(0)
+    return True
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap_free_mib() -> float:
+    """Free bytes inside glibc's heap, MiB: memory taken from the kernel and not in use (NaN without glibc
+    2.33+). What `malloc_trim` can give back; it grows when freed blocks cannot be reused."""
+    fn = getattr(_LIBC, "mallinfo2", None)
+    if fn is None:
+        return float("nan")
+    fn.restype = _Mallinfo2
+    return fn().fordblks / 2**20
+
+
+def release_memory() -> None:
+    """Free what a finished stage left cached: the decoder's pooled key/value buffers, cyclic garbage,
+    and glibc's free heap pages. Call between stages (the pipeline does), never inside a generation loop."""
+    from agentprm.policy.fastgen import release_buffers
+
+    release_buffers()
+    gc.collect()
+    malloc_trim()
