@@ -150,7 +150,7 @@ def _run(job: RolloutJob) -> tuple[Any, Any]:
     spec = get_spec(job.env)
     check_split(job.split)
     writable_path(job.out)
-    check_max_rounds(job.max_rounds, job.ray)
+    check_max_rounds(job.max_rounds)
     if job.ray:  # the policy loads on the workers; the driver only checks it and writes the file
         return spec, _run_on_ray(job, spec)
     pol = _load_policy(job.policy, job.env, job.batch_size, job.backend, job.bf16)
@@ -194,6 +194,7 @@ def _run_on_ray(job: RolloutJob, spec: Any) -> Any:
         temperature=job.temperature,
         max_new_tokens=job.max_new_tokens,
         seed=job.seed,
+        max_rounds=job.max_rounds,  # the workers cap their envs as `_run` does: EnvSpec.maker
     )
     with progress() as bar:
         row = bar.add_task(f"{job.what} {job.env}/{job.split} on ray", total=len(task_ids) * job.n_per_task, status="")
