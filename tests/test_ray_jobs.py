@@ -107,3 +107,33 @@ def test_collect_and_search_on_ray_equal_in_process_and_resume(cluster, policy_d
     )
     got_mc = {json.loads(line)["trajectory_id"]: json.loads(line) for line in mc_out.read_text().splitlines()}
     assert got_mc == want_mc
+
+
+def test_max_rounds_on_ray_ends_episodes_at_the_cap_as_in_process(cluster, policy_dir, tmp_path):
+    """`--max-rounds` with `--ray`: the workers build their envs through `EnvSpec.maker(max_rounds)` as the
+    in-process command does, so a capped collect and greedy search give the same trajectories."""
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+
+    def invoke(*args):
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        return r
+
+    # TextCraft's own cap is 20 rounds; the untrained policy never finishes a task, so every episode runs to the cap
+    common = ["--policy", policy_dir, "--env", "textcraft", "--max-new-tokens", 6, "--max-rounds", 2]
+    collect = [*common, "--split", "train", "--n-tasks", 2, "--n-per-task", 2, "--batch-size", 4, "--threads", 1]
+    invoke("collect", *collect, "--out", tmp_path / "local.jsonl")
+    invoke("collect", *collect, "--out", tmp_path / "ray.jsonl", "--ray", "auto", "--ray-workers", 2)
+    want, got = _by_id(tmp_path / "local.jsonl"), _by_id(tmp_path / "ray.jsonl")
+    assert len(want) == 4 and got == want
+    assert {(len(t["steps"]), t["status"]) for t in got.values()} == {(2, "max_rounds")}
+
+    search = [*common, "--strategy", "greedy", "--split", "test", "--n", 2, "--chunk", 1]
+    invoke("search", *search, "--out", tmp_path / "s_local.jsonl")
+    invoke("search", *search, "--out", tmp_path / "s_ray.jsonl", "--ray", "auto", "--ray-workers", 2)
+    a, b = _by_id(tmp_path / "s_local.jsonl"), _by_id(tmp_path / "s_ray.jsonl")
+    assert a.keys() == b.keys() and len(a) == 2
+    assert all(a[k]["steps"] == b[k]["steps"] and a[k]["status"] == b[k]["status"] == "max_rounds" for k in a)
+    assert {len(t["steps"]) for t in b.values()} == {2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,27 @@ def test_an_empty_result_file_is_a_search_not_yet_run(tmp_path):
     (tmp_path / "eval" / "babyai" / "agentprm" / "beam_2x2.jsonl").write_text("")  # a search just started
     (tmp_path / "eval" / "babyai" / "greedy.jsonl").write_text("")
     assert RunFolder.scan(tmp_path).evals == []
+
+
+def test_a_combined_report_states_each_folders_episode_cap(two_runs, tmp_path):
+    a, b = (tmp_path / "a", tmp_path / "b")
+    shutil.copytree(two_runs[0], a)
+    shutil.copytree(two_runs[1], b)
+
+    def header(cap_a, cap_b):
+        for root, cap, env in ((a, cap_a, "scripted"), (b, cap_b, "scripted-b")):
+            (root / "config.yaml").write_text(f"env: {env}\n" + (f"max_rounds: {cap}\n" if cap else ""))
+        report = write_report([a, b], tmp_path / "report").read_text()
+        return report[: report.index("## ")]
+
+    differ = header(10, 6)  # each folder's cap in its row of the folders table
+    assert "episode cap (`max_rounds`)" in differ and "caps differ" in differ
+    assert re.search(rf"\| `{re.escape(str(a))}` \| scripted \| .* \| 10 rounds \|", differ)
+    assert re.search(rf"\| `{re.escape(str(b))}` \| scripted-b \| .* \| 6 rounds \|", differ)
+    assert "`max_rounds`)" in header(10, None) and "| the env's own |" in header(10, None)
+    same = header(10, 10)  # they agree: one line, no column
+    assert "Episodes capped at **10 rounds** in every run folder" in same and "episode cap (" not in same
+    neither = header(None, None)  # the env's own everywhere: as a single folder's report, nothing said
+    assert "capped" not in neither and "episode cap (" not in neither
+    (a / "config.yaml").write_text("env: scripted\nmax_rounds: 10\n")
+    assert "Episodes capped at **10 rounds** (`max_rounds`" in write_report(a).read_text()  # one folder: as before

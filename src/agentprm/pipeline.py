@@ -1,279 +1,29 @@
 """`agentprm pipeline`: demos -> sft -> collect -> label -> train PRMs -> search -> report, in one run folder.
 
 Every stage writes its output into `runs/<name>/` (paths: `agentprm.run_layout.RunLayout`) and records what
-produced it in `provenance/<output>.json` (`Provenance`: the stage's key, its inputs, whether it completed).
-A stage is skipped when its output is complete and its key matches the current config, so an interrupted
-pipeline resumes where it stopped; a changed config redoes exactly the stages it affects (`STAGE_FIELDS`,
-docs/pipeline.md), removing their old output first; `force` redoes every stage the same way. The stages
-call the same library functions as the individual commands, so a bigger config (a pretrained base on GPUs:
-`configs/*.yaml`) runs the same code as the embedded default.
+produced it in `provenance/<output>.json` (`agentprm.stage_keys.Provenance`: the stage's key, its inputs,
+whether it completed). A stage is skipped when its output is complete and its key matches the current config,
+so an interrupted pipeline resumes where it stopped; a changed config redoes exactly the stages it affects
+(`agentprm.stage_keys.STAGE_FIELDS`, docs/pipeline.md), removing their old output first; `force` redoes every
+stage the same way. The stages call the same library functions as the individual commands, so a bigger
+config (a pretrained base on GPUs: `configs/*.yaml`) runs the same code as the embedded default.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from agentprm.errors import UserError
-from agentprm.policy.sft import SFTConfig
-from agentprm.policy.tiny import TinyPolicyConfig
-from agentprm.prm.train import PRMTrainConfig
+from agentprm.pipeline_config import PipelineConfig
 from agentprm.run_layout import RunLayout
 from agentprm.search.budget import Budget
-from agentprm.typed_config import as_mapping, check_keys, from_mapping
-
-
-def _default_sft() -> SFTConfig:
-    # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
-    return SFTConfig(epochs=3.0, batch_size=8, lr=2e-3, bf16=True)
-
-
-# The pipeline's PRMTrainConfig overrides per preset when the config gives no `prm:` (tiny: 1 epoch, three
-# PRMs in ~2 min; 2 epochs took 100-127 s each). A pretrained base gets the paper's settings as they are.
-PRM_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {"tiny": {"epochs": 1}}
-
-
-def prm_preset_for(base: str, preset: str = "auto") -> str:
-    """The PRM preset: `auto` is `tiny` for the from-scratch tiny base and `paper` (lr 1e-6, 5 epochs) for a
-    pretrained one."""
-    if preset == "auto":
-        return "tiny" if base == "tiny" else "paper"
-    if preset not in ("tiny", "paper"):
-        raise UserError(f"unknown prm_preset {preset!r}; choose auto, tiny or paper")
-    return preset
-
-
-@dataclass
-class PipelineConfig:
-    """The embedded default's fields (these are TextCraft's sizes; `agentprm pipeline` with no config runs
-    `ENV_DEFAULTS[DEFAULT_ENV]`, BabyAI), a tiny from-scratch policy on 2 CPU cores.
-
-    The measured figures for these sizes are in the README ("Status") and docs/policy.md.
-    """
-
-    name: str = "default"
-    env: str = "textcraft"
-    seed: int = 0
-    threads: int = 2  # torch threads
-    device: str = "cpu"
-    # demos + SFT (the tiny from-scratch policy needs thousands of demos; the paper's 300 is for LLMs)
-    demos: int = 2000
-    # The expert's thoughts where it offers styles (textcraft: full | brief | none). The tiny default
-    # uses "none" (action-only turns): as good as full thoughts on held-out goals (2% vs 4% greedy, both
-    # noise) at half the SFT time, and 3x shorter turns to sample (docs/policy.md).
-    thought_style: str | None = "none"
-    # Item-renamed copies written after every successful demo (textcraft; 0 elsewhere): see
-    # envs/textcraft_augment.py and docs/policy.md for what they measured.
-    demo_renamed_copies: int = 0
-    base: str = "tiny"  # tiny | smollm2 | an HF model dir
-    policy_dtype: str = (
-        "float32"  # the SFT policy's weights when sampling (bfloat16: ~2x faster for pretrained bases on CPU)
-    )
-    sft: SFTConfig = field(default_factory=_default_sft)  # YAML: a mapping of SFTConfig fields
-    # collect: N trajectories per training task at temperature 1.0 (paper)
-    collect_tasks: int | None = 24  # None: every task of the train split
-    n_per_task: int = 16
-    collect_temperature: float = 1.0
-    max_new_tokens: int = 48  # action-only turns are <= ~25 tokens
-    # Episode cap in rounds for collect, labels and search (None: the env's own = AgentGym's evaluation
-    # budget and the paper's: BabyAI and TextCraft 20). Demos keep the env's own.
-    max_rounds: int | None = None
-    batch_size: int = 64
-    # PRMs: one per objective, initialised from the SFT policy (paper)
-    objectives: list[str] = field(default_factory=lambda: ["agentprm", "pvm", "orm"])  # + "mc" (costly)
-    # MC labels (objective "mc"): N_mc rollouts from every step s_{t+1} of the seed trajectories. None: one
-    # seed per training task, as the paper runs it; a number: that many, spread round-robin over the tasks.
-    mc_trajectories: int | None = None
-    n_mc: int = 16
-    # Train the MC PRM for as many optimiser steps as the TD PRMs (its epochs scaled by how many fewer
-    # trajectories carry MC labels), so that claim 5 compares labels, not training lengths.
-    mc_equal_steps: bool = True
-    prm_preset: str = "auto"  # auto (tiny for the tiny base, paper otherwise) | tiny | paper
-    # YAML: a mapping of PRMTrainConfig fields over the preset (objective, beta, seed, device: per PRM)
-    prm: PRMTrainConfig = field(default_factory=lambda: PRMTrainConfig.preset("tiny", **PRM_DEFAULT_OVERRIDES["tiny"]))
-    ablation_beta0: bool = False  # also train AgentPRM with beta = 0 (the L_A ablation, report section f)
-    # search on the test split
-    eval_tasks: int | None = 20  # None: every task of the test split
-    bon: int = 16  # best-of-n curve 1..bon from one sampling run (64 for the paper's Table 3 and efficiency)
-    # 4x4 took 310-362 s per PRM on 20 TextCraft tasks: outside the default's 15 minutes
-    # (configs/textcraft-all.yaml runs it)
-    beams: list[str] = field(default_factory=lambda: ["2x2"])
-    random_baseline: bool = True  # a random scorer under best-of-n: the sanity floor
-    # RFT, the paper's other training-based baseline: the SFT policy trained further (sft settings, these
-    # epochs) on its own successful collected trajectories, then decoded greedily on the test tasks.
-    rft: bool = False
-    rft_epochs: float = 1.0
-
-    def beam_budgets(self) -> list[Budget]:
-        return sorted({Budget.parse("beam", b) for b in self.beams})
-
-    @classmethod
-    def load(cls, path: str | Path | None, **overrides: Any) -> PipelineConfig:
-        data: dict[str, Any] = {}
-        if path is not None:
-            import yaml
-
-            p = Path(path)
-            if not p.is_file():
-                raise UserError(f"config {p} does not exist; give a YAML file (see configs/)")
-            try:
-                data = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError as e:
-                where = getattr(e, "problem_mark", None)
-                at = f" at line {where.line + 1}" if where is not None else ""
-                raise UserError(
-                    f"config {p} is not valid YAML{at}; fix its syntax (see configs/ for examples)"
-                ) from None
-            except UnicodeDecodeError:
-                raise UserError(f"config {p} is not UTF-8 text; give a YAML file (see configs/)") from None
-            if not isinstance(data, dict):
-                raise UserError(f"config {p} must be a YAML mapping of PipelineConfig fields")
-        elif (overrides.get("env") or DEFAULT_ENV) in ENV_DEFAULTS:  # the embedded default, sized for that env
-            data = dict(ENV_DEFAULTS[overrides.get("env") or DEFAULT_ENV])
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.from_dict(data)
-        except UserError as e:
-            if path is None:
-                raise
-            raise UserError(f"{path}: {e}") from None  # name the file the bad line is in
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
-        """A config from a mapping (YAML): typed sections built and checked, unknown keys a UserError."""
-        data = dict(data)
-        check_keys(cls, {k: v for k, v in data.items() if k not in ("sft", "prm")}, "config")
-        if "sft" in data and not isinstance(data["sft"], SFTConfig):
-            data["sft"] = from_mapping(SFTConfig, data["sft"], "sft", tiny=TinyPolicyConfig)
-        preset = prm_preset_for(data.get("base", "tiny"), data.get("prm_preset", "auto"))
-        prm = data.get("prm")
-        if not isinstance(prm, PRMTrainConfig):
-            given = (
-                as_mapping(PRMTrainConfig, prm, "prm")
-                if prm is not None
-                else dict(PRM_DEFAULT_OVERRIDES.get(preset, {}))
-            )
-            check_keys(PRMTrainConfig, given, "prm")
-            data["prm"] = PRMTrainConfig.preset(preset, **given)
-        cfg = cls(**data)
-        try:  # now, not when the train-prm stage meets it after demos, SFT and collect
-            for objective in [cfg.prm.objective, *cfg.objectives]:
-                replace(cfg.prm, objective=objective).validate()
-        except ValueError as e:
-            raise UserError(f"prm: {e} (objectives: {cfg.objectives}); fix it in the config") from None
-        for b in cfg.beams:
-            Budget.parse("beam", b)
-        if cfg.bon < 1:
-            raise UserError(f"bon = {cfg.bon}: best-of-n needs at least 1 sample per task")
-        return cfg
-
-
-# The embedded default's changes for other envs (`agentprm pipeline --env E` without a config).
-# BabyAI's expert runs BFS and minigrid's bot (~0.3 s a demo, 78% solved): fewer demos.
-# `agentprm pipeline` with neither a config nor --env runs DEFAULT_ENV: BabyAI is the env where the
-# from-scratch policy leaves a PRM something to rank (greedy 30% vs pass@16 ~67%: docs/policy.md), and 50
-# test tasks let the paired-bootstrap intervals separate methods. TextCraft's sizes are the dataclass's.
-DEFAULT_ENV = "babyai"
-ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Action-only turns ("Action: turn left"): trained twice as long (1000 steps) they reach 34% greedy on
-    # the 50 test tasks, above the expert's thoughts at 500 steps (30%), and a turn is ~5 generated tokens
-    # instead of ~32, so every search stage is several times cheaper (docs/policy.md, session 5).
-    "babyai": {
-        "env": "babyai",
-        "demos": 500,
-        "thought_style": "none",
-        "max_new_tokens": 32,
-        # Phrase BPE (merges across spaces, never inside the names the actions copy): 1.37x fewer tokens
-        # per prompt, the same greedy reward on the 50 test tasks (0.257 vs 0.257; docs/policy.md).
-        "sft": {"epochs": 20.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "tiny": {"tokenizer_merge": "phrase"}},
-        # 10 rounds, not the paper's 20: failures (most T = 1 samples) run to the cap with a growing
-        # history and were most of the sampling time; 102 of 106 successful test samples took <= 10 rounds.
-        "max_rounds": 10,
-        "eval_tasks": 50,
-    },
-    # WebShop demos average ~1100 tokens (results pages): half would lose their last turns at 1024.
-    "webshop": {
-        "env": "webshop",
-        "thought_style": None,
-        "max_new_tokens": 96,
-        "sft": {"epochs": 4.0, "batch_size": 8, "lr": 2e-3, "bf16": True, "max_length": 2304},
-    },
-    # Math (docs/math.md): generated demos are free and short (~5 one-line steps, ~100 tokens), so many
-    # fresh ones rather than epochs; a step is one line (<= ~25 tokens); episodes are cheap, so more
-    # training tasks, 100 test tasks and Table 2's beams. Session 6: 6000 demos (750 steps) gave greedy 10%
-    # with 70% of calculation lines wrong, and 384 training trajectories (4.4% successful) taught the PRMs
-    # nothing (step AUC 0.50-0.52): hence 16000 demos and 128 collect tasks (docs/math.md, "Measured").
-    "math": {
-        "env": "math",
-        "demos": 16000,
-        "thought_style": None,
-        "max_new_tokens": 40,
-        "sft": {"epochs": 2.0, "batch_size": 16, "lr": 2e-3, "bf16": True},
-        "collect_tasks": 128,
-        "eval_tasks": 100,
-        "beams": ["2x2", "4x4", "8x8"],
-    },
-}
-
-
-# What each stage's output depends on besides the stages it reads: a change to any of these config fields
-# makes that stage stale and, through its key, every stage that reads it (docs/pipeline.md has the table).
-# Fields not listed (name, threads, device, batch_size) change how fast, not what is produced.
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "demos": ("env", "seed", "demos", "thought_style", "demo_renamed_copies"),
-    "sft": ("base", "sft", "seed"),  # + demos
-    "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed", "max_rounds"),  # + sft
-    "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
-    "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
-    "rft": ("rft_epochs",),  # + sft, collect
-    "search": ("eval_tasks", "max_new_tokens", "seed", "max_rounds", "bon (best-of-n)", "beams (beam)"),  # + sft, PRM
-}
-STAGE_READS = {
-    "sft": "demos",
-    "collect": "sft",
-    "label": "collect",
-    "train-prm": "collect (label for mc)",
-    "search": "sft and the PRM it ranks with",
-}
-
-
-def _hash(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass
-class Provenance:
-    """What produced one stage output: the stage, its key (a hash of every input and setting it depends on),
-    those inputs in words, whether it completed, and the command that (re)makes it."""
-
-    stage: str
-    key: str
-    config_hash: str  # the whole config's hash (informative: staleness is judged on `key`)
-    inputs: dict[str, Any]
-    complete: bool
-    command: str
-
-    @classmethod
-    def read(cls, path: Path) -> Provenance | None:
-        if not path.is_file():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError):
-            return None  # unreadable: treated as missing
-
-    def write(self, path: Path) -> None:
-        from agentprm.disk import atomic_write_text
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(asdict(self), indent=1))
+from agentprm.stage_keys import STAGE_FIELDS, Provenance, StageKeys, key_hash
 
 
 @dataclass
@@ -288,7 +38,7 @@ class Stage:
     reads: tuple[str, ...] = ()  # the stages whose output this one reads (redoing one of them redoes this)
 
 
-class Pipeline:
+class Pipeline(StageKeys):
     def __init__(
         self,
         cfg: PipelineConfig,
@@ -298,7 +48,7 @@ class Pipeline:
         run_dir: str | Path | None = None,
         redo: Sequence[str] = (),
     ):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.redo = list(redo)  # stage names (or their first word: "search", "train-prm") to redo
         self.dir = Path(run_dir) if run_dir is not None else Path(root) / cfg.name
         self.layout = RunLayout(self.dir)
@@ -307,7 +57,6 @@ class Pipeline:
         self.eval_dir = self.layout.eval_dir(cfg.env)
         self._cleared: set[Path] = set()
         self._redone: set[str] = set()
-        self._ids: dict[tuple[str, int | None], list[str]] = {}
 
     @classmethod
     def for_folder(cls, run_dir: str | Path) -> Pipeline:
@@ -339,16 +88,6 @@ class Pipeline:
         return f"agentprm pipeline {self.layout.config} --runs {self.dir.parent} --name {self.dir.name}"
 
     # -- shared objects ---------------------------------------------------------------------------------
-    def _spec(self):
-        from agentprm.envs import get_spec
-
-        return get_spec(self.cfg.env)
-
-    def _task_ids(self, split: str, n: int | None) -> list[str]:
-        if (split, n) not in self._ids:
-            self._ids[(split, n)] = self._spec().make().task_ids(split, n)
-        return self._ids[(split, n)]
-
     def _policy(self, policy_dir: Path | None = None):
         from agentprm.policy.hf import HFPolicy
 
@@ -369,80 +108,10 @@ class Pipeline:
     def _env_factory(self):
         return self._spec().maker(self.cfg.max_rounds)
 
-    # -- keys: what each output depends on (STAGE_FIELDS) --------------------------------------------------
-    def config_hash(self) -> str:
-        return _hash(asdict(self.cfg))
-
-    def _pick(self, *names: str) -> dict[str, Any]:
-        return {n: getattr(self.cfg, n) for n in names}
-
-    def demos_key(self) -> str:
-        return _hash("demos", self._pick(*STAGE_FIELDS["demos"]))
-
-    def sft_key(self) -> str:
-        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
-        if sft["tiny"]["tokenizer_merge"] == "word":  # only when set: older run folders keep their keys
-            del sft["tiny"]["tokenizer_merge"]
-        return _hash("sft", self.demos_key(), self.cfg.base, sft, self.cfg.seed)
-
-    def _rounds(self) -> list[Any]:
-        # Only when set: run folders made before the field existed keep their keys.
-        return [("max_rounds", self.cfg.max_rounds)] if self.cfg.max_rounds else []
-
-    def collect_key(self) -> str:
-        fields = [f for f in STAGE_FIELDS["collect"] if f != "max_rounds"]  # hashed by _rounds, only when set
-        return _hash("collect", self.sft_key(), self._pick(*fields), *self._rounds())
-
-    def label_key(self) -> str:
-        mc = (self.cfg.mc_trajectories, self.cfg.n_mc) if "mc" in self.cfg.objectives else None
-        return _hash("label", self.collect_key(), mc)
-
-    def prm_config(self, name: str) -> PRMTrainConfig:
-        objective, beta = ("agentprm", 0.0) if name == "agentprm-beta0" else (name, self.cfg.prm.beta)
-        return replace(self.cfg.prm, objective=objective, beta=beta, seed=self.cfg.seed, device=self.cfg.device)
-
-    def prm_key(self, name: str) -> str:
-        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in ("device", "checkpoint_every")}
-        mc = (self.label_key(), self.cfg.mc_equal_steps) if name == "mc" else None
-        return _hash("prm", self.collect_key(), mc, name, prm)
-
-    def _eval_ids(self) -> list[str]:
-        return self._task_ids("test", self.cfg.eval_tasks)
-
-    def samples_key(self) -> str:
-        return _hash(
-            "samples",
-            self.sft_key(),
-            self._eval_ids(),
-            self.cfg.bon,
-            self.cfg.max_new_tokens,
-            self.cfg.seed,
-            *self._rounds(),
-        )
-
-    def rft_key(self) -> str:
-        return _hash("rft", self.collect_key(), self.cfg.rft_epochs)
-
-    def search_key(self, strategy: str, rm: str | None, budget: Budget) -> str:
-        rm_key = self.rft_key() if rm == "rft" else self.prm_key(rm) if rm not in (None, "random") else rm
-        samples = self.samples_key() if strategy == "bon" else None
-        return _hash(
-            "search",
-            self.sft_key(),
-            rm_key,
-            samples,
-            self._eval_ids(),
-            strategy,
-            str(budget),
-            self.cfg.max_new_tokens,
-            self.cfg.seed,
-            *self._rounds(),
-        )
-
     # -- stages -----------------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         c = self.cfg
-        ids_hash = lambda: _hash(self._eval_ids())  # noqa: E731
+        ids_hash = lambda: key_hash(self._eval_ids())  # noqa: E731
         st = [
             Stage(
                 "demos",

@@ -15,7 +15,7 @@ runs/<name>/
   eval/<env>/<rm>/bon_<N>.jsonl                 best-of-n at budget N (curve 1..N from its candidates)
   eval/<env>/<rm>/beam_<N>x<M>.jsonl            beam search @NxM
   stages.jsonl                                  each stage's start and end (times; read by `agentprm view`)
-  provenance/<output path>.json                 what produced each output (`agentprm.pipeline.Provenance`)
+  provenance/<output path>.json                 what produced each output (`agentprm.stage_keys.Provenance`)
   report.md, plots/*.png                        written by `agentprm report`
 ```
 """

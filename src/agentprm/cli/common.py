@@ -132,9 +132,7 @@ MaxRoundsOpt = Annotated[
 ]
 
 
-def check_max_rounds(max_rounds: int, ray: str | None) -> None:
-    """`--max-rounds`: 0 or positive, and not with `--ray` yet (the Ray workers make their own envs)."""
+def check_max_rounds(max_rounds: int) -> None:
+    """`--max-rounds`: 0 or positive (on Ray too: the workers build their envs with the same cap)."""
     if max_rounds < 0:
         raise UserError("--max-rounds must be 0 (the env's own) or positive")
-    if ray and max_rounds:
-        raise UserError("--max-rounds is not supported with --ray yet; drop one of them")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -126,25 +127,30 @@ def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "h
     return pol
 
 
-def _run(
-    policy,
-    env,
-    split,
-    n_tasks,
-    n_per_task,
-    temperature,
-    max_new_tokens,
-    batch_size,
-    seed,
-    out,
-    what,
-    threads,
-    ray=None,
-    ray_workers=0,
-    backend="hf",
-    bf16=False,
-    max_rounds=0,
-):
+@dataclass(frozen=True)
+class RolloutJob:
+    """One `collect` or `eval` as its options asked: built once, then run in process or on Ray."""
+
+    what: str  # "collect" | "eval": names the progress bar and the resume message
+    policy: Path
+    env: str
+    split: str
+    n_tasks: int  # 0: the whole split
+    n_per_task: int
+    temperature: float
+    max_new_tokens: int
+    max_rounds: int  # 0: the env's own
+    batch_size: int
+    seed: int
+    threads: int  # 0: torch's default (one per Ray actor)
+    bf16: bool
+    out: Path
+    ray: str | None = None
+    ray_workers: int = 0
+    backend: str = "hf"
+
+
+def _run(job: RolloutJob) -> tuple[Any, Any]:
     import torch
 
     from agentprm.envs import get_spec
@@ -152,101 +158,74 @@ def _run(
     from agentprm.rollout.engine import RolloutConfig
     from agentprm.rollout.jobs import rollout_tasks
 
-    if threads:
-        torch.set_num_threads(threads)
-    spec = get_spec(env)
-    check_split(split)
-    writable_path(out)
-    check_max_rounds(max_rounds, ray)
-    if ray:  # the policy loads on the workers; the driver only checks it and writes the file
-        return spec, _run_on_ray(
-            policy,
-            env,
-            spec,
-            split,
-            n_tasks,
-            n_per_task,
-            temperature,
-            max_new_tokens,
-            batch_size,
-            seed,
-            out,
-            what,
-            threads,
-            ray,
-            ray_workers,
-            backend,
-        )
-    pol = _load_policy(policy, env, batch_size, backend, bf16)
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    spec = get_spec(job.env)
+    check_split(job.split)
+    writable_path(job.out)
+    check_max_rounds(job.max_rounds)
+    if job.ray:  # the policy loads on the workers; the driver only checks it and writes the file
+        return spec, _run_on_ray(job, spec)
+    pol = _load_policy(job.policy, job.env, job.batch_size, job.backend, job.bf16)
     if getattr(pol, "prefix_store", None) is not None:
         print(pol.prefix_store.describe())  # the memory it may take, said once
-    maker = spec.maker(max_rounds)  # the same capped env factory as search and the pipeline
+    maker = spec.maker(job.max_rounds)  # the same capped env factory as search and the pipeline
     first = maker()
-    task_ids = first.task_ids(split, n_tasks or None)
+    task_ids = first.task_ids(job.split, job.n_tasks or None)
     made = [first]
 
     def make_env():
         return made.pop() if made else maker()
 
-    cfg = RolloutConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    cfg = RolloutConfig(temperature=job.temperature, max_new_tokens=job.max_new_tokens, batch_size=job.batch_size)
     with progress() as bar:
-        job = bar.add_task(f"{what} {env}/{split}", total=len(task_ids) * n_per_task, status="")
+        row = bar.add_task(f"{job.what} {job.env}/{job.split}", total=len(task_ids) * job.n_per_task, status="")
 
         def on_done(traj, s):
-            bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
+            bar.update(row, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
 
-        with resumable(what):  # every finished trajectory is already in OUT
+        with resumable(job.what):  # every finished trajectory is already in OUT
             summary = rollout_tasks(
-                pol, make_env, task_ids, out, n_per_task=n_per_task, cfg=cfg, seed=seed, on_done=on_done
+                pol, make_env, task_ids, job.out, n_per_task=job.n_per_task, cfg=cfg, seed=job.seed, on_done=on_done
             )
-        bar.update(job, completed=summary.written + summary.skipped)
+        bar.update(row, completed=summary.written + summary.skipped)
     return spec, summary
 
 
-def _run_on_ray(
-    policy,
-    env,
-    spec,
-    split,
-    n_tasks,
-    n_per_task,
-    temperature,
-    max_new_tokens,
-    batch_size,
-    seed,
-    out,
-    what,
-    threads,
-    ray,
-    ray_workers,
-    backend,
-):
+def _run_on_ray(job: RolloutJob, spec: Any) -> Any:
     from agentprm.policy.hf import check_policy_dir, check_trained_env, read_policy_meta
     from agentprm.scale.ray_jobs import RayOptions, RolloutStage, rollout_on_ray
 
-    check_policy_dir(policy)
-    check_trained_env(read_policy_meta(policy), policy, env)
-    task_ids = spec.make().task_ids(split, n_tasks or None)
+    assert job.ray is not None  # _run sends only --ray jobs here
+    check_policy_dir(job.policy)
+    check_trained_env(read_policy_meta(job.policy), job.policy, job.env)
+    task_ids = spec.make().task_ids(job.split, job.n_tasks or None)
     stage = RolloutStage(
-        policy=str(policy),
-        env=env,
-        batch_size=batch_size,
-        threads=threads or 1,
-        backend=backend,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
+        policy=str(job.policy),
+        env=job.env,
+        batch_size=job.batch_size,
+        threads=job.threads or 1,
+        backend=job.backend,
+        temperature=job.temperature,
+        max_new_tokens=job.max_new_tokens,
+        seed=job.seed,
+        max_rounds=job.max_rounds,  # the workers cap their envs as `_run` does: EnvSpec.maker
     )
     with progress() as bar:
-        job = bar.add_task(f"{what} {env}/{split} on ray", total=len(task_ids) * n_per_task, status="")
+        row = bar.add_task(f"{job.what} {job.env}/{job.split} on ray", total=len(task_ids) * job.n_per_task, status="")
 
         def on_done(traj, s):
-            bar.update(job, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
+            bar.update(row, advance=1, status=f"success {s.successes}/{s.written} = {s.success_rate:.1%}")
 
         summary = rollout_on_ray(
-            stage, task_ids, n_per_task, out, RayOptions(address=ray, workers=ray_workers), on_done=on_done
+            stage,
+            task_ids,
+            job.n_per_task,
+            job.out,
+            RayOptions(address=job.ray, workers=job.ray_workers),
+            on_done=on_done,
         )
-        bar.update(job, completed=summary.written + summary.skipped)
+        bar.update(row, completed=summary.written + summary.skipped)
     return summary
 
 
@@ -290,23 +269,25 @@ def collect(
     from agentprm.rollout.jobs import summarize_file
 
     spec, s = _run(
-        policy,
-        env,
-        split,
-        n_tasks,
-        n_per_task,
-        temperature,
-        max_new_tokens,
-        batch_size,
-        seed,
-        out,
-        "collect",
-        threads,
-        ray,
-        ray_workers,
-        backend,
-        bf16,
-        max_rounds,
+        RolloutJob(
+            what="collect",
+            policy=policy,
+            env=env,
+            split=split,
+            n_tasks=n_tasks,
+            n_per_task=n_per_task,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            max_rounds=max_rounds,
+            batch_size=batch_size,
+            seed=seed,
+            threads=threads,
+            bf16=bf16,
+            out=out,
+            ray=ray,
+            ray_workers=ray_workers,
+            backend=backend,
+        )
     )
     f = summarize_file(out)
     print(
@@ -340,23 +321,25 @@ def eval_cmd(
     from agentprm.rollout.jobs import summarize_file
 
     spec, s = _run(
-        policy,
-        env,
-        split,
-        n_tasks,
-        1,
-        0.0,
-        max_new_tokens,
-        batch_size,
-        0,
-        out,
-        "eval",
-        threads,
-        ray,
-        ray_workers,
-        backend,
-        bf16,
-        max_rounds,
+        RolloutJob(
+            what="eval",
+            policy=policy,
+            env=env,
+            split=split,
+            n_tasks=n_tasks,
+            n_per_task=1,
+            temperature=0.0,  # greedy
+            max_new_tokens=max_new_tokens,
+            max_rounds=max_rounds,
+            batch_size=batch_size,
+            seed=0,
+            threads=threads,
+            bf16=bf16,
+            out=out,
+            ray=ray,
+            ray_workers=ray_workers,
+            backend=backend,
+        )
     )
     f = summarize_file(out)
     print(

@@ -98,7 +98,7 @@ def search(
         out.unlink()
     if ray and samples is not None:
         raise UserError("--samples is not supported with --ray yet; drop one of them")
-    check_max_rounds(max_rounds, ray)
+    check_max_rounds(max_rounds)
     rm_spec = None if strategy == "greedy" else rm  # what the records name as the RM
     reward_model, pol = None, None
     if ray:  # the workers load the policy and RM; the driver only checks that they are there
@@ -152,6 +152,7 @@ def search(
                 policy=str(policy),
                 env=env,
                 backend=backend,
+                max_rounds=max_rounds,
                 rm=rm_spec,
                 spec={k: getattr(spec, k) for k in fields},
                 config={**spec.to_dict(), **extra},

@@ -648,15 +648,19 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     return path
 
 
-def _episode_cap(config_path: Path) -> str:
-    """The run's episode cap when its config sets one (the paper's and AgentGym's otherwise)."""
+def _episode_cap(config_path: Path) -> int | None:
+    """The run's episode cap when its config sets one (None: the env's own, the paper's and AgentGym's)."""
     import yaml
 
     try:
         cap = (yaml.safe_load(config_path.read_text()) or {}).get("max_rounds")
     except (OSError, yaml.YAMLError, AttributeError):
-        return ""
-    return f" Episodes capped at **{cap} rounds** (`max_rounds`; the env's own otherwise)." if cap else ""
+        return None
+    return cap or None
+
+
+def _cap_sentence(cap: int | None, where: str = "") -> str:
+    return f" Episodes capped at **{cap} rounds**{where} (`max_rounds`; the env's own otherwise)." if cap else ""
 
 
 def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
@@ -668,19 +672,29 @@ def _header(ctx: _Ctx, roots: list[Path]) -> list[str]:
             f"# AgentPRM report: `{f.root.name}`",
             "",
             f"Run folder `{f.root}`; config: {cfg}. Environments: {', '.join(run.envs()) or 'none'}."
-            + _episode_cap(f.config_path),
+            + _cap_sentence(_episode_cap(f.config_path)),
             "",
         ]
-    rows = []
+    rows: list[list[str]] = []
+    caps: list[str] = []  # each folder's episode cap, as the table shows it
     for f in run.folders:
         cfg = f"`{ctx.show(f.config_path)}`" if f.config_path.is_file() else "none"
         rows.append([f"`{f.root}`", ", ".join(f.envs()) or "none", cfg])
+        cap = _episode_cap(f.config_path)
+        caps.append(f"{cap} rounds" if cap else "the env's own" if f.config_path.is_file() else "unknown (no config)")
+    header = ["run folder", "envs", "config"]
+    if len(set(caps)) > 1:  # each folder's cap in its row; one line when they agree
+        header.append("episode cap (`max_rounds`)")
+        rows = [[*r, c] for r, c in zip(rows, caps)]
+        cap_note = " Episode caps differ between the run folders (the table's last column)."
+    else:
+        cap_note = _cap_sentence(_episode_cap(run.folders[0].config_path), " in every run folder")
     return [
         f"# AgentPRM report: {', '.join(f'`{r.name}`' for r in roots)}",
         "",
         f"One report over {len(roots)} run folders; each env's results come from the folder that holds them. "
-        f"Environments: {', '.join(run.envs()) or 'none'}.",
+        f"Environments: {', '.join(run.envs()) or 'none'}.{cap_note}",
         "",
-        *_table(["run folder", "envs", "config"], rows),
+        *_table(header, rows),
         "",
     ]

@@ -73,11 +73,12 @@ class Excluded:
 def _expected_keys(root: Path) -> Callable[[str, str | None, Budget], str] | str:
     """The key each pipeline search output must have under the run folder's current config.yaml, or why it
     cannot be known."""
-    from agentprm.pipeline import Pipeline
+    from agentprm.pipeline_config import PipelineConfig
+    from agentprm.stage_keys import StageKeys
 
     try:
-        pipe = Pipeline.for_folder(root)
-        return lambda strategy, rm, budget: pipe.search_key(strategy, rm, budget)
+        keys = StageKeys(PipelineConfig.load(RunLayout(root).config))
+        return lambda strategy, rm, budget: keys.search_key(strategy, rm, budget)
     except Exception as e:  # noqa: BLE001 - any failure means the results cannot be checked; said in the report
         return f"its run folder's config.yaml cannot be read ({type(e).__name__}: {e})"
 
@@ -93,7 +94,7 @@ class RunFolder:
         """The results of a run folder the report may use: non-empty files that either carry no provenance
         (made by `agentprm search` by hand) or whose provenance says complete and matches the folder's
         current config.yaml. The others are listed in `excluded` with the command that completes them."""
-        from agentprm.pipeline import Provenance
+        from agentprm.stage_keys import Provenance
 
         root = Path(root)
         layout = RunLayout(root)

@@ -33,17 +33,20 @@ class Stage:
     batch_size: int = 64
     threads: int = 1  # torch threads per actor
     backend: str = "hf"  # generation backend: hf | vllm (give each actor a GPU: RayOptions.gpus_per_worker)
+    max_rounds: int = 0  # `--max-rounds`: cap every episode below the env's own (0: the env's own)
 
     def load_key(self) -> tuple:
         """What `load` depends on: an actor reloads only when this changes."""
-        return (self.policy, self.env, self.env_factory, self.batch_size, self.threads, self.backend)
+        return (self.policy, self.env, self.env_factory, self.batch_size, self.threads, self.backend, self.max_rounds)
 
     def make_env_factory(self) -> Callable[[], Any]:
         if self.env_factory is not None:
+            if self.max_rounds:  # a factory makes its envs as it likes: a cap here would be ignored
+                raise ValueError("Stage.max_rounds needs `env`; give `env_factory` envs with the cap built in")
             return self.env_factory
         from agentprm.envs import get_spec
 
-        return get_spec(self.env).make
+        return get_spec(self.env).maker(self.max_rounds)  # the same capped factory as the in-process run
 
     def load_policy(self) -> Any:
         from agentprm.policy.vllm import load_policy_backend
