@@ -35,6 +35,6 @@ def test_math_pipeline_end_to_end_and_report(tmp_path):
 
 def test_math_configs_load():
     cfg = PipelineConfig.load(None, env="math")
-    assert cfg.env == "math" and cfg.thought_style is None and cfg.demos == 6000
+    assert cfg.env == "math" and cfg.thought_style is None and cfg.demos == 16000 and cfg.eval_tasks == 100
     gsm = PipelineConfig.load(ROOT / "configs" / "math-gsm8k.yaml")
     assert gsm.env == "math" and gsm.beams == ["2x2", "4x4", "8x8"] and gsm.base != "tiny"
