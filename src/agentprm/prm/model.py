@@ -39,7 +39,7 @@ def causal_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
     """None when every row is right-padded (ones, then zeros), else the mask unchanged.
 
     Under a causal mask a real token never sees a later pad, and positions count from 0 either way, so
-    for right-padded rows the padding mask changes nothing at real positions (bit-identical, tested), but
+    for right-padded rows the padding mask changes nothing at real positions (equal within 1e-5, tested), but
     passing one sends sdpa to its masked kernel: fwd+bwd of the tiny policy on 8 x 1800 tokens took
     3.0 s with the mask and 2.0 s without (2 threads).
     """

@@ -18,7 +18,8 @@ One iteration:
 Checkpoints every `checkpoint_every` iterations (weights, both optimisers, RNG states, iteration) with an
 atomic swap; a rerun with the same `out` resumes and reaches the same weights as an uninterrupted run
 (tested). `metrics.jsonl` gets one line per iteration (the report's Figure 5 reads it); every
-`eval_every` iterations the greedy policy is evaluated on `eval_tasks` test tasks.
+`eval_every` iterations the greedy policy is evaluated on `eval_tasks` test tasks, and once before the
+first update (iteration 0: the SFT policy, where every curve starts).
 
 Defaults (Appendix C is missing, paper.md §9.10; these are ours): γ = 1 and λ = 0.95 over turns (the
 paper's TD-GAE settings), clip 0.2, KL 0.05, entropy 0.001, advantages whitened over the batch,
