@@ -34,6 +34,7 @@ from agentprm.report.results import (
     EnvResults,
     Measure,
     Results,
+    aggregation_of,
     average_curves,
     build_results,
     compare,
@@ -136,7 +137,7 @@ def curves(run: RunFolder | RunSet, env: str) -> dict[str, tuple[EvalFile, list[
         groups = [g for g in (candidates_of(t) for t in f.records) if g]
         if groups:
             n = min(len(g) for g in groups)
-            out[rm] = (f, bon_curve(groups, budgets_upto(n), f.records[0].meta["search"].get("aggregation", "last")))
+            out[rm] = (f, bon_curve(groups, budgets_upto(n), aggregation_of(f)))
     return out
 
 

@@ -124,6 +124,11 @@ def oracle_value(cands: Sequence[Candidate], metric: str) -> float:
     return max(metric_value(c, metric) for c in cands)
 
 
+def aggregation_of(f: EvalFile) -> str:
+    """How the best-of-n run that wrote `f` made a trajectory's score from its step scores."""
+    return str(f.records[0].meta.get("search", {}).get("aggregation", "last")) if f.records else "last"
+
+
 def bon_measures(f: EvalFile, metric: str, rm: str) -> tuple[dict[int, Measure], dict[int, Measure]]:
     """Per-task best-of-N values at N = 1, 2, 4, ... up to the file's budget (each N selects among the first
     N candidates, as `bon_curve`) and the oracle's at the same budgets."""
@@ -132,7 +137,7 @@ def bon_measures(f: EvalFile, metric: str, rm: str) -> tuple[dict[int, Measure],
     if not groups:
         return {}, {}
     n_max = min(len(g) for g in groups.values())
-    agg = f.records[0].meta.get("search", {}).get("aggregation", "last")
+    agg = aggregation_of(f)
     chosen: dict[int, Measure] = {}
     oracle: dict[int, Measure] = {}
     for n in budgets_upto(n_max):
@@ -189,8 +194,8 @@ def env_results(run: RunSet, env: str, cost: Mapping[str, Mapping[str, int]] | N
             ok: list[float] = []
             bad: list[float] = []
             per_task: list[tuple[list[float], list[float]]] = []
+            how = aggregation_of(f)
             for t in f.records:
-                how = t.meta.get("search", {}).get("config", {}).get("aggregation") or "last"
                 good_t: list[float] = []
                 bad_t: list[float] = []
                 for c in candidates_of(t):

@@ -121,9 +121,14 @@ def rollout_tasks(
 
 def pass_at_n(trajectories: Iterable[Trajectory]) -> float:
     """Share of tasks with at least one successful trajectory (oracle@N over what was sampled)."""
+    return _solved_share((t.task_id, t.success) for t in trajectories)
+
+
+def _solved_share(outcomes: Iterable[tuple[str, bool]]) -> float:
+    """Share of the task ids with at least one True among their (task id, success) pairs; NaN if none."""
     by_task: dict[str, bool] = {}
-    for t in trajectories:
-        by_task[t.task_id] = by_task.get(t.task_id, False) or t.success
+    for task, ok in outcomes:
+        by_task[task] = by_task.get(task, False) or ok
     return sum(by_task.values()) / len(by_task) if by_task else float("nan")
 
 
@@ -148,14 +153,13 @@ def summarize_file(path: str | Path) -> FileSummary:
     """Count, successes, rewards, errors and pass@N of a trajectory JSONL, read one record at a time (a
     10k-trajectory collect's closing line must not load every trajectory)."""
     out = FileSummary()
-    by_task: dict[str, bool] = {}
+    outcomes: list[tuple[str, bool]] = []
     for d in iter_jsonl(path) if Path(path).exists() else ():
         ok = bool(d.get("success"))
         out.trajectories += 1
         out.successes += ok
         out.reward_sum += float(d.get("reward", 0.0))
         out.errors += d.get("status") in ("env_error", "policy_error")
-        by_task[d["task_id"]] = by_task.get(d["task_id"], False) or ok
-    if by_task:
-        out.pass_at_n = sum(by_task.values()) / len(by_task)
+        outcomes.append((d["task_id"], ok))
+    out.pass_at_n = _solved_share(outcomes)
     return out
