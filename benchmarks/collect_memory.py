@@ -117,6 +117,7 @@ def compare(args: argparse.Namespace, passthrough: list[str]) -> None:
         ("peak RSS (MiB)", "peak_rss_mib", ".0f"),
         ("growth after warm-up (MiB)", "growth_mib", "+.0f"),
         ("glibc free heap at the end (MiB)", "heap_free_mib", ".0f"),
+        ("glibc mmapped at the end (MiB)", "mmapped_mib", ".0f"),
         ("pooled KV buffers at the end (MiB)", "pool_mib", ".0f"),
         ("trajectories/s (whole collect)", "traj_s", ".2f"),
         ("trajectories/s (after warm-up)", "traj_s_after_warmup", ".2f"),
