@@ -253,6 +253,11 @@ def test_collect_mmap_threshold_option_checks_its_range_and_ray(tmp_path):
     assert code == 2 and "1 to 32 MiB" in err and len(err.strip().splitlines()) == 1
     code, err = run_main([*base, "--mmap-threshold-mib", "1", "--ray", "auto"])
     assert code == 2 and "Ray workers" in err
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+
+    assert "--mmap-threshold-mib" in CliRunner().invoke(app, ["collect", "--help"], terminal_width=200).output
 
 
 def test_prefix_store_stays_within_its_byte_bound_and_says_it():
