@@ -4,6 +4,9 @@ handed back, the prefix store stays within its byte bound, and summaries read fi
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -103,6 +106,158 @@ def test_a_buffer_that_fits_nothing_frees_the_smaller_pooled_ones_first():
     assert pool.nbytes == 0 and big.numel() == 1000  # not resident beside the new one
     pool.give(big)
     assert pool.nbytes == 1000 * 4
+
+
+def test_pool_stays_within_its_byte_bound_under_growing_requests():
+    """Decode-like rounds (one buffer, or two at once as n samples of a prompt take) of growing size: the
+    pool never holds more than its bound, reuses the largest buffer that fits it, and frees one past it."""
+    cpu = torch.device("cpu")
+    pool = fastgen._BufferPool(keep=2, max_bytes=1000 * 4)  # 1000 floats
+    kept: dict[int, torch.Tensor] = {}
+    for n in (100, 250, 400, 600, 800, 999, 1200, 300, 1500, 700):
+        a = pool.take(n, torch.float32, cpu)
+        b = pool.take(n // 2, torch.float32, cpu)
+        assert a.numel() >= n and b.numel() >= n // 2 and a.data_ptr() != b.data_ptr()
+        pool.give(a)
+        pool.give(b)
+        assert pool.nbytes <= pool.max_bytes and len(pool._free()) <= 2, (n, pool.nbytes)
+        kept[n] = a
+    assert 1200 * 4 > pool.max_bytes and all(t is not kept[1200] for t in pool._free())  # freed, not kept
+    # a request the pool can serve takes a kept buffer; the largest that fits the bound stays
+    largest = max(pool._free(), key=lambda t: t.numel())
+    assert largest.numel() * 4 <= pool.max_bytes
+    assert pool.take(largest.numel(), torch.float32, cpu) is largest
+
+
+def test_pool_bound_spans_threads_and_a_lowered_bound_frees_now():
+    cpu = torch.device("cpu")
+    pool = fastgen._BufferPool(keep=2, max_bytes=1000 * 4)
+    pool.give(pool.take(600, torch.float32, cpu))
+
+    def other():
+        pool.give(pool.take(600, torch.float32, cpu))  # 600 + 600 floats > the bound: this one is freed
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert pool.nbytes == 600 * 4
+    pool.give(pool.take(300, torch.float32, cpu))  # takes the 600 back, hands it back
+    pool.give(torch.empty(300))
+    assert pool.nbytes == 900 * 4
+    pool.set_max_bytes(700 * 4)
+    assert pool.nbytes == 600 * 4  # the largest that fits stays
+    pool.set_max_bytes(0)
+    assert pool.nbytes == 0
+    assert "bounded at 0 MiB over all threads" in pool.describe()
+    pool.set_max_bytes(3 << 20)
+    assert "bounded at 3 MiB" in pool.describe()
+    assert fastgen.pool_bound() == fastgen.POOL_MAX_BYTES  # the module's pool keeps its documented default
+
+
+def test_kv_cache_under_a_small_pool_bound_gets_right_shaped_buffers_with_zeroed_pads(monkeypatch):
+    """Through `RowKVCache` (what decoding uses): growing caches under a bound that holds one of them
+    at most; every buffer has the cache's shape and zeros in the pad slots, though the pooled storage
+    was left full of NaN by the previous batch."""
+    bound = 2 * 3 * 4 * 2 * 40 * 8 * 4  # one [2, 3 layers, 4 rows, 2 heads, 40 slots, 8 dims] fp32 buffer
+    monkeypatch.setattr(fastgen, "_POOL", fastgen._BufferPool(max_bytes=bound))
+    cpu = torch.device("cpu")
+    for capacity in (10, 20, 30, 40, 50, 35):
+        cache = fastgen.RowKVCache(n_layers=3, capacity=capacity)
+        cache.pads = [3, 0, 1, 5]
+        buf = cache.allocate(4, 2, 8, torch.float32, cpu)
+        assert buf.shape == (2, 3, 4, 2, capacity, 8)
+        for row, pad in enumerate(cache.pads):
+            assert torch.all(buf[:, :, row, :, :pad] == 0), (capacity, row)
+        buf.fill_(float("nan"))  # what a broken model might leave behind
+        cache.release()
+        assert fastgen.pooled_bytes() <= bound
+    # the 50-slot buffer was past the bound and freed; the 35-slot one (allocated afresh) stays
+    assert fastgen.pooled_bytes() == 2 * 3 * 4 * 2 * 35 * 8 * 4
+
+
+def test_decoding_under_a_pool_bound_gives_the_unbounded_tokens(monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    model = LlamaForCausalLM(cfg).eval()
+    prompts = [[1, 2, 3, 4], [1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12]]  # a repeated one: two buffers at once
+
+    def run():
+        out = []
+        for k in range(1, 4):  # growing prompts
+            got = fastgen.decode_batch(
+                model, [p * k for p in prompts], max_new_tokens=4, stop_ids=[0], temperature=1.0, seeds=[1, 2, 3, 4]
+            )
+            out.append([d.tokens for d in got])
+        return out
+
+    monkeypatch.setattr(fastgen, "_POOL", fastgen._BufferPool())
+    free = run()
+    # the buffers are 15-45 KB (the last call's pair 33792 + 45056 bytes): some kept, some freed
+    monkeypatch.setattr(fastgen, "_POOL", fastgen._BufferPool(max_bytes=40_000))
+    bounded = run()
+    assert bounded == free
+    assert 0 < fastgen.pooled_bytes() <= 40_000
+
+
+def test_set_mmap_threshold_sends_blocks_over_it_to_mmap():
+    """In a child process (the setting is process-wide and would outlive this test): after a freed 8 MiB
+    block raised glibc's dynamic threshold, a 2 MiB block comes from the heap; once the threshold is fixed
+    at 1 MiB, a 2 MiB block is mmapped (mallinfo2's hblkhd) and a 512 KiB one is not."""
+    if getattr(memory._LIBC, "mallopt", None) is None or getattr(memory._LIBC, "mallinfo2", None) is None:
+        pytest.skip("needs glibc 2.33+")
+    code = textwrap.dedent(
+        """
+        import ctypes
+        from agentprm import memory
+        libc = memory._LIBC
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.free(libc.malloc(8 << 20))  # an mmapped block freed: the dynamic threshold rises to 8 MiB
+        m0 = memory.mmapped_mib()
+        dyn = libc.malloc(2 << 20)
+        m1 = memory.mmapped_mib()
+        ok = memory.set_mmap_threshold(1 << 20)
+        fixed = libc.malloc(2 << 20)
+        m2 = memory.mmapped_mib()
+        small = libc.malloc(512 << 10)
+        m3 = memory.mmapped_mib()
+        print(ok, m1 - m0, m2 - m1, m3 - m2)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    ok, dynamic, fixed, small = out.stdout.split()
+    assert ok == "True"
+    assert float(dynamic) == 0  # from the heap under the raised dynamic threshold
+    assert float(fixed) >= 2  # mmapped under the fixed one
+    assert float(small) == 0
+
+
+def test_set_mmap_threshold_rejects_what_glibc_refuses_and_warns_without_glibc(monkeypatch, capsys):
+    from agentprm.errors import UserError
+
+    with pytest.raises(UserError, match="32 MiB"):
+        memory.set_mmap_threshold(64 << 20)
+    monkeypatch.setattr(memory, "_LIBC", None)
+    assert memory.set_mmap_threshold(1 << 20) is False
+    err = capsys.readouterr().err
+    assert "no glibc mallopt" in err and err.count("\n") == 1
+
+
+def test_collect_mmap_threshold_option_checks_its_range_and_ray(tmp_path):
+    from tests.cli_helpers import run_main
+
+    base = ["collect", "--policy", str(tmp_path / "nope"), "--env", "scripted", "--out", str(tmp_path / "t.jsonl")]
+    code, err = run_main([*base, "--mmap-threshold-mib", "64"])
+    assert code == 2 and "1 to 32 MiB" in err and len(err.strip().splitlines()) == 1
+    code, err = run_main([*base, "--mmap-threshold-mib", "1", "--ray", "auto"])
+    assert code == 2 and "Ray workers" in err
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+
+    assert "--mmap-threshold-mib" in CliRunner().invoke(app, ["collect", "--help"], terminal_width=200).output
 
 
 def test_prefix_store_stays_within_its_byte_bound_and_says_it():

@@ -9,8 +9,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import sys
 import threading
 from pathlib import Path
+
+from agentprm.errors import UserError
 
 _STATUS = Path("/proc/self/status")
 
@@ -112,14 +115,54 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
-def heap_free_mib() -> float:
-    """Free bytes inside glibc's heap, MiB: memory taken from the kernel and not in use (NaN without glibc
-    2.33+). What `malloc_trim` can give back; it grows when freed blocks cannot be reused."""
+# mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc refuses more on 64-bit (HEAP_MAX_SIZE / 2)
+_TRIM_THRESHOLD_DEFAULT = 128 << 10  # glibc's, where `MALLOC_MMAP_THRESHOLD_` leaves it
+
+
+def set_mmap_threshold(nbytes: int) -> bool:
+    """Fix glibc's mmap threshold for this process at `nbytes` (what `MALLOC_MMAP_THRESHOLD_=nbytes` does at
+    start-up); returns False, with a one-line warning on stderr, where there is no glibc `mallopt`.
+
+    Blocks of at least `nbytes` are then mmapped, and freeing one hands its pages straight back to the
+    kernel. By default the threshold is dynamic: it rises to the size of the largest freed mmapped block
+    (up to 32 MiB), so a collect's prefix-store entries (a few MB each) end up in the heap, where freed
+    ones leave holes the next, larger ones do not fit (+750 MiB of free heap over a 10k BabyAI collect,
+    docs/search.md, Memory). Like the variable, this also turns the dynamic rule off and puts the trim
+    threshold back at glibc's default (128 KiB), which the rule may have raised by now. Affects blocks
+    allocated from now on."""
+    if not 0 <= nbytes <= MMAP_THRESHOLD_MAX:
+        raise UserError(
+            f"mmap threshold {nbytes} bytes is outside glibc's 0..{MMAP_THRESHOLD_MAX} (32 MiB); pick e.g. 1 MiB"
+        )
+    fn = getattr(_LIBC, "mallopt", None)
+    if fn is None:
+        print("agentprm: warning: no glibc mallopt here; the mmap threshold is left as it is", file=sys.stderr)
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(fn(_M_MMAP_THRESHOLD, nbytes)) and bool(fn(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_DEFAULT))
+
+
+def _mallinfo_mib(field: str) -> float:
     fn = getattr(_LIBC, "mallinfo2", None)
     if fn is None:
         return float("nan")
     fn.restype = _Mallinfo2
-    return fn().fordblks / 2**20
+    return getattr(fn(), field) / 2**20
+
+
+def heap_free_mib() -> float:
+    """Free bytes inside glibc's heap, MiB: memory taken from the kernel and not in use (NaN without glibc
+    2.33+). What `malloc_trim` can give back; it grows when freed blocks cannot be reused."""
+    return _mallinfo_mib("fordblks")
+
+
+def mmapped_mib() -> float:
+    """Bytes glibc holds in mmapped blocks (outside its heap), MiB (NaN without glibc 2.33+): with a low
+    fixed mmap threshold the prefix store's entries land here, and go back to the kernel when freed."""
+    return _mallinfo_mib("hblkhd")
 
 
 def release_memory() -> None:

@@ -168,7 +168,10 @@ def _run(job: RolloutJob) -> tuple[Any, Any]:
         return spec, _run_on_ray(job, spec)
     pol = _load_policy(job.policy, job.env, job.batch_size, job.backend, job.bf16)
     if getattr(pol, "prefix_store", None) is not None:
+        from agentprm.policy.fastgen import describe_pool
+
         print(pol.prefix_store.describe())  # the memory it may take, said once
+        print(describe_pool())
     maker = spec.maker(job.max_rounds)  # the same capped env factory as search and the pipeline
     first = maker()
     task_ids = first.task_ids(job.split, job.n_tasks or None)
@@ -236,6 +239,14 @@ RayOpt = Annotated[
     ),
 ]
 RayWorkersOpt = Annotated[int, typer.Option(help="--ray: actors, each with a policy replica (0: one per cluster CPU).")]
+MmapThresholdOpt = Annotated[
+    int,
+    typer.Option(
+        help="Fix glibc's mmap threshold at N MiB (1-32; 0: glibc's dynamic default): evicted prefix-store "
+        "entries then go back to the kernel instead of leaving holes in the heap, so RSS stays flatter over a "
+        "long collect (docs/search.md, Memory). This process only, not --ray workers."
+    ),
+]
 BackendOpt = Annotated[
     str, typer.Option(help="Generation backend: hf (default; transformers, CPU or GPU) | vllm (GPU; the `vllm` extra).")
 ]
@@ -264,9 +275,13 @@ def collect(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = 0,
     backend: BackendOpt = "hf",
+    mmap_threshold_mib: MmapThresholdOpt = 0,
 ) -> None:
     """Sample N trajectories per task with the policy (resumable; batched across envs)."""
     from agentprm.rollout.jobs import summarize_file
+
+    if mmap_threshold_mib:
+        _fix_mmap_threshold(mmap_threshold_mib, ray)
 
     spec, s = _run(
         RolloutJob(
@@ -294,6 +309,17 @@ def collect(
         f"{f.trajectories} trajectories in {out} ({s.written} new, {s.skipped} resumed): "
         f"success {f.success_rate:.1%}, pass@{n_per_task} {f.pass_at_n:.1%}, statuses {s.statuses}"
     )
+
+
+def _fix_mmap_threshold(mib: int, ray: str | None) -> None:
+    from agentprm.memory import MMAP_THRESHOLD_MAX, set_mmap_threshold
+
+    if ray:
+        raise UserError("--mmap-threshold-mib sets this process's allocator, not the Ray workers'; drop one of them")
+    if not 0 < mib << 20 <= MMAP_THRESHOLD_MAX:
+        raise UserError(f"--mmap-threshold-mib {mib}: glibc takes 1 to {MMAP_THRESHOLD_MAX >> 20} MiB")
+    if set_mmap_threshold(mib << 20):
+        print(f"glibc mmap threshold fixed at {mib} MiB (blocks of {mib} MiB or more go back to the kernel when freed)")
 
 
 @app.command(name="eval")

@@ -39,16 +39,30 @@ PREFILL_SCORES = 1 << 26
 PREFILL_MIN_CHUNK = 16  # query slots: smaller chunks cost more forward calls than they save
 
 
+# The pool's default byte bound, over all threads: one BabyAI buffer of 64 rows x 2.6k slots of the
+# tiny default (4 KiB a token) is 0.65 GB, and the 10k-trajectory collect's pool grew from 944 to
+# 1159 MiB as rare longer batches replaced its two buffers (docs/search.md, Memory).
+POOL_MAX_BYTES = 1 << 30
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
 class _BufferPool:
     """Reusable KV storage, per thread: decoding allocates a buffer of hundreds of MB per call, and a fresh
     one costs its zeroing (or the kernel's page faults). In a reused buffer every slot a query attends to
     is written before it is read, and the masked pad slots are zeroed by `RowKVCache.allocate`. At most
-    `keep` buffers are kept."""
+    `keep` buffers per thread (the largest), and at most `max_bytes` over all threads together: a buffer
+    handed back past the bound is freed (buffers that large are mmapped by glibc, so freeing one returns
+    its pages to the kernel). Buffers in use are the decoder's, not the pool's."""
 
-    def __init__(self, keep: int = 2):
+    def __init__(self, keep: int = 2, max_bytes: int = POOL_MAX_BYTES):
         self.keep = keep
+        self.max_bytes = max_bytes
         self._local = threading.local()
         self._lists: weakref.WeakSet[_FreeList] = weakref.WeakSet()  # every thread's list (for `clear`)
+        self._lock = threading.Lock()  # the bound spans threads: `give` reads the others' lists
 
     def _free(self) -> list[torch.Tensor]:
         if not hasattr(self._local, "free"):
@@ -58,39 +72,73 @@ class _BufferPool:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the pool holds now, over all threads (at most `keep` buffers each: the largest seen)."""
-        return sum(t.numel() * t.element_size() for free in list(self._lists) for t in free.items)
+        """Bytes the pool holds now, over all threads (at most `max_bytes`)."""
+        with self._lock:
+            return sum(_nbytes(t) for free in list(self._lists) for t in free.items)
+
+    def describe(self) -> str:
+        """The bound, for the line a collect prints at its start (as `PrefixStore.describe`)."""
+        return (
+            f"KV buffer pool bounded at {self.max_bytes / 2**20:.0f} MiB over all threads, at most {self.keep} "
+            f"buffers a thread (fastgen.set_pool_bound)"
+        )
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        """A new bound; buffers past it are freed now (the largest that fit stay)."""
+        if max_bytes < 0:
+            raise ValueError(f"pool bound must be >= 0 bytes, got {max_bytes}")
+        with self._lock:
+            self.max_bytes = max_bytes
+            budget = max_bytes
+            for free in list(self._lists):
+                budget -= self._trim(free.items, budget)
+
+    def _trim(self, free: list[torch.Tensor], budget: int) -> int:
+        """Keep the largest of `free` that fit `keep` buffers and `budget` bytes; returns the bytes kept."""
+        free.sort(key=_nbytes, reverse=True)
+        kept: list[torch.Tensor] = []
+        used = 0
+        for t in free:
+            if len(kept) < self.keep and used + _nbytes(t) <= budget:
+                kept.append(t)
+                used += _nbytes(t)
+        free[:] = kept
+        return used
 
     def clear(self) -> None:
         """Drop every thread's buffers (between stages: the largest buffers of a finished stage stay
         resident otherwise; a 128-episode BabyAI collect left 897 MiB in the pool)."""
-        for free in list(self._lists):
-            free.items.clear()
+        with self._lock:
+            for free in list(self._lists):
+                free.items.clear()
 
     def take(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        free = self._free()
         # An inference-mode tensor cannot be written outside inference mode (the PRM scores under no_grad)
         inference = torch.is_inference_mode_enabled()
-        fits = [
-            t
-            for t in free
-            if t.numel() >= numel and t.dtype == dtype and t.device == device and t.is_inference() == inference
-        ]
-        if fits:
-            best = min(fits, key=lambda t: t.numel())
-            del free[next(i for i, t in enumerate(free) if t is best)]  # by identity: == is elementwise
-            return best
-        # None fits: free the ones too small before allocating, or they stay resident beside the new one
-        # (up to three at once, each up to 0.65 GB on BabyAI). `empty`, not `zeros`: a fresh
-        # buffer needs no more than a reused one (see above), and zeroing would touch every page.
-        free[:] = [t for t in free if t.dtype != dtype or t.device != device or t.is_inference() != inference]
+        with self._lock:
+            free = self._free()
+            fits = [
+                t
+                for t in free
+                if t.numel() >= numel and t.dtype == dtype and t.device == device and t.is_inference() == inference
+            ]
+            if fits:
+                best = min(fits, key=lambda t: t.numel())
+                del free[next(i for i, t in enumerate(free) if t is best)]  # by identity: == is elementwise
+                return best
+            # None fits: free the ones too small before allocating, or they stay resident beside the new one
+            # (up to three at once, each up to 0.65 GB on BabyAI).
+            free[:] = [t for t in free if t.dtype != dtype or t.device != device or t.is_inference() != inference]
+        # `empty`, not `zeros`: a fresh buffer needs no more than a reused one (see above), and zeroing
+        # would touch every page.
         return torch.empty(numel, dtype=dtype, device=device)
 
     def give(self, flat: torch.Tensor) -> None:
-        free = self._free()
-        free.append(flat)
-        free.sort(key=lambda t: t.numel(), reverse=True)
-        del free[self.keep :]  # the largest stay
+        with self._lock:
+            free = self._free()
+            others = sum(_nbytes(t) for lst in list(self._lists) if lst.items is not free for t in lst.items)
+            free.append(flat)
+            self._trim(free, self.max_bytes - others)  # the largest that fit stay
 
 
 class _FreeList:
@@ -114,6 +162,22 @@ def release_buffers() -> None:
 def pooled_bytes() -> int:
     """Bytes of key/value buffers the pool keeps for reuse."""
     return _POOL.nbytes
+
+
+def pool_bound() -> int:
+    """The pool's byte bound over all threads (default `POOL_MAX_BYTES`)."""
+    return _POOL.max_bytes
+
+
+def set_pool_bound(max_bytes: int) -> None:
+    """Bound the pooled key/value buffers of every thread together to `max_bytes` (0: pool nothing, every
+    decode allocates afresh); buffers past a lowered bound are freed now."""
+    _POOL.set_max_bytes(max_bytes)
+
+
+def describe_pool() -> str:
+    """The pool's bound in words, for a collect's opening lines."""
+    return _POOL.describe()
 
 
 class RowKVCache:
