@@ -166,8 +166,8 @@ def test_bf16_collect_on_ray_equals_bf16_in_process(cluster, policy_dir, tmp_pat
     from agentprm.cli import app
 
     def collect(out, *extra):
-        args = ["collect", "--policy", policy_dir, "--env", "textcraft", "--n-tasks", 2, "--n-per-task", 4]
-        args += ["--max-new-tokens", 12, "--max-rounds", 3, "--batch-size", 8, "--threads", 1, "--out", out, *extra]
+        args = ["collect", "--policy", policy_dir, "--env", "textcraft", "--n-tasks", 4, "--n-per-task", 8]
+        args += ["--max-new-tokens", 12, "--max-rounds", 3, "--batch-size", 16, "--threads", 1, "--out", out, *extra]
         r = CliRunner().invoke(app, [str(a) for a in args])
         assert r.exit_code == 0, r.output
         return _by_id(out)
