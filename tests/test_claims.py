@@ -15,7 +15,7 @@ import pytest
 from agentprm.labels.outcome import LabelSettings, metric_value
 from agentprm.labels.run import outcome_label_records
 from agentprm.report import write_report
-from agentprm.report.claims import claim_1, claim_2, claim_3, claim_4, judge
+from agentprm.report.claims import claim_1, claim_2, claim_3, claim_4, claim_5, judge
 from agentprm.report.layout import RunSet
 from agentprm.report.results import EnvResults, Measure, Results, build_results
 from agentprm.rollout.jobs import pass_at_n
@@ -80,6 +80,25 @@ def test_claim_4_compares_with_the_beta0_ablation():
     assert claim_4(res).verdict == "does not hold"
     e.bon["agentprm-beta0"] = {n: _measure("beta0", v - 5) for n, v in AGENT.items()}
     assert claim_4(res).verdict == "holds"
+
+
+def test_claim_5_compares_agentprm_with_both_mc_prms():
+    """AgentPRM against the MC PRM without L_A (`mc`, the paper's) and with it (`mc-la`, like for like): the
+    claim holds only when AgentPRM is ahead of both, and each check names the MC PRM it compares with."""
+    res = _results(AGENT, {1: 30, 2: 35, 4: 45, 8: 50}, PVM)
+    e = res.envs[0]
+    e.label_tokens = {"td-gae": 600, "mc": 1500}
+    e.bon["mc"] = {n: _measure(f"mc BoN@{n}", v - 10) for n, v in AGENT.items()}
+    c = claim_5(res)
+    assert c.verdict == "holds" and any("`mc-la` (L_Q + β·L_A, as AgentPRM) not run" in m for m in c.missing)
+    e.bon["mc-la"] = {n: _measure(f"mc-la BoN@{n}", v + 5) for n, v in AGENT.items()}  # with L_A: ahead of AgentPRM
+    c = claim_5(res)
+    assert c.verdict == "does not hold" and not c.missing
+    failed = [k.evidence.split(" vs ")[1].split(" ")[0] for k in c.checks if not k.ok]
+    assert failed == ["mc-la"] * 3  # N = 2, 4, 8; every check against `mc` holds
+    assert sum("vs mc BoN@" in k.evidence and k.ok for k in c.checks) == 3
+    assert "2.50× TD's" in c.checks[0].evidence and c.checks[0].ok  # one labelling: one token check
+    assert "`mc`: L_Q only" in c.rule and "`mc-la`: L_Q + β·L_A" in c.rule
 
 
 # -- BabyAI-style reward results through the report, values by hand -------------------------------------

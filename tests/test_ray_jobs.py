@@ -137,3 +137,41 @@ def test_max_rounds_on_ray_ends_episodes_at_the_cap_as_in_process(cluster, polic
     assert a.keys() == b.keys() and len(a) == 2
     assert all(a[k]["steps"] == b[k]["steps"] and a[k]["status"] == b[k]["status"] == "max_rounds" for k in a)
     assert {len(t["steps"]) for t in b.values()} == {2}
+
+
+def test_bf16_reaches_the_policy_every_ray_worker_loads(monkeypatch, tmp_path):
+    """`--bf16` with `--ray`: the job's RolloutStage carries the dtype, each worker's load call receives it,
+    and a worker holding an fp32 replica reloads (the dtype is part of its load key)."""
+    import agentprm.policy.vllm as backends
+    from agentprm.cli.policy_cmds import RolloutJob
+
+    job = dict(what="collect", policy=tmp_path, env="textcraft", split="train", n_tasks=1, n_per_task=1)
+    job.update(temperature=1.0, max_new_tokens=8, max_rounds=0, batch_size=4, seed=0, threads=0, ray="auto")
+    job.update(out=tmp_path / "o.jsonl")
+    bf16, fp32 = RolloutJob(**job, bf16=True).ray_stage(), RolloutJob(**job, bf16=False).ray_stage()
+    assert (bf16.dtype, fp32.dtype) == ("bfloat16", None)
+    assert bf16.load_key() != fp32.load_key()
+    calls = []
+    monkeypatch.setattr(backends, "load_policy_backend", lambda path, backend, **kw: calls.append(kw))
+    bf16.load_policy(), fp32.load_policy()
+    assert calls == [{"batch_size": 4, "dtype": "bfloat16"}, {"batch_size": 4}]  # fp32: HFPolicy's default
+    assert RolloutJob(**job, bf16=True, backend="vllm").ray_stage().dtype is None  # as in process: hf only
+
+
+def test_bf16_collect_on_ray_equals_bf16_in_process(cluster, policy_dir, tmp_path):
+    """The workers sample from the bf16 policy: `collect --bf16 --ray` writes the trajectories `collect --bf16`
+    writes in process, which differ from the fp32 policy's at the same seeds."""
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+
+    def collect(out, *extra):
+        args = ["collect", "--policy", policy_dir, "--env", "textcraft", "--n-tasks", 4, "--n-per-task", 8]
+        args += ["--max-new-tokens", 12, "--max-rounds", 3, "--batch-size", 16, "--threads", 1, "--out", out, *extra]
+        r = CliRunner().invoke(app, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        return _by_id(out)
+
+    fp32, bf16 = collect(tmp_path / "fp32.jsonl"), collect(tmp_path / "bf16.jsonl", "--bf16")
+    assert fp32 != bf16  # the dtype changes what is sampled, so the Ray run below can tell which one it got
+    assert collect(tmp_path / "ray.jsonl", "--bf16", "--ray", "auto", "--ray-workers", 2) == bf16

@@ -260,6 +260,41 @@ def test_claims_verdicts_follow_the_numbers(two_runs):
     assert c.per_env_text() == "a: holds; b: does not hold"
 
 
+def test_table3_shows_both_mc_prms_and_section_g_their_loss(run_dir, tmp_path):
+    """Table 3 has a row for the MC PRM without L_A (`mc`) and one with it (`mc-la`), both costed with the one
+    MC labelling's tokens; (g) lists each PRM's objective, beta, mc_advantage_loss and steps."""
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.copytree(run / "eval" / "scripted" / "orm", run / "eval" / "scripted" / "mc-la")  # other numbers than mc's
+    for name, la, epochs in (("mc", False, 12), ("mc-la", True, 12), ("agentprm", False, 1)):
+        train = {"beta": 1.0, "mc_advantage_loss": la, "items": 2 if "mc" in name else 24, "epochs": epochs}
+        d = run / "prm" / name
+        d.mkdir(parents=True)
+        objective = "agentprm" if name == "agentprm" else "mc"
+        (d / "prm_config.json").write_text(json.dumps({"objective": objective, "train": {**train, "steps": 12}}))
+    report = write_report(run).read_text()
+    table3 = report[report.index("(d) Table 3") : report.index("(e) PRM scores")]
+    rows = [ln for ln in table3.splitlines() if ln.startswith("| MC-based") or ln.startswith("| TD-based")]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| MC-based, L_Q only, the paper's MC (`mc`)",
+        "| MC-based, L_Q + β·L_A, as AgentPRM (`mc-la`)",
+        "| TD-based, L_Q + β·L_A (`agentprm`)",
+    ]
+    assert [r.split(" | ")[1] for r in rows] == ["2.5× (1500 tok)", "2.5× (1500 tok)", "1.0× (600 tok)"]
+    orm = read_trajectories(run / "eval" / "scripted" / "orm" / "bon_8.jsonl")
+    assert rows[1].split(" | ")[2] == f"{100 * sum(t.success for t in orm) / len(orm):.1f}"  # BoN@8: orm's picks
+    assert rows[1].endswith("| not run | not run |") and "eval/scripted/mc-la/bon_8.jsonl" in table3  # 4x4, 8x8
+    assert "| BoN@8 | agentprm BoN@8 | mc-la BoN@8 |" in table3 and "| BoN@8 | agentprm BoN@8 | mc BoN@8 |" in table3
+    claim5 = report[report.index("**5. TD labels") :].split("\n\n")[1]
+    assert "vs mc-la BoN@8" in claim5 and "vs mc BoN@8" in claim5
+    g = report[report.index("## (g) PRMs") :]
+    assert "| mc | mc | 1 | 2 | 12 | 12 | – | – | no (L_Q only) |" in g
+    assert "| mc-la | mc | 1 | 2 | 12 | 12 | – | – | yes (L_Q + β·L_A) |" in g
+    assert "| agentprm | agentprm | 1 | 24 | 1 | 12 | – | – | – |" in g  # L_A by its objective, not this flag
+
+
 def test_claim_5_rests_on_measured_label_tokens(run_dir):
     report = write_report(run_dir).read_text()
     line = next(ln for ln in report.splitlines() if "MC label tokens" in ln)

@@ -5,8 +5,9 @@ out of the report). So the keys of a fixed config must stay byte-identical acros
 The expected strings below were computed with the code of main at c9701ee (before the keys moved from
 agentprm/pipeline.py to agentprm/stage_keys.py) and hard-coded. The whole-config hash ("config") is only
 recorded in provenance, never compared for staleness, so it changes with any new config field (it was
-re-recorded when `sft.tiny.tokenizer_merge` was added); the stage keys must not. A change that alters them makes every
-existing run folder stale: do it only on purpose, say so, and record the new values here.
+re-recorded when `sft.tiny.tokenizer_merge` and `mc_advantage_ablation` were added); the stage keys must
+not. A change that alters them makes every existing run folder stale: do it only on purpose, say so, and
+record the new values here.
 """
 
 import pytest
@@ -43,7 +44,7 @@ CONFIGS = {
 # existing run folder must not be seen as stale). See the module docstring before changing one.
 EXPECTED = {
     "textcraft": {
-        "config": "c9f7c5e791b1c054",  # informative only; changed when sft.tiny.tokenizer_merge was added
+        "config": "d37fe25d94c62a95",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation
         "demos": "72fc521a7d58d0b2",
         "sft": "61c0c4b2c67cad96",
         "collect": "16e36e9e5d039de8",
@@ -70,7 +71,7 @@ EXPECTED = {
         "search beam 2x2 agentprm-beta0": "d88dc33bf7139cec",
     },
     "babyai-capped": {
-        "config": "0f018aeeb525b486",  # informative only; changed when sft.tiny.tokenizer_merge was added
+        "config": "8feef6bd13fe2bb7",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation
         "demos": "3f9a51e8f5f65afe",
         "sft": "4fac4e2555ac3263",
         "collect": "07932e6a568117dd",
@@ -102,7 +103,7 @@ def all_keys(k: StageKeys) -> dict[str, str]:
         "samples": k.samples_key(),
         "rft": k.rft_key(),
     }
-    rms = list(k.cfg.objectives) + (["agentprm-beta0"] if k.cfg.ablation_beta0 else [])
+    rms = k.rm_names()
     keys.update({f"prm {rm}": k.prm_key(rm) for rm in rms})
     keys["search greedy"] = k.search_key("greedy", None, Budget(1))
     keys["search greedy rft"] = k.search_key("greedy", "rft", Budget(1))
@@ -122,3 +123,52 @@ def test_stage_keys_are_byte_identical_to_the_recorded_ones(name):
     pipe = Pipeline(cfg, run_dir="/nonexistent", log=lambda _: None)
     assert pipe.search_key("bon", "random", Budget(cfg.bon)) == EXPECTED[name]["search bon random"]
     assert pipe.collect_key() == EXPECTED[name]["collect"]
+
+
+# The MC PRM with L_A (`mc_advantage_ablation`), recorded when it was added: its own keys; the flag leaves
+# every other stage's key as it was.
+MC_LA = {
+    "prm mc-la": "c31e9ef58ccabd0b",
+    "search bon mc-la": "f1e6a4dd4707b2e6",
+    "search beam 2x2 mc-la": "f3e3c9a81b060d11",
+}
+
+
+def test_mc_advantage_ablation_adds_mc_la_and_changes_no_other_key():
+    cfg = PipelineConfig.from_dict({**CONFIGS["textcraft"], "mc_advantage_ablation": True})
+    keys = StageKeys(cfg)
+    assert keys.rm_names() == ["agentprm", "pvm", "orm", "mc", "mc-la", "agentprm-beta0"]
+    got = all_keys(keys)
+    assert {n: v for n, v in got.items() if n != "config"} == {
+        **{n: v for n, v in EXPECTED["textcraft"].items() if n != "config"},
+        **MC_LA,
+    }
+    mc, mc_la = keys.prm_config("mc"), keys.prm_config("mc-la")
+    assert (mc.objective, mc.mc_advantage_loss) == ("mc", False)  # the paper's literal MC: L_Q only
+    assert (mc_la.objective, mc_la.mc_advantage_loss, mc_la.beta) == ("mc", True, cfg.prm.beta)
+    assert keys.uses_mc_labels("mc-la") and not keys.uses_mc_labels("agentprm-beta0")
+    # the same MC label stage (one labelling), its own PRM dir, and the same equal-steps epoch scaling as mc
+    pipe = Pipeline(cfg, run_dir="/nonexistent", log=lambda _: None)
+    stages = {s.name: s for s in pipe.stages()}
+    assert "label" in stages["train-prm mc-la"].reads
+    assert stages["train-prm mc-la"].output == pipe.prm_dir("mc-la") != pipe.prm_dir("mc")
+    assert {"search bon@4 mc-la", "search beam@2x2 mc-la"} <= set(stages)
+    # 96 trajectories over batch 8 = 12 steps an epoch for the TD PRMs; 8 MC-labelled ones = 1 step an epoch
+    td, scaled = pipe.train_config("agentprm", 96, 8), pipe.train_config("mc-la", 96, 8)
+    assert scaled.epochs == td.epochs * 12 == pipe.train_config("mc", 96, 8).epochs and scaled.mc_advantage_loss
+    assert PipelineConfig.from_dict(CONFIGS["textcraft"]).mc_advantage_ablation is False  # off unless asked
+    assert "mc-la" not in StageKeys(PipelineConfig.from_dict(CONFIGS["textcraft"])).rm_names()
+
+
+@pytest.mark.parametrize(
+    "extra, fix",
+    [
+        ({"objectives": ["agentprm"]}, "add mc to objectives"),
+        ({"prm": {"mc_advantage_loss": True}}, "set prm.mc_advantage_loss: false"),
+    ],
+)
+def test_mc_advantage_ablation_refuses_configs_where_it_means_nothing(extra, fix):
+    from agentprm.errors import UserError
+
+    with pytest.raises(UserError, match=fix):
+        PipelineConfig.from_dict({**CONFIGS["textcraft"], "mc_advantage_ablation": True, **extra})

@@ -21,6 +21,7 @@ from typing import Any
 
 from agentprm.errors import UserError
 from agentprm.pipeline_config import PipelineConfig
+from agentprm.prm.config import PRMTrainConfig
 from agentprm.run_layout import RunLayout
 from agentprm.search.budget import Budget
 from agentprm.stage_keys import STAGE_FIELDS, Provenance, StageKeys, key_hash
@@ -79,9 +80,6 @@ class Pipeline(StageKeys):
 
     def prm_dir(self, name: str) -> Path:
         return self.layout.prm(name)
-
-    def rm_names(self) -> list[str]:
-        return list(self.cfg.objectives) + (["agentprm-beta0"] if self.cfg.ablation_beta0 else [])
 
     def command(self) -> str:
         """The command that runs (or resumes) this pipeline: every stage not yet complete."""
@@ -169,7 +167,7 @@ class Pipeline(StageKeys):
                     partial(self._prm_done, name),
                     partial(self._run_train, name),
                     partial(self._remove, self.prm_dir(name)),
-                    ("collect", "sft", *(("label",) if name == "mc" else ())),
+                    ("collect", "sft", *(("label",) if self.uses_mc_labels(name) else ())),
                 )
             )
 
@@ -507,12 +505,15 @@ class Pipeline(StageKeys):
 
     # PRMs
     def _prm_stage_config(self, name: str) -> dict[str, Any]:
+        cfg = self.prm_config(name)
+        mc = {"labels": str(self._label_path("mc")), "mc_advantage_loss": cfg.mc_advantage_loss}
         return {
             "policy": str(self.policy_dir),
             "trajectories": str(self.trajectories_path),
-            "objective": self.prm_config(name).objective,
-            "beta": self.prm_config(name).beta,
+            "objective": cfg.objective,
+            "beta": cfg.beta,
             "seed": self.cfg.seed,
+            **(mc if self.uses_mc_labels(name) else {}),
         }
 
     def _prm_done(self, name: str) -> bool:
@@ -523,16 +524,15 @@ class Pipeline(StageKeys):
     def _run_train(self, name: str) -> str:
         from agentprm.prm.train import train_prm
 
-        cfg = self.prm_config(name)
         trajs = self._usable_trajectories()
         mc_labels = None
-        if cfg.objective == "mc":
+        labelled = 0
+        if self.uses_mc_labels(name):
             from agentprm.labels.store import read_labels
 
             mc_labels = {k: r.labels for k, r in read_labels(self._label_path("mc")).items()}
             labelled = sum(t.id in mc_labels for t in trajs)
-            if self.cfg.mc_equal_steps and labelled:
-                cfg = replace(cfg, epochs=mc_epochs(cfg.epochs, cfg.batch_size, len(trajs), labelled))
+        cfg = self.train_config(name, len(trajs), labelled)
         with _bar(f"train {name}") as (bar, job):
             rate = [0.0]
 
@@ -549,6 +549,15 @@ class Pipeline(StageKeys):
                 on_rate=lambda r: rate.__setitem__(0, r),
             )
         return f"{name} -> {self.prm_dir(name)} ({_short(res)})"
+
+    def train_config(self, name: str, trajectories: int, mc_labelled: int) -> PRMTrainConfig:
+        """The PRM `name`'s training settings over `trajectories` usable collected trajectories of which
+        `mc_labelled` carry MC labels: an MC PRM (`mc`, `mc-la`) gets its epochs scaled to the TD PRMs'
+        optimiser steps (`mc_equal_steps`)."""
+        cfg = self.prm_config(name)
+        if self.uses_mc_labels(name) and self.cfg.mc_equal_steps and mc_labelled:
+            cfg = replace(cfg, epochs=mc_epochs(cfg.epochs, cfg.batch_size, trajectories, mc_labelled))
+        return cfg
 
     # search
     def _search_path(self, strategy: str, rm: str | None, budget: Budget) -> Path:

@@ -15,6 +15,10 @@ from agentprm.prm.config import PRMTrainConfig
 from agentprm.search.budget import Budget
 from agentprm.typed_config import as_mapping, check_keys, from_mapping
 
+# The reward models the pipeline trains besides one per objective (their PRM dirs, searches and report rows).
+BETA0_RM = "agentprm-beta0"  # AgentPRM with beta = 0 (`ablation_beta0`)
+MC_LA_RM = "mc-la"  # the MC PRM with L_Q + beta*L_A (`mc_advantage_ablation`)
+
 
 def _default_sft() -> SFTConfig:
     # batch 8 (3 epochs, 738 steps, 255 s) beat batch 32 (5 epochs, 361 s): greedy train 14% vs 6%, test 4% vs 2%
@@ -84,6 +88,10 @@ class PipelineConfig:
     # YAML: a mapping of PRMTrainConfig fields over the preset (objective, beta, seed, device: per PRM)
     prm: PRMTrainConfig = field(default_factory=lambda: PRMTrainConfig.preset("tiny", **PRM_DEFAULT_OVERRIDES["tiny"]))
     ablation_beta0: bool = False  # also train AgentPRM with beta = 0 (the L_A ablation, report section f)
+    # With "mc" in objectives: also train `mc-la`, the MC PRM with L_Q + beta*L_A (prm.beta) on the same MC
+    # labels, beside `mc` (L_Q only, the paper's literal MC; §9 item 12). TD vs mc-la isolates the labels
+    # (AgentPRM trains with L_A too); both are Table 3 rows.
+    mc_advantage_ablation: bool = False
     # search on the test split
     eval_tasks: int | None = 20  # None: every task of the test split
     bon: int = 16  # best-of-n curve 1..bon from one sampling run (64 for the paper's Table 3 and efficiency)
@@ -153,6 +161,16 @@ class PipelineConfig:
                 replace(cfg.prm, objective=objective).validate()
         except ValueError as e:
             raise UserError(f"prm: {e} (objectives: {cfg.objectives}); fix it in the config") from None
+        if cfg.mc_advantage_ablation and "mc" not in cfg.objectives:
+            raise UserError(
+                "mc_advantage_ablation trains mc-la on the MC labels, which only `mc` in objectives makes; "
+                "add mc to objectives or set mc_advantage_ablation: false"
+            )
+        if cfg.mc_advantage_ablation and cfg.prm.mc_advantage_loss:
+            raise UserError(
+                "prm.mc_advantage_loss: true makes `mc` train with L_A too, the same PRM as mc-la "
+                "(mc_advantage_ablation); set prm.mc_advantage_loss: false"
+            )
         for b in cfg.beams:
             Budget.parse("beam", b)
         if cfg.bon < 1:

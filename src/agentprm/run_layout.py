@@ -8,7 +8,7 @@ runs/<name>/
   policy-rft/                                   the RFT policy (SFT trained further on its own successful trajectories)
   trajectories.jsonl                            collected training trajectories (N per task)
   labels/<method>.jsonl                         labelled trajectories (td-gae, pvm, orm, mc): Table 3's label cost
-  prm/<name>/                                   one trained PRM per objective (agentprm, pvm, orm, mc, agentprm-beta0)
+  prm/<name>/                                   one trained PRM per objective (agentprm, pvm, orm, mc, mc-la, agentprm-beta0)
   eval/<env>/greedy.jsonl                       greedy decoding of the SFT policy
   eval/<env>/rft/greedy.jsonl                   greedy decoding of the RFT policy
   eval/<env>/samples_<N>.jsonl                  best-of-n samples shared by every RM (one sampling run, N per task)

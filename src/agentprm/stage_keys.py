@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agentprm.pipeline_config import PipelineConfig
+from agentprm.pipeline_config import BETA0_RM, MC_LA_RM, PipelineConfig
 from agentprm.prm.config import PRMTrainConfig
 from agentprm.search.budget import Budget
 
@@ -26,7 +26,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "sft": ("base", "sft", "seed"),  # + demos
     "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed", "max_rounds"),  # + sft
     "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
-    "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc)"),  # + collect (+ label for mc)
+    "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc, mc-la)"),  # + collect (+ label for mc, mc-la)
     "rft": ("rft_epochs",),  # + sft, collect
     "search": ("eval_tasks", "max_new_tokens", "seed", "max_rounds", "bon (best-of-n)", "beams (beam)"),  # + sft, PRM
 }
@@ -116,13 +116,26 @@ class StageKeys:
         mc = (self.cfg.mc_trajectories, self.cfg.n_mc) if "mc" in self.cfg.objectives else None
         return key_hash("label", self.collect_key(), mc)
 
+    def rm_names(self) -> list[str]:
+        """The reward models the pipeline trains: one per objective, then the optional ablations."""
+        extra = [MC_LA_RM] if self.cfg.mc_advantage_ablation and "mc" in self.cfg.objectives else []
+        return list(self.cfg.objectives) + extra + ([BETA0_RM] if self.cfg.ablation_beta0 else [])
+
     def prm_config(self, name: str) -> PRMTrainConfig:
-        objective, beta = ("agentprm", 0.0) if name == "agentprm-beta0" else (name, self.cfg.prm.beta)
-        return replace(self.cfg.prm, objective=objective, beta=beta, seed=self.cfg.seed, device=self.cfg.device)
+        c = replace(self.cfg.prm, objective=name, seed=self.cfg.seed, device=self.cfg.device)
+        if name == BETA0_RM:
+            return replace(c, objective="agentprm", beta=0.0)
+        if name == MC_LA_RM:  # the MC labels' PRM with L_A at the config's beta (`mc` has none: §9 item 12)
+            return replace(c, objective="mc", mc_advantage_loss=True)
+        return c
+
+    def uses_mc_labels(self, name: str) -> bool:
+        """Whether the PRM `name` trains on the MC label file (so on the label stage): `mc` and `mc-la`."""
+        return self.prm_config(name).objective == "mc"
 
     def prm_key(self, name: str) -> str:
         prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in ("device", "checkpoint_every")}
-        mc = (self.label_key(), self.cfg.mc_equal_steps) if name == "mc" else None
+        mc = (self.label_key(), self.cfg.mc_equal_steps) if self.uses_mc_labels(name) else None
         return key_hash("prm", self.collect_key(), mc, name, prm)
 
     def _eval_ids(self) -> list[str]:

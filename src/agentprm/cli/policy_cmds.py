@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from agentprm.cli.common import MaxRoundsOpt, ReportToOpt, check_max_rounds, progress, resumable, writable_path
+from agentprm.cli.common import (
+    Bf16Opt,
+    MaxRoundsOpt,
+    ReportToOpt,
+    check_max_rounds,
+    progress,
+    resumable,
+    writable_path,
+)
 from agentprm.cli.root import app
 from agentprm.errors import UserError
 
@@ -117,12 +125,11 @@ def sft(
     print(f"{res.summary()}; wrote {out}")
 
 
-def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "hf", bf16: bool = False):
+def _load_policy(policy: Path, env_name: str, batch_size: int, backend: str = "hf", dtype: str | None = None):
     from agentprm.policy.hf import check_trained_env
     from agentprm.policy.vllm import load_policy_backend
 
-    kwargs = {"dtype": "bfloat16"} if bf16 and backend == "hf" else {}
-    pol = load_policy_backend(policy, backend, batch_size=batch_size, **kwargs)
+    pol = load_policy_backend(policy, backend, batch_size=batch_size, **({"dtype": dtype} if dtype else {}))
     check_trained_env(pol.meta, policy, env_name)
     return pol
 
@@ -149,6 +156,28 @@ class RolloutJob:
     ray_workers: int = 0
     backend: str = "hf"
 
+    @property
+    def dtype(self) -> str | None:
+        """The policy's weights as --bf16 asks (None: the backend's default); the same in process and on Ray."""
+        return "bfloat16" if self.bf16 and self.backend == "hf" else None
+
+    def ray_stage(self) -> Any:
+        """The `RolloutStage` every Ray worker runs: it loads the policy as the in-process run does."""
+        from agentprm.scale.ray_jobs import RolloutStage
+
+        return RolloutStage(
+            policy=str(self.policy),
+            env=self.env,
+            batch_size=self.batch_size,
+            threads=self.threads or 1,
+            backend=self.backend,
+            dtype=self.dtype,
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+            max_rounds=self.max_rounds,  # the workers cap their envs as `_run` does: EnvSpec.maker
+        )
+
 
 def _run(job: RolloutJob) -> tuple[Any, Any]:
     import torch
@@ -166,7 +195,7 @@ def _run(job: RolloutJob) -> tuple[Any, Any]:
     check_max_rounds(job.max_rounds)
     if job.ray:  # the policy loads on the workers; the driver only checks it and writes the file
         return spec, _run_on_ray(job, spec)
-    pol = _load_policy(job.policy, job.env, job.batch_size, job.backend, job.bf16)
+    pol = _load_policy(job.policy, job.env, job.batch_size, job.backend, job.dtype)
     if getattr(pol, "prefix_store", None) is not None:
         from agentprm.policy.fastgen import describe_pool
 
@@ -197,23 +226,13 @@ def _run(job: RolloutJob) -> tuple[Any, Any]:
 
 def _run_on_ray(job: RolloutJob, spec: Any) -> Any:
     from agentprm.policy.hf import check_policy_dir, check_trained_env, read_policy_meta
-    from agentprm.scale.ray_jobs import RayOptions, RolloutStage, rollout_on_ray
+    from agentprm.scale.ray_jobs import RayOptions, rollout_on_ray
 
     assert job.ray is not None  # _run sends only --ray jobs here
     check_policy_dir(job.policy)
     check_trained_env(read_policy_meta(job.policy), job.policy, job.env)
     task_ids = spec.make().task_ids(job.split, job.n_tasks or None)
-    stage = RolloutStage(
-        policy=str(job.policy),
-        env=job.env,
-        batch_size=job.batch_size,
-        threads=job.threads or 1,
-        backend=job.backend,
-        temperature=job.temperature,
-        max_new_tokens=job.max_new_tokens,
-        seed=job.seed,
-        max_rounds=job.max_rounds,  # the workers cap their envs as `_run` does: EnvSpec.maker
-    )
+    stage = job.ray_stage()
     with progress() as bar:
         row = bar.add_task(f"{job.what} {job.env}/{job.split} on ray", total=len(task_ids) * job.n_per_task, status="")
 
@@ -265,12 +284,7 @@ def collect(
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     seed: Annotated[int, typer.Option(help="Base sampling seed (each episode derives its own).")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
-    bf16: Annotated[
-        bool,
-        typer.Option(
-            help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely)."
-        ),
-    ] = False,
+    bf16: Bf16Opt = False,
     out: Annotated[Path, typer.Option(help="Output JSONL (a rerun resumes it).")] = Path("trajectories.jsonl"),
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = 0,
@@ -332,12 +346,7 @@ def eval_cmd(
     max_rounds: MaxRoundsOpt = 0,
     batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
-    bf16: Annotated[
-        bool,
-        typer.Option(
-            help="Run the policy in bf16 (about 2x faster for pretrained models on CPUs with bf16; greedy choices can differ from fp32 where logits tie closely)."
-        ),
-    ] = False,
+    bf16: Bf16Opt = False,
     out: Annotated[Path, typer.Option(help="Per-task JSONL (a rerun resumes it).")] = Path("eval.jsonl"),
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = 0,

@@ -67,8 +67,16 @@ def metric_value(outcome: Any, metric: str) -> float:
 
 
 # The label file each PRM objective trains on (`labels/<method>.jsonl`): AgentPRM (and its beta = 0
-# ablation) regresses on TD-GAE targets; the vocabulary the pipeline writes and the report reads.
-LABEL_METHOD = {"agentprm": "td-gae", "agentprm-beta0": "td-gae", "pvm": "pvm", "orm": "orm", "mc": "mc"}
+# ablation) regresses on TD-GAE targets, both MC PRMs (mc: L_Q only; mc-la: with L_A) on the same MC labels;
+# the vocabulary the pipeline writes and the report reads.
+LABEL_METHOD = {
+    "agentprm": "td-gae",
+    "agentprm-beta0": "td-gae",
+    "pvm": "pvm",
+    "orm": "orm",
+    "mc": "mc",
+    "mc-la": "mc",
+}
 
 
 def label_method(objective: str) -> str | None:

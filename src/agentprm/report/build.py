@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentprm.errors import UserError
+from agentprm.labels.outcome import label_method
+from agentprm.pipeline_config import MC_LA_RM
 from agentprm.report.claims import MEAN_ENV, Check, Claim, judge
-from agentprm.report.layout import EvalFile, RunFolder, RunSet
+from agentprm.report.layout import ABLATION_RM, EvalFile, RunFolder, RunSet
 from agentprm.report.results import (
-    ABLATION_RM,
     BASELINES,
+    MC_RMS,
     TABLE1_RMS,
     EnvResults,
     Measure,
@@ -399,26 +401,38 @@ def _efficiency_section(ctx: _Ctx, res: Results) -> bool:
 
 
 def _table3(ctx: _Ctx, res: Results) -> None:
-    """Table 3 per env: label tokens of TD and MC and the search success of the PRM each trains."""
-    envs = [e for e in res.envs if "mc" in e.bon or "mc" in e.beam]
+    """Table 3 per env: label tokens of TD and MC and the search success of the PRM each trains (MC twice:
+    without and with L_A, `MC_RMS`)."""
+    envs = [e for e in res.envs if any(rm in e.bon or rm in e.beam for rm in MC_RMS)]
     if not envs:
-        ctx.not_run.append("Table 3: no MC-trained PRM results (`eval/<env>/mc/...`)")
+        ctx.not_run.append("Table 3: no MC-trained PRM results (`eval/<env>/mc/...`, `eval/<env>/mc-la/...`)")
         ctx.lines += ["not run", ""]
         return
     td = td_label_method()
     settings = [f"BoN@{n}" for n in TABLE3_BON] + [f"beam @{b}" for b in TABLE3_BEAM]
+    methods = [(f"MC-based, {how} (`{rm}`)", rm) for rm, how in MC_RMS.items()]
     for e in envs:
         td_tokens = e.label_tokens.get(td)
         rows, pairs = [], []
         got: dict[str, dict[str, Measure]] = {}
-        for label, rm, method in (("MC-based", "mc", "mc"), ("TD-based", "agentprm", td)):
-            tokens = e.label_tokens.get(method)
+        for label, rm in [*methods, ("TD-based, L_Q + β·L_A (`agentprm`)", "agentprm")]:
+            tokens = e.label_tokens.get(label_method(rm) or rm)
             g = {f"BoN@{n}": e.bon[rm][n] for n in TABLE3_BON if n in e.bon.get(rm, {})}
             g.update({f"beam @{b}": m for b, m in e.beam.get(rm, {}).items() if str(b) in TABLE3_BEAM})
             got[rm] = g
+            if rm not in e.bon and rm not in e.beam:
+                how = " (pipeline config `mc_advantage_ablation: true`)" if rm == MC_LA_RM else ""
+                ctx.not_run.append(f"{e.env}: Table 3's `{rm}` row{how}")
+                rows.append([label, "not run", *("not run" for _ in settings)])
+                continue
             rel = f"{tokens / td_tokens:.1f}× ({tokens} tok)" if tokens and td_tokens else "not recorded"
             rows.append([label, rel, *(_fmt(g[k].mean) if k in g else "not run" for k in settings)])
-        pairs = [(k, got["agentprm"][k], got["mc"][k]) for k in settings if k in got["agentprm"] and k in got["mc"]]
+        pairs = [
+            (k, got["agentprm"][k], got[rm][k])
+            for rm in MC_RMS
+            for k in settings
+            if k in got["agentprm"] and k in got[rm]
+        ]
         ctx.lines += [f"### {e.env}", ""]
         ctx.lines += _table(["method", "label tokens", *settings], rows)
         where = ctx.show(ctx.run.folder_of(e.env).layout.labels_dir)
@@ -426,10 +440,21 @@ def _table3(ctx: _Ctx, res: Results) -> None:
             "",
             f"Label cost in the paper's unit, sampled policy tokens, from `{where}/*.jsonl` "
             f"({', '.join(sorted(e.label_tokens)) or 'none found'}): TD ({td}) counts every collected trajectory "
-            "the TD PRM trains on; MC its seed trajectories plus every rollout. Relative to TD.",
+            "the TD PRM trains on; MC its seed trajectories plus every rollout. Relative to TD. Both MC rows train "
+            "on the same MC labels (one labelling, the same tokens): `mc` with L_Q only (the paper's MC, paper.md "
+            f"§9 item 12), `{MC_LA_RM}` with L_Q + β·L_A as AgentPRM, so TD-based against `{MC_LA_RM}` differs only "
+            "in the labels.",
         ]
         _differences(ctx, pairs)
-        ctx.sources([m.source for per in (e.bon.get("mc", {}), e.beam.get("mc", {})) for m in per.values() if m.source])
+        ctx.sources(
+            [
+                m.source
+                for rm in MC_RMS
+                for per in (e.bon.get(rm, {}), e.beam.get(rm, {}))
+                for m in per.values()
+                if m.source
+            ]
+        )
 
 
 def _score_distributions(ctx: _Ctx, res: Results) -> bool:
@@ -531,6 +556,7 @@ def _prm_training(ctx: _Ctx) -> None:
             _num(p.steps),
             _num(p.lr),
             _num(p.batch_size),
+            "–" if p.mc_advantage_loss is None else "yes (L_Q + β·L_A)" if p.mc_advantage_loss else "no (L_Q only)",
         ]
         for p in prms
     ]
@@ -545,13 +571,15 @@ def _prm_training(ctx: _Ctx) -> None:
             "optimiser steps",
             "lr",
             "batch",
+            "mc_advantage_loss",
         ],
         rows,
     )
     ctx.lines += [
         "",
-        "From each PRM's `prm_config.json`. The MC PRM trains on the MC-labelled seed trajectories only; "
-        "the pipeline scales its epochs so its optimiser steps match the TD PRMs' (`mc_equal_steps`).",
+        "From each PRM's `prm_config.json`. The MC PRMs (`mc`, and `mc-la` with β·L_A: `mc_advantage_loss`) train "
+        "on the MC-labelled seed trajectories only; the pipeline scales their epochs so their optimiser steps match "
+        "the TD PRMs' (`mc_equal_steps`).",
         "",
     ]
 

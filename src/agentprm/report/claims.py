@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agentprm.report.results import ABLATION_RM, TABLE1_RMS, EnvResults, Measure, Results, compare, td_label_method
+from agentprm.labels.outcome import label_method
+from agentprm.report.layout import ABLATION_RM
+from agentprm.report.results import (
+    MC_RMS,
+    TABLE1_RMS,
+    EnvResults,
+    Measure,
+    Results,
+    compare,
+    td_label_method,
+)
 from agentprm.stats import PairedDiff
 
 MEAN_ENV = "mean over envs"
@@ -197,14 +207,18 @@ def claim_4(res: Results) -> Claim:
 
 
 def claim_5(res: Results) -> Claim:
-    """TD + GAE labels need fewer sampled tokens than MC and give better PRMs."""
+    """TD + GAE labels need fewer sampled tokens than MC and give better PRMs: AgentPRM against every MC PRM
+    run (`MC_RMS`: `mc`, the paper's literal L_Q-only MC, and `mc-la`, with L_A as AgentPRM, which isolates
+    the labels)."""
     checks: list[Check] = []
     missing: list[str] = []
     td = td_label_method()
+    mc_label = label_method("mc") or "mc"  # every MC PRM's label file: one labelling, one cost
     for e in res.envs:
-        if "mc" not in e.bon and "mc" not in e.beam:
+        ran = [rm for rm in MC_RMS if rm in e.bon or rm in e.beam]
+        if not ran:
             continue
-        mc_tok, td_tok = e.label_tokens.get("mc"), e.label_tokens.get(td)
+        mc_tok, td_tok = e.label_tokens.get(mc_label), e.label_tokens.get(td)
         if mc_tok and td_tok:
             checks.append(
                 Check(
@@ -215,17 +229,21 @@ def claim_5(res: Results) -> Claim:
             )
         else:
             missing.append(f"{e.env}: label tokens not recorded for both MC and TD")
-        for n in sorted(set(e.bon.get("mc", {})) & set(e.bon.get("agentprm", {}))):
-            if n >= 2:
-                _add(checks, _diff_check(e.env, e.bon["agentprm"][n], e.bon["mc"][n], lambda d: d.diff >= 0))
-        for budget, m in e.beam.get("mc", {}).items():
-            if budget in e.beam.get("agentprm", {}):
-                _add(checks, _diff_check(e.env, e.beam["agentprm"][budget], m, lambda d: d.diff >= 0))
-    if not any("mc" in e.bon or "mc" in e.beam for e in res.envs):
+        for rm in ran:
+            for n in sorted(set(e.bon.get(rm, {})) & set(e.bon.get("agentprm", {}))):
+                if n >= 2:
+                    _add(checks, _diff_check(e.env, e.bon["agentprm"][n], e.bon[rm][n], lambda d: d.diff >= 0))
+            for budget, m in e.beam.get(rm, {}).items():
+                if budget in e.beam.get("agentprm", {}):
+                    _add(checks, _diff_check(e.env, e.beam["agentprm"][budget], m, lambda d: d.diff >= 0))
+        missing += [f"{e.env}: `{rm}` ({how}) not run" for rm, how in MC_RMS.items() if rm not in ran]
+    if not any(rm in e.bon or rm in e.beam for e in res.envs for rm in MC_RMS):
         missing.append("no MC-trained PRM results")
+    rows = "; ".join(f"`{rm}`: {how}" for rm, how in MC_RMS.items())
     return Claim(
         "5. TD labels cost fewer sampled tokens than MC and give a better PRM",
-        "MC's label tokens > TD's; TD-trained AgentPRM ≥ MC-trained PRM in every BoN (N ≥ 2) and beam setting run with both",
+        "MC's label tokens > TD's; TD-trained AgentPRM ≥ each MC-trained PRM run "
+        f"({rows}; against `mc-la` only the labels differ) in every BoN (N ≥ 2) and beam setting run with both",
         checks,
         missing,
     )

@@ -1,8 +1,9 @@
 """The run folders the report reads (paths: `agentprm.run_layout.RunLayout`, shared with the pipeline).
 
 Every eval file is `agentprm search --out` output: one Trajectory a task with `meta.search`. `<rm>` is the
-reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` (Table 3), `agentprm-beta0` (the
-L_A ablation) and `random`, and shows any other name too. Label files are `agentprm label` output
+reward model's name; the report knows `agentprm`, `pvm`, `orm`, `mc` and `mc-la` (Table 3: MC labels with
+L_Q only, and with L_Q + beta*L_A), `agentprm-beta0` (the L_A ablation) and `random`, and shows any other
+name too. Label files are `agentprm label` output
 (`agentprm.labels.store.LabelRecord`); their `sampled_tokens` is Table 3's label cost (the trajectory's
 own tokens for TD labels, plus the rollouts for MC).
 
@@ -19,12 +20,13 @@ from functools import cached_property
 from pathlib import Path
 
 from agentprm.errors import UserError
+from agentprm.pipeline_config import BETA0_RM, MC_LA_RM
 from agentprm.run_layout import RunLayout
 from agentprm.search.budget import Budget
 from agentprm.trajectory import Trajectory, read_trajectories
 
-KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
-ABLATION_RM = "agentprm-beta0"
+KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", MC_LA_RM, BETA0_RM, "random")
+ABLATION_RM = BETA0_RM
 
 
 @dataclass(eq=False)  # identity: the report dedups the files it names

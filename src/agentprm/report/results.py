@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentprm.labels.outcome import label_method, metric_value, outcome_trusted
-from agentprm.report.layout import EvalFile, RunFolder, RunSet
+from agentprm.pipeline_config import MC_LA_RM
+from agentprm.report.layout import KNOWN_RMS, EvalFile, RunFolder, RunSet
 from agentprm.search.best_of_n import Candidate, aggregate, budgets_upto, candidates_of, select
 from agentprm.search.budget import Budget
 from agentprm.search.efficiency import Ratio, efficiency_ratios, mean_curve
@@ -21,7 +22,9 @@ from agentprm.stats import PairedDiff, auroc, grouped_auroc, paired_bootstrap
 
 TABLE1_RMS = ("orm", "pvm", "agentprm")
 BASELINES = ("pvm", "orm", "random")  # what AgentPRM is compared against under best-of-N
-ABLATION_RM = "agentprm-beta0"
+# Table 3's MC-trained PRMs, each with what it trains on: the same MC labels, without and with L_A (§9 item
+# 12). AgentPRM trains with L_A, so TD vs `mc-la` isolates the labels; `mc` is the paper's literal MC.
+MC_RMS = {"mc": "L_Q only, the paper's MC", MC_LA_RM: "L_Q + β·L_A, as AgentPRM"}
 
 
 def metric_of(env: str) -> str:
@@ -102,8 +105,7 @@ class EnvResults:
 
     def rms(self) -> list[str]:
         names = set(self.bon) | set(self.beam)
-        order = ("agentprm", "pvm", "orm", "mc", ABLATION_RM, "random")
-        return [r for r in order if r in names] + sorted(names - set(order))
+        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
 
     def efficiency(self) -> dict[str, list[Ratio]]:
         """AgentPRM's best-of-N compute-efficiency ratio against every other RM's curve."""
@@ -253,6 +255,7 @@ class PRMTraining:
     name: str
     objective: str
     beta: float | None
+    mc_advantage_loss: bool | None  # an MC PRM trained with β·L_A too (None: not an MC PRM, or not recorded)
     items: int | None  # trajectories trained on
     epochs: int | None
     steps: int | None  # optimiser steps
@@ -271,12 +274,14 @@ def prm_trainings(run: RunSet) -> list[PRMTraining]:
             except ValueError:
                 continue
             t = d.get("train") or {}
+            objective = d.get("objective", t.get("objective", "?"))
             out.append(
                 PRMTraining(
                     folder.root,
                     cfg.parent.name,
-                    d.get("objective", t.get("objective", "?")),
+                    objective,
                     t.get("beta"),
+                    t.get("mc_advantage_loss") if objective == "mc" else None,
                     t.get("items"),
                     t.get("epochs"),
                     t.get("steps"),

@@ -34,10 +34,20 @@ class Stage:
     threads: int = 1  # torch threads per actor
     backend: str = "hf"  # generation backend: hf | vllm (give each actor a GPU: RayOptions.gpus_per_worker)
     max_rounds: int = 0  # `--max-rounds`: cap every episode below the env's own (0: the env's own)
+    dtype: str | None = None  # the policy's weights (`--bf16`: bfloat16); None: the backend's default
 
     def load_key(self) -> tuple:
         """What `load` depends on: an actor reloads only when this changes."""
-        return (self.policy, self.env, self.env_factory, self.batch_size, self.threads, self.backend, self.max_rounds)
+        return (
+            self.policy,
+            self.env,
+            self.env_factory,
+            self.batch_size,
+            self.threads,
+            self.backend,
+            self.max_rounds,
+            self.dtype,
+        )
 
     def make_env_factory(self) -> Callable[[], Any]:
         if self.env_factory is not None:
@@ -51,7 +61,8 @@ class Stage:
     def load_policy(self) -> Any:
         from agentprm.policy.vllm import load_policy_backend
 
-        return load_policy_backend(self.policy, self.backend, batch_size=self.batch_size)
+        dtype = {"dtype": self.dtype} if self.dtype else {}
+        return load_policy_backend(self.policy, self.backend, batch_size=self.batch_size, **dtype)
 
     def load(self) -> dict[str, Any]:
         import torch

@@ -24,7 +24,7 @@ from agentprm.trajectory import Trajectory, iter_jsonl
 from agentprm.view.paths import RunPaths
 
 # Display order of the reward models and labels the paper compares (any other name follows).
-RM_ORDER = ("agentprm", "pvm", "orm", "mc", "agentprm-beta0", "random")
+RM_ORDER = ("agentprm", "pvm", "orm", "mc", "mc-la", "agentprm-beta0", "random")
 LABEL_ORDER = ("td-gae", "mc", "pvm", "orm")
 
 
