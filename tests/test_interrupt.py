@@ -21,8 +21,15 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "A
 def _interrupt_after(cmd: list[str], marker: str, timeout: float = 120) -> tuple[int, str, str, float]:
     """Run `cmd`, send SIGINT once a stdout line starts with `marker`; (exit code, stdout, stderr, seconds
     from the signal to the exit)."""
+    # A shell's background job (`cmd &`) starts with SIGINT ignored and children inherit that, so Python
+    # would not raise KeyboardInterrupt: give the command the default disposition a terminal's Ctrl-C meets.
     p = subprocess.Popen(
-        [sys.executable, "-m", "agentprm", *cmd], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "agentprm", *cmd],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     deadline = time.monotonic() + timeout
