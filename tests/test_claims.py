@@ -53,30 +53,61 @@ def test_agentprm_ahead_everywhere_makes_claims_2_and_3_hold():
 def test_agentprm_trailing_orm_at_one_n_makes_claims_2_and_3_not_hold():
     res = _results(AGENT, {1: 30, 2: 35, 4: 45, 8: 65}, PVM)  # ORM passes AgentPRM at N = 8 only
     c2, c3 = claim_2(res), claim_3(res)
-    assert c2.verdict == "does not hold" and c3.verdict == "does not hold"
+    # claim 2 fails on its efficiency ratio (not a difference: contradicted); claim 3's only failing check is a
+    # gain difference of two of 20 tasks, whose interval contains 0: a tie, so the claim is not separated
+    assert c2.verdict == "does not hold" and c3.verdict == "not separated"
     failed = [c for c in c2.checks if not c.ok and c.diff is not None]
     assert len(failed) == 1 and "orm BoN@8 65.0" in failed[0].evidence and failed[0].diff.diff == -5.0
     assert [c.evidence for c in c2.checks if not c.ok and c.diff is None] == ["efficiency vs orm at N=8: 0.841x"]
     gain = [c for c in c3.checks if not c.ok]
     assert len(gain) == 1 and gain[0].diff.diff == pytest.approx(10.0 - 20.0)  # AgentPRM +10 vs ORM +20 from N=4 to 8
+    assert gain[0].status == "tie" and gain[0].diff.lo < 0 <= gain[0].diff.hi
     # and every other claim is judged on the same numbers, none claims what was not run
     verdicts = {c.title[0]: c.verdict for c in judge(res)}
     assert verdicts["4"] == "not measured" and verdicts["5"] == "not measured" and verdicts["7"] == "not measured"
 
 
+def test_a_failing_check_is_a_tie_only_when_its_interval_contains_0():
+    """A clear loss (interval below 0) decides "does not hold"; a loss inside its interval is a tie and, alone,
+    leaves the claim "not separated"; a failing check that is not a difference (a ratio) always counts."""
+    from agentprm.report.claims import Check, Claim
+    from agentprm.stats import PairedDiff
+
+    def d(lo: float, hi: float, diff: float) -> PairedDiff:
+        return PairedDiff(mean_a=50.0 + diff, mean_b=50.0, lo=lo, hi=hi, tasks=90, only_a=0, only_b=0)
+
+    win, tie, loss = d(3.1, 13.6, 8.0), d(-2.2, 2.2, -0.04), d(-10.2, -1.2, -5.3)
+    checks = [Check("babyai", True, "win", win), Check("babyai", False, "-0.0", tie)]
+    assert [c.status for c in checks] == ["holds", "tie"]
+    assert Claim("5", "r", checks).verdict == "not separated"
+    assert Claim("5", "r", checks).per_env_text() == "babyai: not separated"
+    assert Claim("5", "r", [*checks, Check("textcraft", False, "clear", loss)]).per_env() == {
+        "babyai": "not separated",
+        "textcraft": "does not hold",
+    }
+    assert Claim("5", "r", [*checks, Check("babyai", False, "clear", loss)]).verdict == "does not hold"
+    assert Claim("2", "r", [*checks, Check("babyai", False, "efficiency 0.7x")]).verdict == "does not hold"
+    assert Claim("1", "r", checks[:1]).verdict == "holds"
+
+
 def test_claim_1_fails_when_an_rm_does_not_beat_greedy_and_cites_its_interval():
     res = _results(AGENT, {1: 30, 2: 35, 4: 45, 8: 50}, PVM, greedy=40.0)
     c = claim_1(res)
-    assert c.verdict == "does not hold"
+    assert c.verdict == "not separated"  # PVM 35 vs greedy 40: one task of 20, inside its interval
     bad = [k for k in c.checks if not k.ok]
     assert [k.evidence.split(" vs ")[0] for k in bad] == ["pvm BoN@8 35.0"]
-    assert "95% CI [" in bad[0].evidence and "(20 tasks)" in bad[0].evidence
+    assert "95% CI [" in bad[0].evidence and "(20 tasks)" in bad[0].evidence and bad[0].status == "tie"
+    far = _results(AGENT, {1: 30, 2: 35, 4: 45, 8: 50}, {n: 5 for n in AGENT}, greedy=40.0)
+    c = claim_1(far)  # PVM 5 vs greedy 40: seven tasks lost, interval below 0
+    assert c.verdict == "does not hold" and [k.status for k in c.checks if not k.ok] == ["does not hold"]
 
 
 def test_claim_4_compares_with_the_beta0_ablation():
     res = _results(AGENT, {1: 30, 2: 35, 4: 45, 8: 50}, PVM)
     e = res.envs[0]
     e.bon["agentprm-beta0"] = {n: _measure("beta0", v + 5) for n, v in AGENT.items()}
+    assert claim_4(res).verdict == "not separated"  # one task of 20
+    e.bon["agentprm-beta0"] = {n: _measure("beta0", v + 25) for n, v in AGENT.items()}
     assert claim_4(res).verdict == "does not hold"
     e.bon["agentprm-beta0"] = {n: _measure("beta0", v - 5) for n, v in AGENT.items()}
     assert claim_4(res).verdict == "holds"
@@ -91,7 +122,7 @@ def test_claim_5_compares_agentprm_with_both_mc_prms():
     e.bon["mc"] = {n: _measure(f"mc BoN@{n}", v - 10) for n, v in AGENT.items()}
     c = claim_5(res)
     assert c.verdict == "holds" and any("`mc-la` (L_Q + β·L_A, as AgentPRM) not run" in m for m in c.missing)
-    e.bon["mc-la"] = {n: _measure(f"mc-la BoN@{n}", v + 5) for n, v in AGENT.items()}  # with L_A: ahead of AgentPRM
+    e.bon["mc-la"] = {n: _measure(f"mc-la BoN@{n}", v + 25) for n, v in AGENT.items()}  # with L_A: ahead of AgentPRM
     c = claim_5(res)
     assert c.verdict == "does not hold" and not c.missing
     failed = [k.evidence.split(" vs ")[1].split(" ")[0] for k in c.checks if not k.ok]

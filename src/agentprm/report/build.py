@@ -596,12 +596,13 @@ def _claims(ctx: _Ctx, claims: list[Claim]) -> None:
     ctx.lines += [""]
     for c in claims:
         ctx.lines += [f"**{c.title}**: {c.verdict}. Checked: {c.rule}.", ""]
-        ctx.lines += [f"- {k.env}: {'holds' if k.ok else 'does not hold'}: {k.evidence}" for k in c.checks]
+        ctx.lines += [f"- {k.env}: {k.status}: {k.evidence}" for k in c.checks]
         ctx.lines += [f"- not measured: {m}" for m in c.missing]
         ctx.lines += [""]
     ctx.lines += [
         "A claim that does not hold is a finding about this setting, reported as measured. A check holds on its point "
-        "estimate; its interval says whether the task sample could tell. Claims 6 (PPO, math, larger models) and 8 "
+        "estimate; a failing check whose interval contains 0 is a tie (the task sample cannot tell), and a claim whose "
+        'only failing checks are ties is "not separated". Claims 6 (PPO, math, larger models) and 8 '
         f"(a stated limitation) are outside what this report measures. ({MEAN_ENV}: the curves averaged over envs.)",
     ]
 

@@ -1,10 +1,14 @@
 """The paper's claims (paper.md §8) judged on the typed results: one pure function per claim.
 
 Each claim is a list of `Check`s (one measured comparison in one env); a difference of two methods carries
-its 95% paired-bootstrap interval over the tasks both have. The verdict: "holds" when every check holds
-(on the point estimates, as the paper states its numbers), "does not hold" when any fails (a finding,
-reported as measured), "not measured" when nothing could be checked. Whether the intervals exclude 0 is
-stated beside the verdict, so a "holds" resting on differences within noise reads as such.
+its 95% paired-bootstrap interval over the tasks both have. A check holds on its point estimate (as the paper
+states its numbers); a check that fails is a *tie* when its difference's interval contains 0 (the task sample
+cannot tell the two apart) and *contradicted* otherwise (an interval below 0, or a check that is not a
+difference, such as an efficiency ratio or a token count). The verdict: "holds" when every check holds;
+"does not hold" when any check is contradicted (a finding, reported as measured); "not separated" when the
+only failing checks are ties; "not measured" when nothing could be checked. How many differences have an
+interval excluding 0 is stated beside the verdict, so a "holds" resting on differences within noise reads as
+such.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ from agentprm.stats import PairedDiff
 
 MEAN_ENV = "mean over envs"
 
+HOLDS, TIE, FAILS = "holds", "tie", "does not hold"
+NOT_SEPARATED = "not separated"
+
+
+def _combine(statuses: list[str]) -> str:
+    """One verdict from check statuses: a contradiction decides; failing ties alone leave it open."""
+    if FAILS in statuses:
+        return FAILS
+    return NOT_SEPARATED if TIE in statuses else HOLDS
+
 
 @dataclass
 class Check:
@@ -36,6 +50,13 @@ class Check:
     ok: bool
     evidence: str  # the numbers compared, e.g. "agentprm BoN@16 45.0 vs greedy SFT 30.0: +15.0, 95% CI [...]"
     diff: PairedDiff | None = None  # the paired difference behind `ok`, when it is one
+
+    @property
+    def status(self) -> str:
+        """ "holds", "tie" (fails on its point estimate, interval contains 0) or "does not hold"."""
+        if self.ok:
+            return HOLDS
+        return TIE if self.diff is not None and self.diff.sign == 0 else FAILS
 
 
 @dataclass
@@ -47,17 +68,18 @@ class Claim:
     checks: list[Check]
     missing: list[str] = field(default_factory=list)  # the parts that could not be checked, and why
 
-    def per_env(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
+    def per_env(self) -> dict[str, str]:
+        """Each env's verdict over its own checks (the module docstring's rule)."""
+        by_env: dict[str, list[str]] = {}
         for c in self.checks:
-            out[c.env] = out.get(c.env, True) and c.ok
-        return out
+            by_env.setdefault(c.env, []).append(c.status)
+        return {env: _combine(st) for env, st in by_env.items()}
 
     @property
     def verdict(self) -> str:
         if not self.checks:
             return "not measured"
-        return "holds" if all(c.ok for c in self.checks) else "does not hold"
+        return _combine([c.status for c in self.checks])
 
     def strength(self) -> str:
         """How many of the checks' differences have a 95% interval that excludes 0 in the checked direction."""
@@ -68,7 +90,7 @@ class Claim:
         return f"{clear}/{len(diffs)} differences with a 95% interval excluding 0"
 
     def per_env_text(self) -> str:
-        return "; ".join(f"{e}: {'holds' if ok else 'does not hold'}" for e, ok in self.per_env().items()) or "–"
+        return "; ".join(f"{e}: {v}" for e, v in self.per_env().items()) or "–"
 
 
 def _diff_check(
@@ -271,4 +293,4 @@ def judge(res: Results) -> list[Claim]:
     return [f(res) for f in CLAIMS]
 
 
-__all__ = ["CLAIMS", "Check", "Claim", "EnvResults", "MEAN_ENV", "judge"]
+__all__ = ["CLAIMS", "FAILS", "HOLDS", "MEAN_ENV", "NOT_SEPARATED", "TIE", "Check", "Claim", "EnvResults", "judge"]
