@@ -6,7 +6,8 @@ For the oracle's turn styles (`full`: clicks in WebShop's lower-case keys; `page
 them) and the tiny model's tokenizer options (merge word | phrase, with and without `split_ids`), each
 tokenizer trained on those demos as `agentprm sft` trains it, it prints `envs/webshop/copying.py`'s figures:
 how often a clicked id's tokens occur verbatim in the page the click answers, and the search query's in the
-instruction. Single process; set OMP_NUM_THREADS=1 on shared machines.
+instruction. `--strategies N` also plays simple shoppers on the first N test goals (no model): what a policy
+earns once it can copy an id it sees. Single process; set OMP_NUM_THREADS=1 on shared machines.
 """
 
 from __future__ import annotations
@@ -15,11 +16,46 @@ import argparse
 import time
 
 
+def strategies(n: int) -> None:
+    """Mean reward / success on the first `n` test goals of: search the instruction, click a listed product,
+    pick the options the instruction names (the oracle's matching rule), buy."""
+    import random
+    import statistics
+
+    from agentprm.envs.webshop.env import WebShopEnv
+    from agentprm.envs.webshop.expert import choose_options, expert_trajectory
+
+    env = WebShopEnv()
+    ids = env.task_ids("test", n)
+    rng = random.Random(0)
+
+    def play(pick, options: bool) -> str:
+        rewards = []
+        for t in ids:
+            env.reset(t)
+            env.step(f"search[{env.goal.instruction_text.lower()}]")
+            asin = pick()
+            env.step(f"click[{asin}]")
+            for v in choose_options(env.catalogue.by_asin[asin], env.goal.goal_options).values() if options else ():
+                env.step(f"click[{v}]")
+            rewards.append(env.step("click[buy now]").reward)
+        return f"mean reward {statistics.mean(rewards):.3f}, success {sum(r >= 1 for r in rewards) / n:.0%}"
+
+    oracle = [expert_trajectory(env, t, 0) for t in ids]
+    print(f"oracle: mean reward {statistics.mean(t.reward for t in oracle):.3f}")
+    print(f"first listed product + options: {play(lambda: env.page_products()[0], True)}")
+    print(f"first listed product, no options: {play(lambda: env.page_products()[0], False)}")
+    print(f"random product of page 1 + options: {play(lambda: rng.choice(env.page_products()), True)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300, help="demos (the first N tasks of the split)")
     ap.add_argument("--split", default="train")
+    ap.add_argument("--strategies", type=int, default=0, help="also play simple shoppers on N test goals")
     args = ap.parse_args()
+    if args.strategies:
+        strategies(args.strategies)
 
     from agentprm.conversation import trajectory_messages
     from agentprm.envs.webshop.copying import copy_stats
