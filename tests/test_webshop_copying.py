@@ -101,9 +101,7 @@ def test_split_ids_leaves_other_text_alone_and_survives_save_and_load(demos, tmp
     assert [p for p, _ in pre(" [SEP] B0UAUZTD1S [SEP] ")][3:14] == ["Ġ", *"B0UAUZTD1S"]
     # Text without ids cuts as the word mode cuts it.
     plain = "Price: $18.99 [SEP] 60Hz 1080P TV, 16 x 16 inch, x-large"
-    assert [p for p, _ in pre(plain)] == [
-        p for p, _ in word.backend_tokenizer.pre_tokenizer.pre_tokenize_str(plain)
-    ]
+    assert [p for p, _ in pre(plain)] == [p for p, _ in word.backend_tokenizer.pre_tokenizer.pre_tokenize_str(plain)]
     for t in [text, *(m["content"] for m in trajectory_messages(trajs[0]))]:
         assert split.decode(split(t, add_special_tokens=False)["input_ids"]) == t
     split.save_pretrained(tmp_path)

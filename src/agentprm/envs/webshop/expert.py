@@ -122,7 +122,10 @@ def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0, thought_styl
     if plan is not None:
         for _ in range(plan.rank // PRODUCT_WINDOW):
             act("The product I want is not on this page; let me look at the next page.", click(NEXT_PAGE))
-        act(f"{plan.asin} looks like what the instruction asks for. Let me open it.", click(plan.asin.lower(), plan.asin))
+        act(
+            f"{plan.asin} looks like what the instruction asks for. Let me open it.",
+            click(plan.asin.lower(), plan.asin),
+        )
         for name, value in plan.options.items():
             act(f"The instruction asks for {value}, so I select it for {name}.", click(value))
         act("The product and options match the instruction. I will buy it.", click(BUY_NOW))
