@@ -123,3 +123,20 @@ def test_split_ids_travels_from_config_and_keeps_old_sft_keys():
     off = replace(cfg, sft=replace(cfg.sft, tiny=replace(cfg.sft.tiny, split_ids=False)))
     assert Pipeline(off, "/x").sft_key() == Pipeline(cfg, "/x").sft_key()
     assert Pipeline(on, "/x").sft_key() != Pipeline(cfg, "/x").sft_key()
+
+
+def test_sft_cli_split_ids(tmp_path):
+    from typer.testing import CliRunner
+
+    from agentprm.cli import app
+    from agentprm.testing.policies import scripted_demos
+    from agentprm.trajectory import write_trajectories
+
+    demos = tmp_path / "demos.jsonl"
+    write_trajectories(demos, scripted_demos(4))
+    small = ["--max-steps", "1", "--batch-size", "4", "--hidden", "16", "--layers", "1", "--heads", "2"]
+    pol = tmp_path / "policy"
+    r = CliRunner().invoke(app, ["sft", "--demos", str(demos), "--out", str(pol), "--split-ids", *small])
+    assert r.exit_code == 0, r.output
+    saved = (pol / "tokenizer.json").read_text()
+    assert r"\\G(?!\\A)" in saved  # the id splitter travels with the saved tokenizer
