@@ -5,7 +5,7 @@ out of the report). So the keys of a fixed config must stay byte-identical acros
 The expected strings below were computed with the code of main at c9701ee (before the keys moved from
 agentprm/pipeline.py to agentprm/stage_keys.py) and hard-coded. The whole-config hash ("config") is only
 recorded in provenance, never compared for staleness, so it changes with any new config field (it was
-re-recorded when `sft.tiny.tokenizer_merge` and `mc_advantage_ablation` were added); the stage keys must
+re-recorded when `sft.tiny.tokenizer_merge`, `mc_advantage_ablation` and `sft.tiny.split_ids` were added); the stage keys must
 not. A change that alters them makes every existing run folder stale: do it only on purpose, say so, and
 record the new values here.
 """
@@ -44,7 +44,7 @@ CONFIGS = {
 # existing run folder must not be seen as stale). See the module docstring before changing one.
 EXPECTED = {
     "textcraft": {
-        "config": "d37fe25d94c62a95",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation
+        "config": "23ed79be8ec9f3de",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids
         "demos": "72fc521a7d58d0b2",
         "sft": "61c0c4b2c67cad96",
         "collect": "16e36e9e5d039de8",
@@ -71,7 +71,7 @@ EXPECTED = {
         "search beam 2x2 agentprm-beta0": "d88dc33bf7139cec",
     },
     "babyai-capped": {
-        "config": "8feef6bd13fe2bb7",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation
+        "config": "6d7d4836619a9c0c",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids
         "demos": "3f9a51e8f5f65afe",
         "sft": "4fac4e2555ac3263",
         "collect": "07932e6a568117dd",

@@ -102,6 +102,8 @@ class StageKeys:
         sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
         if sft["tiny"]["tokenizer_merge"] == "word":  # only when set: older run folders keep their keys
             del sft["tiny"]["tokenizer_merge"]
+        if not sft["tiny"]["split_ids"]:  # likewise
+            del sft["tiny"]["split_ids"]
         return key_hash("sft", self.demos_key(), self.cfg.base, sft, self.cfg.seed)
 
     def _rounds(self) -> list[Any]:

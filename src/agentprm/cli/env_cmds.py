@@ -85,7 +85,8 @@ def demos(
     thought_style: Annotated[
         str | None,
         typer.Option(
-            help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief | none; babyai: full | none)."
+            help="Expert thoughts, where the env's expert offers styles (textcraft: full | brief | none; babyai: "
+            "full | none; webshop: full | page, page clicking ids as the page shows them)."
         ),
     ] = None,
     renamed_copies: Annotated[

@@ -50,6 +50,13 @@ def sft(
             "across spaces; the words the demos' actions use stay whole): fewer tokens per observation."
         ),
     ] = "word",
+    split_ids: Annotated[
+        bool,
+        typer.Option(
+            help="Tiny model's BPE: cut id-like strings (6+ letters and digits, e.g. WebShop's product ids) into "
+            "single characters, the same tokens in observation and action, so the policy can copy them."
+        ),
+    ] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for init and data order.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
@@ -112,6 +119,7 @@ def sft(
             num_heads=heads,
             intermediate_size=4 * hidden,
             tokenizer_merge=tokenizer_merge,
+            split_ids=split_ids,
         ),
     )
     with progress() as bar:

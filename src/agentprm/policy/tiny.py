@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from agentprm.conversation import ACK, Message
 from agentprm.errors import UserError
-from agentprm.policy.tokenizer import MERGE_MODES, train_chat_tokenizer, words_of
+from agentprm.policy.tokenizer import MERGE_MODES, strip_ids, train_chat_tokenizer, words_of
 
 
 @dataclass
@@ -32,6 +32,9 @@ class TinyPolicyConfig:
     # spaces ("steps in front of you"), every word the demos' assistant turns write stays its own
     # pre-token, so copied names are the same ids in observation and action (policy/tokenizer.py).
     tokenizer_merge: str = "word"
+    # Id-like strings (letters and digits, 6+ long, e.g. WebShop's product ids) cut into single characters,
+    # the same tokens wherever they appear, so an action can copy the id the page shows (policy/tokenizer.py).
+    split_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.tokenizer_merge not in MERGE_MODES:
@@ -57,9 +60,11 @@ def conversation_texts(
                 yield m["content"]
 
 
-def assistant_words(conversations: Iterable[list[Message]]) -> set[str]:
-    """The words the policy writes (its turns but the system-prompt acknowledgement): what `phrase` keeps whole."""
-    return words_of(m["content"] for c in conversations for m in c if m["role"] == "assistant" and m["content"] != ACK)
+def assistant_words(conversations: Iterable[list[Message]], skip_ids: bool = False) -> set[str]:
+    """The words the policy writes (its turns but the system-prompt acknowledgement): what `phrase` keeps whole.
+    `skip_ids`: not the letter runs of id-like strings (`split_ids` cuts those into characters anyway)."""
+    texts = (m["content"] for c in conversations for m in c if m["role"] == "assistant" and m["content"] != ACK)
+    return words_of(strip_ids(t) for t in texts) if skip_ids else words_of(texts)
 
 
 def system_prompts(conversations: list[list[Message]]) -> list[str]:
@@ -73,7 +78,8 @@ def build_tokenizer(conversations: list[list[Message]], cfg: TinyPolicyConfig):
         conversation_texts(conversations, frozenset(prompts), roles=cfg.tokenizer_merge == "phrase"),
         vocab_size=cfg.vocab_size,
         merge=cfg.tokenizer_merge,
-        keep_words=assistant_words(conversations) if cfg.tokenizer_merge == "phrase" else (),
+        keep_words=assistant_words(conversations, cfg.split_ids) if cfg.tokenizer_merge == "phrase" else (),
+        split_ids=cfg.split_ids,
     )
     if prompts:
         from tokenizers import AddedToken

@@ -11,6 +11,12 @@ Two ways to cut the text before BPE (`merge`):
   `word` cuts it. `keep_words` are the words the policy writes (its actions), so a name it copies
   from an observation ("grey box 1", "oak logs") is the same ids there and in the action; only the
   text around it (the env's fixed phrasing) is merged. `vocab_size` still bounds the vocabulary.
+
+`split_ids` (either mode): an id-like string (`ID_PATTERN`: 6 or more letters and digits, both present,
+e.g. WebShop's `B0UAUZTD1S`) is cut into single characters, apart from its neighbours (a leading space
+is a token of its own). Without it, BPE splits such a random id into pieces that depend on its case and
+on what precedes it (`" B"` after a space, `"B"` after `[`), so the id a page shows and the id an action
+writes are different token sequences; with it they are the same characters (docs/webshop.md).
 """
 
 from __future__ import annotations
@@ -26,6 +32,28 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+# Oniguruma, as `tokenizers` runs it. Whole runs of letters/digits only: "60Hz", "1080P" (shorter) and
+# plain words stay as they were.
+ID_PATTERN = r"(?=[\p{L}\p{N}]*\p{N})(?=[\p{L}\p{N}]*\p{L})[\p{L}\p{N}]{6,}"
+
+
+def id_pre_tokenizers() -> list:
+    r"""`split_ids`' two steps: isolate each id (bounded by non-alphanumerics), then cut a piece that is
+    wholly an id into characters (`\G`: each match starts where the last ended, so only such a piece)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    alone = rf"(?<![\p{{L}}\p{{N}}]){ID_PATTERN}(?![\p{{L}}\p{{N}}])"
+    return [
+        pre_tokenizers.Split(Regex(alone), behavior="isolated"),
+        pre_tokenizers.Split(Regex(rf"\A(?={ID_PATTERN}\z).|\G(?!\A)."), behavior="isolated"),
+    ]
+
+
+def strip_ids(text: str) -> str:
+    """`text` without its id-like strings (`ID_PATTERN`)."""
+    return re.sub(r"(?<![^\W_])(?=[^\W_]*\d)(?=[^\W_]*[^\W\d_])[^\W_]{6,}(?![^\W_])", " ", text)
 
 
 def words_of(texts: Iterable[str]) -> set[str]:
@@ -52,30 +80,38 @@ def phrase_split_pattern(keep_words: Iterable[str]) -> str:
     return rf"{alone} ?{frame}(?: {frame})*| ?\p{{N}}+| ?[^\s\p{{L}}\p{{N}}]+|\s+(?!\S)|\s+"
 
 
-def _pre_tokenizer(merge: str, keep_words: Iterable[str]):
+def _pre_tokenizer(merge: str, keep_words: Iterable[str], split_ids: bool = False):
     from tokenizers import Regex, pre_tokenizers
 
+    first = id_pre_tokenizers() if split_ids else []
     if merge == "word":
-        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+        level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        return pre_tokenizers.Sequence([*first, level]) if first else level
     if merge == "phrase":
         split = pre_tokenizers.Split(Regex(phrase_split_pattern(keep_words)), behavior="isolated")
-        return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        return pre_tokenizers.Sequence(
+            [*first, split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
     from agentprm.errors import UserError
 
     raise UserError(f"unknown tokenizer merge {merge!r}; choose {' or '.join(MERGE_MODES)}")
 
 
 def train_chat_tokenizer(
-    texts: Iterable[str], vocab_size: int = 2048, merge: str = "word", keep_words: Iterable[str] = ()
+    texts: Iterable[str],
+    vocab_size: int = 2048,
+    merge: str = "word",
+    keep_words: Iterable[str] = (),
+    split_ids: bool = False,
 ):
     """A `PreTrainedTokenizerFast` (byte-level BPE) trained on `texts`, with ChatML special tokens.
 
-    `merge`: `word` or `phrase` (module doc); `keep_words` only matters for `phrase`."""
+    `merge`: `word` or `phrase` (module doc); `keep_words` only matters for `phrase`; `split_ids`: module doc."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = _pre_tokenizer(merge, keep_words)
+    tok.pre_tokenizer = _pre_tokenizer(merge, keep_words, split_ids)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

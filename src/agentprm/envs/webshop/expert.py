@@ -4,6 +4,15 @@ It searches with the instruction text, opens the goal product when the results l
 `Next >` while the round budget allows), else the listed product with the best reward it could reach,
 picks the options that match the goal's, and buys. Every action goes through `env.step`, so a demo is
 exactly what the env would show an agent. The outputs are ReAct turns ("Thought:\n...\n\nAction:\n...").
+
+`thought_style` (the demos' `--thought-style`) sets how a turn writes what it clicks; the choices, the
+thoughts' wording and the rewards are the same:
+- `full` (the default, as before): every click names WebShop's lower-cased clickable key
+  (`click[b0uauztd1s]`, `click[buy now]`), while the thought names the id as the page shows it (upper case).
+- `page`: every click names the clickable as the page shows it (`click[B0UAUZTD1S]`, `click[Buy Now]`);
+  the env lower-cases the argument, so it is the same action. The id then reads the same in the
+  observation, the thought and the action, so a policy can copy it instead of changing its case through
+  unrelated BPE pieces (docs/webshop.md, "Copying product ids").
 """
 
 from __future__ import annotations
@@ -11,9 +20,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from agentprm.envs.webshop.env import NEXT_PAGE, PRODUCT_WINDOW, WebShopEnv
+from agentprm.envs.webshop.env import BUY_NOW, NEXT_PAGE, PRODUCT_WINDOW, WebShopEnv
 from agentprm.envs.webshop.reward import get_reward, normalize_color, token_set_ratio
+from agentprm.errors import UserError
 from agentprm.trajectory import Compute, Step, Trajectory
+
+THOUGHT_STYLES = ("full", "page")
+# How the pages show the fixed clickables the oracle uses (env.observation); ids show as their asin.
+_SHOWN = {NEXT_PAGE: "Next >", BUY_NOW: "Buy Now"}
 
 
 @dataclass
@@ -66,8 +80,15 @@ _SEARCH_THOUGHTS = (
 )
 
 
-def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0) -> Trajectory:
-    """Run the oracle on `task_id` and return its trajectory (successful or not)."""
+def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0, thought_style: str = "full") -> Trajectory:
+    """Run the oracle on `task_id` and return its trajectory (successful or not); `thought_style`: module doc."""
+    if thought_style not in THOUGHT_STYLES:
+        raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(THOUGHT_STYLES)}")
+    as_shown = thought_style == "page"
+
+    def click(key: str, shown: str | None = None) -> str:
+        return f"click[{(shown or _SHOWN.get(key, key)) if as_shown else key}]"
+
     rng = random.Random(f"{task_id}/{seed}")
     first = env.reset(task_id)
     goal = env.goal
@@ -100,11 +121,14 @@ def expert_trajectory(env: WebShopEnv, task_id: str, seed: int = 0) -> Trajector
     plan = plan_purchase(env, list(env.s.results), env.max_rounds - len(steps))
     if plan is not None:
         for _ in range(plan.rank // PRODUCT_WINDOW):
-            act("The product I want is not on this page; let me look at the next page.", f"click[{NEXT_PAGE}]")
-        act(f"{plan.asin} looks like what the instruction asks for. Let me open it.", f"click[{plan.asin.lower()}]")
+            act("The product I want is not on this page; let me look at the next page.", click(NEXT_PAGE))
+        act(
+            f"{plan.asin} looks like what the instruction asks for. Let me open it.",
+            click(plan.asin.lower(), plan.asin),
+        )
         for name, value in plan.options.items():
-            act(f"The instruction asks for {value}, so I select it for {name}.", f"click[{value}]")
-        act("The product and options match the instruction. I will buy it.", "click[buy now]")
+            act(f"The instruction asks for {value}, so I select it for {name}.", click(value))
+        act("The product and options match the instruction. I will buy it.", click(BUY_NOW))
     success = env.is_success(reward, status == "done")
     return Trajectory(
         id=f"{task_id}-expert-{seed}",
