@@ -23,7 +23,12 @@ from agentprm.errors import UserError
 
 @app.command()
 def sft(
-    demos: Annotated[Path, typer.Option(help="Expert demos JSONL (`agentprm demos`).")] = Path("demos.jsonl"),
+    demos: Annotated[
+        list[Path],
+        typer.Option(
+            help="Expert demos JSONL (`agentprm demos`); repeat to train on several, e.g. demos + `agentprm dagger`'s corrections."
+        ),
+    ] = [Path("demos.jsonl")],  # noqa: B006 - typer reads the default, never mutates it
     base: Annotated[
         str,
         typer.Option(
@@ -80,8 +85,9 @@ def sft(
     from agentprm.policy.sft import SFTConfig, is_trained, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig
 
-    if not demos.is_file():
-        raise UserError(f"demos file {demos} does not exist; make one with `agentprm demos --out {demos}`")
+    for d in demos:
+        if not d.is_file():
+            raise UserError(f"demos file {d} does not exist; make one with `agentprm demos --out {d}`")
     from agentprm.tracking import check_report_to
 
     check_report_to(report_to)
@@ -121,7 +127,9 @@ def sft(
             bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
 
         with resumable("sft"):
-            res = train_sft(demos, base, out, cfg, on_step=on_step, report_to=report_to)
+            res = train_sft(
+                demos[0] if len(demos) == 1 else demos, base, out, cfg, on_step=on_step, report_to=report_to
+            )
     print(f"{res.summary()}; wrote {out}")
 
 

@@ -508,7 +508,9 @@ class TextCraftStateExpert:
                 clean = clean and (s.done or _accepted(replay.step(s.action).observation))
             # A demo with a refused stand-in passes one inventory twice; plan from the holdings instead.
             self._demos[task_id] = (
-                _DemoPath([s.output for s in traj.steps], [s.action for s in traj.steps], inventories) if clean else None
+                _DemoPath([s.output for s in traj.steps], [s.action for s in traj.steps], inventories)
+                if clean
+                else None
             )
         return self._demos[task_id]
 
@@ -543,14 +545,18 @@ class TextCraftStateExpert:
             return ExpertTurn.unlabelled(f"the plan's choices do not expand from empty holdings ({whole[0]})")
         _, _, need, batches = whole
         # Thoughts count over the whole plan, as the demos do; a get says the amount it gets.
-        said = Plan(plan.goal, plan.recipe_of, plan.generic, {**need, **{b: plan.need[b] for b in plan.base}}, batches, [])
+        said = Plan(
+            plan.goal, plan.recipe_of, plan.generic, {**need, **{b: plan.need[b] for b in plan.base}}, batches, []
+        )
         nth = batches[item] - plan.batches[item] + 1 if kind == "craft" else 1
         if self.thought_style == "brief":
             thought = _brief_thought(said, kind, item, nth)
         else:
             thought = _thought(said, kind, item, nth, rng)
         action = _action(plan, kind, item)
-        return ExpertTurn(_turn_text(self.thought_style, thought, action), action, source="replan", rounds_to_goal=plan.rounds)
+        return ExpertTurn(
+            _turn_text(self.thought_style, thought, action), action, source="replan", rounds_to_goal=plan.rounds
+        )
 
 
 def _play_out(env, plan: Plan) -> tuple[str, str, str] | None:
