@@ -178,16 +178,19 @@ def make_plan(
     rng: random.Random,
     have: dict[str, int] | None = None,
     banned: frozenset[str] = frozenset(),
+    prefer_whole: bool = False,
 ) -> Plan:
     """The shortest plan (fewest rounds) the shown commands allow, among plans that use one recipe per
     item and one stand-in per generic ingredient; ties broken by `rng`. `have` is what is already held;
-    `banned` lists stand-ins the env refused."""
+    `banned` lists stand-ins the env refused. `prefer_whole`: among plans equally short from `have`, first
+    keep those whose choices make the shortest plan from nothing (the state expert: choices for parts
+    already held, e.g. which planks the held sticks were made of, then follow what the demo would do)."""
     recipes, goal = parse_observation(observation)
     if goal not in recipes:
         raise ValueError(f"no crafting command makes the goal {goal!r}")
     have = have or {}
     best: list[tuple[dict, tuple]] = []
-    best_rounds = None
+    best_rounds: int | tuple[int, int] | None = None
     tried = 0
     stack: list[dict] = [{}]
     while stack and tried < MAX_PLANS:
@@ -200,7 +203,10 @@ def make_plan(
         tried += 1
         if out[0] == "cycle":
             continue
-        rounds = _rounds(recipes, *out[1:])
+        rounds: int | tuple[int, int] = _rounds(recipes, *out[1:])
+        if prefer_whole:  # the same choices expand from nothing (the tree does not depend on `have`)
+            whole = _expand(recipes, dict(choice), goal, {}, banned)
+            rounds = (rounds, _rounds(recipes, *whole[1:]))
         if best_rounds is None or rounds < best_rounds:
             best, best_rounds = [(choice, out)], rounds
         elif rounds == best_rounds:
@@ -456,6 +462,7 @@ MAX_REPLANS = 8  # stand-in bans tried from one state before giving up (a goal h
 class _DemoPath:
     """The expert's own successful episode on a task: its turns and the inventory before each."""
 
+    first_observation: str
     outputs: list[str]
     actions: list[str]
     inventories: list[dict[str, int]]  # env item id -> count, before each turn
@@ -490,6 +497,8 @@ class TextCraftStateExpert:
         if inventory is None or env.task_id is None:
             return ExpertTurn.unlabelled("the env exposes no inventory (a local TextCraftEnv after reset is needed)")
         demo = self._demo(env)
+        if demo is not None and demo.first_observation != first_observation:
+            demo = None  # the episode shows other commands than the task's reset (a changed env): plan from them
         j = demo.turn_at(inventory) if demo is not None else None
         if demo is not None and j is not None:
             return ExpertTurn(demo.outputs[j], demo.actions[j], source="demo", rounds_to_goal=len(demo.actions) - j)
@@ -508,7 +517,9 @@ class TextCraftStateExpert:
                 clean = clean and (s.done or _accepted(replay.step(s.action).observation))
             # A demo with a refused stand-in passes one inventory twice; plan from the holdings instead.
             self._demos[task_id] = (
-                _DemoPath([s.output for s in traj.steps], [s.action for s in traj.steps], inventories)
+                _DemoPath(
+                    traj.first_observation, [s.output for s in traj.steps], [s.action for s in traj.steps], inventories
+                )
                 if clean
                 else None
             )
@@ -523,7 +534,7 @@ class TextCraftStateExpert:
         banned: set[str] = set()
         for _ in range(MAX_REPLANS):
             try:
-                plan = make_plan(first_observation, rng, have=have, banned=frozenset(banned))
+                plan = make_plan(first_observation, rng, have=have, banned=frozenset(banned), prefer_whole=True)
             except ValueError as e:
                 return ExpertTurn.unlabelled(f"no plan from these holdings: {e}")
             refused = _play_out(env.clone(), plan)
