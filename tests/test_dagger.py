@@ -142,6 +142,8 @@ def test_correction_records_label_every_state_with_the_policys_turns_as_context(
     records, s = correction_records(traj, TextCraftEnv(env.book), TextCraftStateExpert("brief"))
     assert (s.states, s.labelled, s.written, sum(s.unrecoverable.values())) == (4, 4, 4, 0)
     assert s.agreeing == 2 and s.sources == {"demo": 3, "replan": 1}  # state 2 is on the path; 3 is not
+    # sticks before the second plank craft costs nothing (any order works); an inventory look wastes a turn
+    assert s.optimal == 3 and [r.meta[CORRECTION]["policy_optimal"] for r in records] == [True, True, True, False]
     for k, r in enumerate(records):
         assert len(r.steps) == k + 1 and r.meta[CORRECTION]["state"] == k and r.meta[CORRECTION]["episode"] == traj.id
         assert [st.output for st in r.steps[:k]] == [st.output for st in traj.steps[:k]]
@@ -149,8 +151,8 @@ def test_correction_records_label_every_state_with_the_policys_turns_as_context(
         assert r.steps[k].observation == traj.steps[k].observation
     assert records[2].steps[-1].action == records[3].steps[-1].action == "craft 4 oak planks using 1 oak logs"
     assert LOSS not in traj.steps[0].info  # the rollout itself is not changed
-    _, skipped = correction_records(traj, TextCraftEnv(env.book), TextCraftStateExpert("brief"), skip_agreeing=True)
-    assert skipped.written == 2
+    mistakes, _ = correction_records(traj, TextCraftEnv(env.book), TextCraftStateExpert("brief"), only_mistakes=True)
+    assert [r.meta[CORRECTION]["state"] for r in mistakes] == [3]
     # a replay that does not reproduce the rollout is counted, never labelled
     traj.steps[2].observation = "something else"
     records, s = correction_records(traj, TextCraftEnv(env.book), TextCraftStateExpert("brief"))

@@ -407,14 +407,18 @@ def dagger(
     thought_style: Annotated[
         str | None,
         typer.Option(
-            help="The expert's thoughts: the style of the demos the policy learned from (TextCraft: full, brief, none)."
+            help="The expert's thoughts: the style of the demos the policy learned from (TextCraft: full, brief, none; default full)."
         ),
     ] = None,
     expert_seed: Annotated[
         int, typer.Option(help="The demos' --seed: on the expert's own path labels are those demos' turns.")
     ] = 0,
-    skip_agreeing: Annotated[
-        bool, typer.Option(help="No record where the policy's action already was the expert's.")
+    only_mistakes: Annotated[
+        bool,
+        typer.Option(
+            help="Records only where the policy's action left every shortest way to the goal (no correction of an "
+            "equally short alternative, e.g. another order of gets)."
+        ),
     ] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
     max_rounds: MaxRoundsOpt = 0,
@@ -456,7 +460,7 @@ def dagger(
         seed=seed,
         thought_style=thought_style,
         expert_seed=expert_seed,
-        skip_agreeing=skip_agreeing,
+        only_mistakes=only_mistakes,
     )
     with progress() as bar:
         row = bar.add_task(f"dagger {env}/train", total=None, status="")

@@ -20,6 +20,10 @@ shovel I need 2 stick, 1 planks."), so the action tokens are a larger share of a
 required), for a from-scratch policy too small to plan in words.
 If the env refuses an action anyway, the expert records it and stops: a failed demo is reported, never
 hidden (the demos command keeps only successes unless asked).
+
+`TextCraftStateExpert` acts from any mid-episode state instead (DAgger's labeller, `agentprm dagger`): it
+reads the env's inventory, answers the demo's own turn where the state is on the demo's path, and
+otherwise plans again from the holdings (see its doc).
 """
 
 from __future__ import annotations

@@ -42,7 +42,9 @@ class DaggerConfig:
     seed: int = 0  # sampling seed (T > 0)
     thought_style: str | None = None  # the expert's thoughts; must match the demos the policy learned from
     expert_seed: int = 0  # the demos' `--seed`: on the expert's own path the label is that demo's turn
-    skip_agreeing: bool = False  # no record where the policy's action already was the expert's
+    # records only where the policy's action was a mistake: it left every shortest way to the goal (an
+    # equally short alternative, e.g. another order of gets, is not corrected to the expert's arbitrary pick)
+    only_mistakes: bool = False
 
 
 @dataclass
@@ -53,7 +55,8 @@ class DaggerSummary:
     states: int = 0  # states the policy acted in (one per turn)
     labelled: int = 0
     agreeing: int = 0  # labelled states where the policy's action equals the expert's
-    written: int = 0  # correction records written (labelled minus skipped agreeing ones)
+    optimal: int = 0  # labelled states where the policy's action kept a shortest way (agreeing ones included)
+    written: int = 0  # correction records written (all labelled, or only the mistakes)
     over_budget: int = 0  # labelled states whose expert continuation needs more turns than are left
     sources: Counter[str] = field(default_factory=Counter)  # how the expert chose (TextCraft: demo / replan)
     unrecoverable: Counter[str] = field(default_factory=Counter)  # why a state got no label
@@ -67,7 +70,8 @@ class DaggerSummary:
         why = "; ".join(f"{n} {r}" for r, n in self.unrecoverable.most_common(3))
         return (
             f"{self.episodes} episodes ({self.resumed} resumed; policy success {self.successes}/{self.episodes}), "
-            f"{self.states} states visited, {self.labelled} labelled ({self.agreeing} agreeing with the policy; "
+            f"{self.states} states visited, {self.labelled} labelled ({self.agreeing} agreeing with the policy, "
+            f"{self.labelled - self.optimal} policy mistakes; "
             f"{', '.join(f'{n} {s}' for s, n in sorted(self.sources.items())) or 'none'}), "
             f"{sum(self.unrecoverable.values())} unrecoverable{f' ({why})' if why else ''}, "
             f"{self.over_budget} past the round budget; wrote {self.written} corrections to {out} ({per} per episode)"
@@ -86,7 +90,7 @@ def correction_records(
     expert: StateExpert,
     *,
     max_rounds: int | None = None,
-    skip_agreeing: bool = False,
+    only_mistakes: bool = False,
 ) -> tuple[list[Trajectory], DaggerSummary]:
     """The correction records of one policy episode, replayed in `env` (reset here), and their counts.
 
@@ -115,10 +119,12 @@ def correction_records(
             s.labelled += 1
             s.sources[turn.source] += 1
             agrees = turn.action == step.action
+            optimal = agrees or _keeps_a_shortest_way(env, expert, traj, k, turn.rounds_to_goal)
             s.agreeing += agrees
+            s.optimal += optimal
             s.over_budget += turn.rounds_to_goal is not None and k + turn.rounds_to_goal > budget
-            if not (agrees and skip_agreeing):
-                records.append(_record(traj, k, turn, env, agrees))
+            if not (optimal and only_mistakes):
+                records.append(_record(traj, k, turn, env, agrees, optimal))
         try:
             observation = env.step(step.action).observation
         except Exception as e:  # noqa: BLE001 - errors are data
@@ -128,7 +134,23 @@ def correction_records(
     return records, s
 
 
-def _record(traj: Trajectory, k: int, turn: ExpertTurn, env: Any, agrees: bool) -> Trajectory:
+def _keeps_a_shortest_way(env: Any, expert: StateExpert, traj: Trajectory, k: int, rounds: int | None) -> bool:
+    """Whether the policy's action at state k leaves the expert's shortest way no longer: the expert needs
+    at most `rounds` - 1 turns after it (or it ended the episode with success)."""
+    if rounds is None:
+        return False
+    twin = env.clone()
+    try:
+        res = twin.step(traj.steps[k].action)
+    except Exception:  # noqa: BLE001 - the replay records the failure itself
+        return False
+    if res.done:
+        return bool(twin.is_success(res.reward, res.done))
+    after = expert.next_turn(twin, traj.steps[: k + 1], traj.first_observation)
+    return after.rounds_to_goal is not None and after.rounds_to_goal <= rounds - 1
+
+
+def _record(traj: Trajectory, k: int, turn: ExpertTurn, env: Any, agrees: bool, optimal: bool) -> Trajectory:
     """The policy's turns before state k as context (not trained), then the expert's turn at k."""
     assert turn.output is not None and turn.action is not None
     res = env.clone().step(turn.action)  # what the expert's action does here (reward, done), on a copy
@@ -154,6 +176,7 @@ def _record(traj: Trajectory, k: int, turn: ExpertTurn, env: Any, agrees: bool) 
                 "source": turn.source,
                 "policy_action": traj.steps[k].action,
                 "agrees": agrees,
+                "policy_optimal": optimal,
                 "rounds_to_goal": turn.rounds_to_goal,
             }
         },
@@ -215,7 +238,7 @@ def collect_corrections(
     with JsonlWriter(out) as corrections, JsonlWriter(rollouts) as episodes:
         for traj in rollout_episodes(policy, maker, todo, cfg=rcfg, seed=cfg.seed):
             records, s = correction_records(
-                traj, replay_env, expert, max_rounds=cfg.max_rounds, skip_agreeing=cfg.skip_agreeing
+                traj, replay_env, expert, max_rounds=cfg.max_rounds, only_mistakes=cfg.only_mistakes
             )
             for r in records:
                 corrections.write(r)
