@@ -194,7 +194,7 @@ def make_plan(
         raise ValueError(f"no crafting command makes the goal {goal!r}")
     have = have or {}
     best: list[tuple[dict, tuple]] = []
-    best_rounds: int | tuple[int, int] | None = None
+    best_rounds: tuple[int, int] | None = None
     tried = 0
     stack: list[dict] = [{}]
     while stack and tried < MAX_PLANS:
@@ -207,10 +207,10 @@ def make_plan(
         tried += 1
         if out[0] == "cycle":
             continue
-        rounds: int | tuple[int, int] = _rounds(recipes, *out[1:])
+        rounds = (_rounds(recipes, *out[1:]), 0)
         if prefer_whole:  # the same choices expand from nothing (the tree does not depend on `have`)
             whole = _expand(recipes, dict(choice), goal, {}, banned)
-            rounds = (rounds, _rounds(recipes, *whole[1:]))
+            rounds = (rounds[0], _rounds(recipes, *whole[1:]))
         if best_rounds is None or rounds < best_rounds:
             best, best_rounds = [(choice, out)], rounds
         elif rounds == best_rounds:
@@ -560,14 +560,14 @@ class TextCraftStateExpert:
             return ExpertTurn.unlabelled(f"the plan's choices do not expand from empty holdings ({whole[0]})")
         _, _, need, batches = whole
         # Thoughts count over the whole plan, as the demos do; a get says the amount it gets.
-        said = Plan(
+        counted = Plan(
             plan.goal, plan.recipe_of, plan.generic, {**need, **{b: plan.need[b] for b in plan.base}}, batches, []
         )
         nth = batches[item] - plan.batches[item] + 1 if kind == "craft" else 1
         if self.thought_style == "brief":
-            thought = _brief_thought(said, kind, item, nth)
+            thought = _brief_thought(counted, kind, item, nth)
         else:
-            thought = _thought(said, kind, item, nth, rng)
+            thought = _thought(counted, kind, item, nth, rng)
         action = _action(plan, kind, item)
         return ExpertTurn(
             _turn_text(self.thought_style, thought, action), action, source="replan", rounds_to_goal=plan.rounds

@@ -117,12 +117,12 @@ def load_demo_conversations(
         if not p.is_file():
             raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
         trajs += [t for t in read_trajectories(p) if t.success or t.meta.get(CORRECTION)]
-    p = ", ".join(map(str, demo_files(path)))
+    names = ", ".join(map(str, demo_files(path)))
     if not trajs:
-        raise UserError(f"{p} holds no successful demo; run `agentprm demos` again")
+        raise UserError(f"{names} holds no successful demo; run `agentprm demos` again")
     envs = sorted({t.env for t in trajs})
     if len(envs) > 1:
-        raise UserError(f"{p} mixes envs {envs}; give demos of one env")
+        raise UserError(f"{names} mixes envs {envs}; give demos of one env")
     trajs = trajs[:max_demos] if max_demos else trajs
     return [trajectory_messages(t) for t in trajs], envs[0]
 
