@@ -8,6 +8,10 @@ tokenizer carries a minimal ChatML one: one code path for both.
 `assistant_spans` is the single place that decides which tokens belong to assistant turn t. The SFT
 loss mask (train on assistant tokens) and the PRM score index (the last token of assistant turn t) both
 derive from it, so they cannot drift apart.
+
+An assistant message may carry AgentGym's per-turn flag `"loss": False`: the turn is context, not a
+training target (a DAgger correction record's history of the policy's own turns, `policy/dagger.py`).
+Messages without the flag train, as before; a step marks it with `Step.info["loss"] = False`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ if TYPE_CHECKING:
     from agentprm.trajectory import Trajectory
 
 ACK = "OK."  # AgentGym's assistant reply to the system-prompt turn
+LOSS = "loss"  # AgentGym's per-turn flag: False on an assistant turn that is not trained on
+# Trajectory.meta key of a correction record (`policy/dagger.py`): a policy's unfinished episode whose last
+# turn is the expert's; SFT trains on it (that turn only) though the episode did not succeed.
+CORRECTION = "correction"
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role and content (str); an assistant turn may add LOSS (bool)
 
 
 def initial_messages(system_prompt: str, first_observation: str) -> list[Message]:
@@ -43,7 +51,14 @@ def trajectory_messages(traj: Trajectory, upto_step: int | None = None) -> list[
         if s.t > 0:
             msgs.append({"role": "user", "content": s.observation})
         msgs.append({"role": "assistant", "content": s.output})
+        if s.info.get(LOSS) is False:
+            msgs[-1][LOSS] = False  # only where marked: unmarked conversations stay as they were
     return msgs
+
+
+def trains(message: Message) -> bool:
+    """Whether an assistant message is a training target (no flag: yes)."""
+    return message.get(LOSS, True) is not False
 
 
 def to_agentgym(traj: Trajectory) -> dict[str, Any]:
@@ -51,7 +66,7 @@ def to_agentgym(traj: Trajectory) -> dict[str, Any]:
     conv = []
     for m in trajectory_messages(traj):
         is_gpt = m["role"] == "assistant"
-        conv.append({"from": "gpt" if is_gpt else "human", "loss": is_gpt, "value": m["content"]})
+        conv.append({"from": "gpt" if is_gpt else "human", "loss": is_gpt and trains(m), "value": m["content"]})
     return {"conversations": conv, "item_id": traj.task_id, "reward": traj.reward, "success": traj.success}
 
 

@@ -23,7 +23,12 @@ from agentprm.errors import UserError
 
 @app.command()
 def sft(
-    demos: Annotated[Path, typer.Option(help="Expert demos JSONL (`agentprm demos`).")] = Path("demos.jsonl"),
+    demos: Annotated[
+        list[Path],
+        typer.Option(
+            help="Expert demos JSONL (`agentprm demos`); repeat to train on several, e.g. demos + `agentprm dagger`'s corrections."
+        ),
+    ] = [Path("demos.jsonl")],  # noqa: B006 - typer reads the default, never mutates it
     base: Annotated[
         str,
         typer.Option(
@@ -87,8 +92,9 @@ def sft(
     from agentprm.policy.sft import SFTConfig, is_trained, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig
 
-    if not demos.is_file():
-        raise UserError(f"demos file {demos} does not exist; make one with `agentprm demos --out {demos}`")
+    for d in demos:
+        if not d.is_file():
+            raise UserError(f"demos file {d} does not exist; make one with `agentprm demos --out {d}`")
     from agentprm.tracking import check_report_to
 
     check_report_to(report_to)
@@ -129,7 +135,9 @@ def sft(
             bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
 
         with resumable("sft"):
-            res = train_sft(demos, base, out, cfg, on_step=on_step, report_to=report_to)
+            res = train_sft(
+                demos[0] if len(demos) == 1 else demos, base, out, cfg, on_step=on_step, report_to=report_to
+            )
     print(f"{res.summary()}; wrote {out}")
 
 
@@ -389,3 +397,93 @@ def eval_cmd(
         f"{env}/{split} greedy: success {f.success_rate:.1%} ({f.successes}/{f.trajectories}), "
         f"mean reward {f.mean_reward:.3f}, errors {f.errors}; wrote {out}"
     )
+
+
+@app.command()
+def dagger(
+    policy: Annotated[
+        Path, typer.Option(help="Policy dir (`agentprm sft --out`) whose own states get corrected.")
+    ] = Path("policy"),
+    env: Annotated[str, typer.Option(help="Environment name (one with a state expert: textcraft).")] = "textcraft",
+    n_tasks: Annotated[
+        int,
+        typer.Option(
+            help="First N training tasks (TextCraft: past its 444 goals, the same goals with new distractors)."
+        ),
+    ] = 100,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy, the states eval visits).")] = 0.0,
+    thought_style: Annotated[
+        str | None,
+        typer.Option(
+            help="The expert's thoughts: the style of the demos the policy learned from (TextCraft: full, brief, none; default full)."
+        ),
+    ] = None,
+    expert_seed: Annotated[
+        int, typer.Option(help="The demos' --seed: on the expert's own path labels are those demos' turns.")
+    ] = 0,
+    only_mistakes: Annotated[
+        bool,
+        typer.Option(
+            help="Records only where the policy's action left every shortest way to the goal (no correction of an "
+            "equally short alternative, e.g. another order of gets)."
+        ),
+    ] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Cap on the tokens of one turn.")] = 128,
+    max_rounds: MaxRoundsOpt = 0,
+    batch_size: Annotated[int, typer.Option(help="Live episodes per generation call.")] = 64,
+    seed: Annotated[int, typer.Option(help="Base sampling seed (T > 0).")] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 0,
+    bf16: Bf16Opt = False,
+    out: Annotated[
+        Path, typer.Option(help="Corrections JSONL (SFT data: `agentprm sft --demos DEMOS --demos OUT`).")
+    ] = Path("corrections.jsonl"),
+    rollouts: Annotated[
+        Path | None,
+        typer.Option(help="The policy's episodes (the resume record; default: OUT's name + .rollouts.jsonl)."),
+    ] = None,
+) -> None:
+    """DAgger: roll the policy out on training tasks and label every state it visits with the expert's turn.
+
+    Each label is one record: the policy's own turns so far (not trained on) and the expert's turn (trained).
+    Resumable: a rerun skips the episodes already in the rollouts file."""
+    import torch
+
+    from agentprm.envs import get_spec
+    from agentprm.policy.dagger import DaggerConfig, collect_corrections, rollouts_path
+
+    spec = get_spec(env)
+    spec.make_state_expert(thought_style)  # a bad env or style: one line before the policy loads
+    writable_path(out)
+    writable_path(rollouts or rollouts_path(out))
+    check_max_rounds(max_rounds)
+    if threads:
+        torch.set_num_threads(threads)
+    pol = _load_policy(policy, env, batch_size, dtype="bfloat16" if bf16 else None)
+    cfg = DaggerConfig(
+        n_tasks=n_tasks,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        max_rounds=max_rounds or None,
+        batch_size=batch_size,
+        seed=seed,
+        thought_style=thought_style,
+        expert_seed=expert_seed,
+        only_mistakes=only_mistakes,
+    )
+    with progress() as bar:
+        row = bar.add_task(f"dagger {env}/train", total=None, status="")
+
+        def on_episode(traj, s):
+            bar.update(row, advance=1, status=f"{s.written} corrections, policy success {s.successes}/{s.episodes}")
+
+        with resumable("dagger"):  # every finished episode's corrections are already in OUT
+            summary = collect_corrections(
+                pol,
+                env,
+                out,
+                cfg,
+                rollouts=rollouts,
+                on_start=lambda n: bar.update(row, total=n),
+                on_episode=on_episode,
+            )
+    print(f"dagger {env}: {summary.line(out)}")

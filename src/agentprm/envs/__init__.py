@@ -9,6 +9,7 @@ register(
         expert="agentprm.envs.textcraft_expert:expert_trajectory",
         expert_observation_only=True,
         augmenter="agentprm.envs.textcraft_augment:rename_items",
+        state_expert="agentprm.envs.textcraft_expert:state_expert",
         description="Minecraft crafting (AgentGym TextCraft semantics over the 1.16.5 recipes)",
     )
 )

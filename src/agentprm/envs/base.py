@@ -92,6 +92,9 @@ class EnvSpec:
     # "module:callable" (traj, rng, copy_index) -> Trajectory: a changed copy of a demo for SFT
     # (`agentprm demos --renamed-copies K`); None where the env has no such augmentation.
     augmenter: str | None = None
+    # "module:callable" (thought_style=None, seed=0) -> envs.state_expert.StateExpert: the expert's next turn
+    # from any mid-episode state (`agentprm dagger`'s labeller); None where the expert only plays from reset.
+    state_expert: str | None = None
 
     def make(self, **kwargs: Any) -> Env:
         return _load(self.factory)(**kwargs)
@@ -113,6 +116,11 @@ class EnvSpec:
         if self.expert is None:
             raise UserError(f"env {self.name!r} has no expert solver")
         return _load(self.expert)
+
+    def make_state_expert(self, thought_style: str | None = None, seed: int = 0) -> Any:
+        if self.state_expert is None:
+            raise UserError(f"env {self.name!r} has no expert that acts from a mid-episode state (DAgger)")
+        return _load(self.state_expert)(thought_style=thought_style, seed=seed)
 
     def make_augmenter(self) -> Callable[..., Any]:
         if self.augmenter is None:

@@ -20,6 +20,10 @@ shovel I need 2 stick, 1 planks."), so the action tokens are a larger share of a
 required), for a from-scratch policy too small to plan in words.
 If the env refuses an action anyway, the expert records it and stops: a failed demo is reported, never
 hidden (the demos command keeps only successes unless asked).
+
+`TextCraftStateExpert` acts from any mid-episode state instead (DAgger's labeller, `agentprm dagger`): it
+reads the env's inventory, answers the demo's own turn where the state is on the demo's path, and
+otherwise plans again from the holdings (see its doc).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from agentprm.envs.state_expert import ExpertTurn
 from agentprm.errors import UserError
 from agentprm.trajectory import Step, Trajectory
 
@@ -83,6 +88,7 @@ class Plan:
     batches: dict[str, int]  # crafted item -> number of crafts
     base: list[str]  # items fetched with get
     actions: list[tuple[str, str]] = field(default_factory=list)  # (kind "get"/"craft", item)
+    choice: dict = field(default_factory=dict)  # the decisions `_expand` followed (recipes, stand-ins)
 
     @property
     def rounds(self) -> int:
@@ -176,16 +182,19 @@ def make_plan(
     rng: random.Random,
     have: dict[str, int] | None = None,
     banned: frozenset[str] = frozenset(),
+    prefer_whole: bool = False,
 ) -> Plan:
     """The shortest plan (fewest rounds) the shown commands allow, among plans that use one recipe per
     item and one stand-in per generic ingredient; ties broken by `rng`. `have` is what is already held;
-    `banned` lists stand-ins the env refused."""
+    `banned` lists stand-ins the env refused. `prefer_whole`: among plans equally short from `have`, first
+    keep those whose choices make the shortest plan from nothing (the state expert: choices for parts
+    already held, e.g. which planks the held sticks were made of, then follow what the demo would do)."""
     recipes, goal = parse_observation(observation)
     if goal not in recipes:
         raise ValueError(f"no crafting command makes the goal {goal!r}")
     have = have or {}
     best: list[tuple[dict, tuple]] = []
-    best_rounds = None
+    best_rounds: tuple[int, int] | None = None
     tried = 0
     stack: list[dict] = [{}]
     while stack and tried < MAX_PLANS:
@@ -198,7 +207,10 @@ def make_plan(
         tried += 1
         if out[0] == "cycle":
             continue
-        rounds = _rounds(recipes, *out[1:])
+        rounds = (_rounds(recipes, *out[1:]), 0)
+        if prefer_whole:  # the same choices expand from nothing (the tree does not depend on `have`)
+            whole = _expand(recipes, dict(choice), goal, {}, banned)
+            rounds = (rounds[0], _rounds(recipes, *whole[1:]))
         if best_rounds is None or rounds < best_rounds:
             best, best_rounds = [(choice, out)], rounds
         elif rounds == best_rounds:
@@ -209,7 +221,7 @@ def make_plan(
     recipe_of = {item: recipes[item][choice[("recipe", item)]] for item in order if item in recipes}
     generic = {k[1]: v for k, v in choice.items() if k[0] == "generic" and v != k[1]}
     base = [item for item in order if item not in recipes and need[item] > 0]
-    plan = Plan(goal, recipe_of, generic, need, batches, base)
+    plan = Plan(goal, recipe_of, generic, need, batches, base, choice=choice)
 
     # A fresh post-order with shuffled branches: any order that crafts inputs first works.
     kids = {item: [generic.get(n, n) for _, n in r.inputs] for item, r in recipe_of.items()}
@@ -254,6 +266,14 @@ def _craft_command(plan: Plan, item: str) -> str:
     r = plan.recipe_of[item]
     ins = [(k, plan.generic.get(name, name)) for k, name in r.inputs]
     return f"craft {r.count} {item} using {_amounts(ins)}"
+
+
+def _action(plan: Plan, kind: str, item: str) -> str:
+    return f"get {plan.need[item]} {item}" if kind == "get" else _craft_command(plan, item)
+
+
+def _turn_text(thought_style: str, thought: str, action: str) -> str:
+    return f"Action: {action}" if thought_style == "none" else f"Thought: {thought}\nAction: {action}"
 
 
 def _overview(plan: Plan, rng: random.Random) -> str:
@@ -355,15 +375,13 @@ def expert_trajectory(env, task_id: str, seed: int = 0, thought_style: str = "fu
         preface = f"To craft {plan.goal} I need {_amounts(list(plan.recipe_of[plan.goal].inputs))}. "
     while queue and traj.num_steps < env.max_rounds:
         kind, item = queue.pop(0)
-        if kind == "get":
-            action = f"get {plan.need[item]} {item}"
-        else:
+        if kind == "craft":
             crafted[item] = crafted.get(item, 0) + 1
-            action = _craft_command(plan, item)
+        action = _action(plan, kind, item)
         thought = _thought(plan, kind, item, crafted.get(item, 0), rng)  # drawn in both styles, as above
         if brief:
             thought = _brief_thought(plan, kind, item, crafted.get(item, 0))
-        output = f"Action: {action}" if thought_style == "none" else f"Thought: {preface}{thought}\nAction: {action}"
+        output = _turn_text(thought_style, preface + thought, action)
         preface = ""
         parsed = env.parse_action(output)
         res = env.step(parsed)
@@ -437,3 +455,139 @@ def _failure(rounds: int, used: int, max_rounds: int, last_observation: str) -> 
     if used >= max_rounds:
         return f"the shortest plan from the shown commands needs {rounds} rounds, more than {max_rounds}"
     return f"the env refused an action: {last_observation}"
+
+
+# -- acting from any state (DAgger's labeller, see envs/state_expert.py) -------------------------------------
+
+MAX_REPLANS = 8  # stand-in bans tried from one state before giving up (a goal has a handful of generics)
+
+
+@dataclass
+class _DemoPath:
+    """The expert's own successful episode on a task: its turns and the inventory before each."""
+
+    first_observation: str
+    outputs: list[str]
+    actions: list[str]
+    inventories: list[dict[str, int]]  # env item id -> count, before each turn
+
+    def turn_at(self, inventory: dict[str, int]) -> int | None:
+        # Every demo turn changes the inventory (no refusals, no looks), so a match is unique.
+        return next((j for j, inv in enumerate(self.inventories) if inv == inventory), None)
+
+
+class TextCraftStateExpert:
+    """The expert's next turn from any state of a local `TextCraftEnv`, read from the env's inventory.
+
+    On the expert's own path (the inventory is one its demo of this task passes through, with the same
+    `seed`), the answer is the demo's turn there, word for word. Anywhere else it plans again from the
+    holdings (`make_plan(..., have=...)`), plays the plan out on a clone of the env to check it reaches the
+    goal (banning a stand-in the env refuses and planning again, as the demo expert does), and writes the
+    first action with a thought in the demos' style: amounts and "(n of m)" counts are the whole plan's, as
+    the demos write them (the second of two plank crafts is "(2 of 2)" however the first was made).
+    No label where no plan reaches the goal; the remaining round budget is not checked (`rounds_to_goal`
+    says what the continuation needs).
+    """
+
+    def __init__(self, thought_style: str = "full", seed: int = 0):
+        if thought_style not in THOUGHT_STYLES:
+            raise UserError(f"unknown thought style {thought_style!r}; choose one of {', '.join(THOUGHT_STYLES)}")
+        self.thought_style = thought_style
+        self.seed = seed
+        self._demos: dict[str, _DemoPath | None] = {}
+
+    def next_turn(self, env, steps: list[Step], first_observation: str) -> ExpertTurn:
+        inventory = getattr(env, "inventory", None)
+        if inventory is None or env.task_id is None:
+            return ExpertTurn.unlabelled("the env exposes no inventory (a local TextCraftEnv after reset is needed)")
+        demo = self._demo(env)
+        if demo is not None and demo.first_observation != first_observation:
+            demo = None  # the episode shows other commands than the task's reset (a changed env): plan from them
+        j = demo.turn_at(inventory) if demo is not None else None
+        if demo is not None and j is not None:
+            return ExpertTurn(demo.outputs[j], demo.actions[j], source="demo", rounds_to_goal=len(demo.actions) - j)
+        return self._replan(env, first_observation)
+
+    def _demo(self, env) -> _DemoPath | None:
+        task_id = env.task_id
+        if task_id not in self._demos:
+            traj = expert_trajectory(env.clone(), task_id, self.seed, self.thought_style)
+            replay = env.clone()
+            replay.reset(task_id)
+            inventories = []
+            clean = traj.success
+            for s in traj.steps:
+                inventories.append(dict(replay.inventory))
+                clean = clean and (s.done or _accepted(replay.step(s.action).observation))
+            # A demo with a refused stand-in passes one inventory twice; plan from the holdings instead.
+            self._demos[task_id] = (
+                _DemoPath(
+                    traj.first_observation, [s.output for s in traj.steps], [s.action for s in traj.steps], inventories
+                )
+                if clean
+                else None
+            )
+        return self._demos[task_id]
+
+    def _replan(self, env, first_observation: str) -> ExpertTurn:
+        from agentprm.envs.textcraft import item_text
+
+        have = {item_text(k): v for k, v in env.inventory.items()}
+        # Seeded by the state: the same holdings get the same label in every episode that reaches them.
+        rng = random.Random(f"textcraft-expert/{env.task_id}/{self.seed}/{sorted(have.items())}")
+        banned: set[str] = set()
+        for _ in range(MAX_REPLANS):
+            try:
+                plan = make_plan(first_observation, rng, have=have, banned=frozenset(banned), prefer_whole=True)
+            except ValueError as e:
+                return ExpertTurn.unlabelled(f"no plan from these holdings: {e}")
+            refused = _play_out(env.clone(), plan)
+            if refused is None:
+                break
+            kind, item, said = refused
+            used = {
+                plan.generic[n] for _, n in plan.recipe_of.get(item, ShownRecipe("", 0, ())).inputs if n in plan.generic
+            }
+            if kind != "craft" or not used:
+                return ExpertTurn.unlabelled(f"the env refused the plan's `{_action(plan, kind, item)}`: {said}")
+            banned |= used
+        else:
+            return ExpertTurn.unlabelled(f"every plan from these holdings was refused after {MAX_REPLANS} tries")
+        kind, item = plan.actions[0]
+        recipes, _ = parse_observation(first_observation)
+        whole = _expand(recipes, dict(plan.choice), plan.goal, {}, frozenset(banned))
+        if whole[0] != "plan":  # cannot happen: the same choices planned from holdings
+            return ExpertTurn.unlabelled(f"the plan's choices do not expand from empty holdings ({whole[0]})")
+        _, _, need, batches = whole
+        # Thoughts count over the whole plan, as the demos do; a get says the amount it gets.
+        counted = Plan(
+            plan.goal, plan.recipe_of, plan.generic, {**need, **{b: plan.need[b] for b in plan.base}}, batches, []
+        )
+        nth = batches[item] - plan.batches[item] + 1 if kind == "craft" else 1
+        if self.thought_style == "brief":
+            thought = _brief_thought(counted, kind, item, nth)
+        else:
+            thought = _thought(counted, kind, item, nth, rng)
+        action = _action(plan, kind, item)
+        return ExpertTurn(
+            _turn_text(self.thought_style, thought, action), action, source="replan", rounds_to_goal=plan.rounds
+        )
+
+
+def _play_out(env, plan: Plan) -> tuple[str, str, str] | None:
+    """Play `plan` on `env` (a clone): None when it reaches the goal, else (kind, item, the env's answer)
+    of the first action the env refused (or of the last one, when the plan ends short of the goal)."""
+    kind, item, said = "", "", "the plan is empty"
+    for kind, item in plan.actions:
+        res = env.step(_action(plan, kind, item))
+        said = res.observation
+        if res.done:
+            return None if env.is_success(res.reward, res.done) else (kind, item, said)
+        if not _accepted(said):
+            return kind, item, said
+    return kind, item, f"the plan ended without the goal ({said})"
+
+
+def state_expert(thought_style: str | None = None, seed: int = 0) -> TextCraftStateExpert:
+    """`EnvSpec.state_expert`'s factory: the demos' default thought style unless one is given."""
+    return TextCraftStateExpert(thought_style or "full", seed)

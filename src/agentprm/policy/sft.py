@@ -7,7 +7,8 @@ The output is an ordinary HF dir plus `agentprm_policy.json` (which env and data
 Which tokens are trained on comes from `conversation.tokenize_conversation`, the one alignment of
 assistant turns shared with the PRM: every assistant turn's content and its end-of-turn token, except
 AgentGym's "OK." acknowledgement of the system prompt (AgentGym's data marks that turn `loss: false`;
-`train_on_ack=True` trains it too).
+`train_on_ack=True` trains it too) and turns flagged `loss: False` (`conversation.LOSS`: the policy's own
+turns in a DAgger correction record, `policy/dagger.py`, which trains only the expert's last turn).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import json
 import math
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentprm.conversation import ACK, Message, tokenize_conversation, trajectory_messages
+from agentprm.conversation import ACK, CORRECTION, Message, tokenize_conversation, trains, trajectory_messages
 from agentprm.disk import atomic_write_text, remove, writing
 from agentprm.errors import UserError
 from agentprm.policy.hf import META_FILE, check_policy_dir, quiet_transformers
@@ -68,6 +69,7 @@ class SFTResult:
     num_train_tokens: int  # assistant tokens per epoch
     resumed_from: int = 0
     num_truncated: int = 0  # conversations longer than max_length: their tail (last turns) is not trained
+    num_emptied: int = 0  # of those, conversations left with no trained token (a correction's one turn cut)
 
     def summary(self) -> str:
         resumed = f", resumed at step {self.resumed_from}" if self.resumed_from else ""
@@ -75,6 +77,7 @@ class SFTResult:
             (
                 f"; {self.num_truncated} of {self.num_demos} demos cut at max_length (their last turns are not "
                 "trained: raise --max-length)"
+                + (f", {self.num_emptied} of them left with no trained turn" if self.num_emptied else "")
             )
             if self.num_truncated
             else ""
@@ -83,30 +86,43 @@ class SFTResult:
 
 
 def sft_example(tokenizer: Any, messages: list[Message], train_on_ack: bool = False) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one conversation: labels are the ids on assistant tokens, IGNORE elsewhere."""
+    """(input_ids, labels) of one conversation: labels are the ids on trained assistant turns' tokens
+    (all but the ACK and those flagged `loss: False`), IGNORE elsewhere."""
     tc = tokenize_conversation(tokenizer, messages)
     labels = [IGNORE] * len(tc.input_ids)
     assistant = [m for m in messages if m["role"] == "assistant"]
     for msg, (start, end) in zip(assistant, tc.assistant_spans):
         if not train_on_ack and msg is messages[1] and msg["content"] == ACK:
             continue
+        if not trains(msg):
+            continue
         labels[start:end] = tc.input_ids[start:end]
     return tc.input_ids, labels
 
 
-def load_demo_conversations(path: str | Path, max_demos: int | None = None) -> tuple[list[list[Message]], str]:
-    """Conversations of the successful demos in `path` and the env they come from."""
+def demo_files(demos: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One demos file or several (demos + DAgger corrections): always a list."""
+    return [Path(demos)] if isinstance(demos, (str, Path)) else [Path(d) for d in demos]
+
+
+def load_demo_conversations(
+    path: str | Path | Sequence[str | Path], max_demos: int | None = None
+) -> tuple[list[list[Message]], str]:
+    """Conversations of the successful demos and the correction records (`policy/dagger.py`) in `path`
+    (a file or several, read in order) and the env they come from."""
     from agentprm.trajectory import read_trajectories
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
-    trajs = [t for t in read_trajectories(p) if t.success]
+    trajs = []
+    for p in demo_files(path):
+        if not p.is_file():
+            raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
+        trajs += [t for t in read_trajectories(p) if t.success or t.meta.get(CORRECTION)]
+    names = ", ".join(map(str, demo_files(path)))
     if not trajs:
-        raise UserError(f"{p} holds no successful demo; run `agentprm demos` again")
+        raise UserError(f"{names} holds no successful demo; run `agentprm demos` again")
     envs = sorted({t.env for t in trajs})
     if len(envs) > 1:
-        raise UserError(f"{p} mixes envs {envs}; give demos of one env")
+        raise UserError(f"{names} mixes envs {envs}; give demos of one env")
     trajs = trajs[:max_demos] if max_demos else trajs
     return [trajectory_messages(t) for t in trajs], envs[0]
 
@@ -201,7 +217,7 @@ def _trained_positions_loss():
 
 
 def train_sft(
-    demos: str | Path,
+    demos: str | Path | Sequence[str | Path],
     base: str,
     out_dir: str | Path,
     cfg: SFTConfig | None = None,
@@ -210,6 +226,8 @@ def train_sft(
     logging_dir: str | Path | None = None,
 ) -> SFTResult:
     """Train a policy on the demos and save it to `out_dir`; resumes from `out_dir/checkpoint`.
+
+    `demos`: a JSONL file or several (e.g. the expert demos and `agentprm dagger`'s corrections).
 
     `base`: `tiny`, a preset name (`smollm2`) or an HF dir. `on_step(step, total_steps, loss)` is called
     after every optimiser step (progress bars). Loss, lr and tokens/s go to `report_to`
@@ -276,6 +294,7 @@ def train_sft(
     examples = [sft_example(tokenizer, c, cfg.train_on_ack) for c in convs]
     num_truncated = sum(len(ids) > cfg.max_length for ids, _ in examples)
     examples = [(ids[: cfg.max_length], lab[: cfg.max_length]) for ids, lab in examples]
+    num_emptied = sum(len(ids) >= cfg.max_length and all(x == IGNORE for x in lab) for ids, lab in examples)
     n_train_tokens = sum(sum(x != IGNORE for x in lab) for _, lab in examples)
     schedule = _schedule([len(ids) for ids, _ in examples], cfg)
     total = len(schedule)
@@ -372,7 +391,7 @@ def train_sft(
             "env": env_name,
             "base": base_name,
             "base_dir": base,
-            "demos": str(demos),
+            "demos": str(demos) if isinstance(demos, (str, Path)) else [str(d) for d in demos],
             "num_demos": len(convs),
             "steps": total,
             "final_loss": loss_val,
@@ -382,7 +401,16 @@ def train_sft(
         atomic_write_text(out / META_FILE, json.dumps(meta, indent=2))  # the finished-policy marker: whole or absent
         shutil.rmtree(ckpt, ignore_errors=True)
     dp.barrier()
-    return SFTResult(out, total, loss_val, len(convs), n_train_tokens, resumed_from=start, num_truncated=num_truncated)
+    return SFTResult(
+        out,
+        total,
+        loss_val,
+        len(convs),
+        n_train_tokens,
+        resumed_from=start,
+        num_truncated=num_truncated,
+        num_emptied=num_emptied,
+    )
 
 
 def _merged(model, base: str, cfg: SFTConfig):
