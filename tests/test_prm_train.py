@@ -97,3 +97,54 @@ def test_resume_continues_where_it_stopped(setup, tmp_path):
     train_prm(trajs, init, tmp_path / "b2", cfg, stop_after_steps=1)
     with pytest.raises(ValueError, match="another config"):
         train_prm(trajs, init, tmp_path / "b2", PRMTrainConfig.preset("tiny", epochs=3))
+
+
+def test_gradient_checkpointing_trains_the_same_prm_and_keeps_the_stage_key(setup, tmp_path):
+    """Recompute changes memory, not values: the same weights (float rounding) and the same pipeline key."""
+    from dataclasses import replace
+
+    from agentprm.pipeline_config import PipelineConfig
+    from agentprm.stage_keys import StageKeys
+
+    init, trajs = setup
+    cfg = PRMTrainConfig.preset("tiny", epochs=1, batch_size=8, checkpoint_every=0, bf16=False)
+    train_prm(trajs, init, tmp_path / "plain", cfg)
+    calls: list[bool] = []
+    from transformers import PreTrainedModel
+
+    name = "activation_checkpointing_enable"  # transformers >= 5 (agentprm.policy.sft.enable_recompute)
+    if not hasattr(PreTrainedModel, name):
+        name = "gradient_checkpointing_enable"
+    real = getattr(PreTrainedModel, name)
+
+    def spy(self, *a, **kw):
+        calls.append(True)
+        return real(self, *a, **kw)
+
+    setattr(PreTrainedModel, name, spy)
+    try:
+        train_prm(trajs, init, tmp_path / "recompute", replace(cfg, gradient_checkpointing=True))
+    finally:
+        setattr(PreTrainedModel, name, real)
+    assert calls == [True]  # recompute was really on in the second run
+    msgs = [trajectory_messages(t) for t in trajs[:4]]
+    a = [s.scores for s in PRMScorer.load(tmp_path / "plain").score(msgs)]
+    b = [s.scores for s in PRMScorer.load(tmp_path / "recompute").score(msgs)]
+    for x, y in zip(a, b, strict=True):
+        assert x == pytest.approx(y, abs=1e-5)
+    base = PipelineConfig()
+    on = replace(base, prm=replace(base.prm, gradient_checkpointing=True))
+    assert StageKeys(on).prm_key("agentprm") == StageKeys(base).prm_key("agentprm")
+
+
+def test_a_resume_may_turn_on_recompute_but_not_change_what_is_trained(setup, tmp_path):
+    from dataclasses import replace
+
+    init, trajs = setup
+    cfg = PRMTrainConfig.preset("tiny", epochs=2, batch_size=8, checkpoint_every=0)
+    train_prm(trajs, init, tmp_path / "p", cfg, stop_after_steps=2)
+    res = train_prm(trajs, init, tmp_path / "p", replace(cfg, gradient_checkpointing=True))  # e.g. after an OOM
+    assert res.resumed_from_step == 2 and is_trained(tmp_path / "p")
+    train_prm(trajs, init, tmp_path / "q", cfg, stop_after_steps=2)
+    with pytest.raises(ValueError, match="another config"):
+        train_prm(trajs, init, tmp_path / "q", replace(cfg, lr=1e-3))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentprm.pipeline_config import BETA0_RM, MC_LA_RM, PipelineConfig
-from agentprm.prm.config import PRMTrainConfig
+from agentprm.prm.config import HOW_FIELDS, PRMTrainConfig
 from agentprm.search.budget import Budget
 
 # What each stage's output depends on besides the stages it reads: a change to any of these config fields
@@ -135,8 +135,11 @@ class StageKeys:
         """Whether the PRM `name` trains on the MC label file (so on the label stage): `mc` and `mc-la`."""
         return self.prm_config(name).objective == "mc"
 
+    # how a PRM is trained, not what: the same weights (up to float rounding) whatever these are
+    NOT_IN_PRM_KEY = HOW_FIELDS
+
     def prm_key(self, name: str) -> str:
-        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in ("device", "checkpoint_every")}
+        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in self.NOT_IN_PRM_KEY}
         mc = (self.label_key(), self.cfg.mc_equal_steps) if self.uses_mc_labels(name) else None
         return key_hash("prm", self.collect_key(), mc, name, prm)
 

@@ -166,6 +166,17 @@ def resolve_base(base: str, out_dir: str | Path) -> str:
     return base
 
 
+def enable_recompute(model) -> None:
+    """HF activation checkpointing, non-reentrant (inputs need no grad flag); one home for SFT and the PRM."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(f"{type(model).__name__} does not support activation checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _weights_dtype(cfg: SFTConfig):
     """bf16 frozen base weights under LoRA with --bf16 (half the memory; the adapters stay fp32 as
     peft keeps them); fp32 for full fine-tuning, whose AdamW updates bf16 weights would round away."""
@@ -283,12 +294,7 @@ def train_sft(
             )
             model = get_peft_model(model, lora_cfg)
     if cfg.gradient_checkpointing:  # recompute each layer's activations in backward: memory for ~30% time
-        base_model = model.get_base_model() if lora else model
-        kwargs = {"use_reentrant": False}
-        if hasattr(base_model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
-            base_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_recompute(model.get_base_model() if lora else model)
     model.config.use_cache = False
 
     examples = [sft_example(tokenizer, c, cfg.train_on_ack) for c in convs]

@@ -54,6 +54,11 @@ class PRMTrainConfig:
     checkpoint_every: int = setting(200, "Optimiser steps between checkpoints (one is also written each epoch).")
     device: str = setting("auto", "auto | cpu | cuda.")
     bf16: bool = setting(False, "bf16 autocast of the forward (fp32 weights and loss); ~1.5x on CPUs with AMX.")
+    gradient_checkpointing: bool = setting(
+        False,
+        "Recompute the backbone's activations in backward (HF gradient checkpointing): a pretrained backbone's "
+        "memory falls from every layer's activations to one layer's; same values, slower.",
+    )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PRMTrainConfig:
@@ -85,3 +90,8 @@ class PRMTrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+
+
+# How a run trains, not what it trains (the same weights up to float rounding): a resume may change these
+# (e.g. turn on recompute after running out of memory), and the pipeline's stage key leaves them out.
+HOW_FIELDS = ("device", "checkpoint_every", "gradient_checkpointing")

@@ -36,7 +36,7 @@ from agentprm.distributed import DataParallel
 from agentprm.interrupt import atomic
 from agentprm.labels.outcome import outcome_trusted, outcome_value
 from agentprm.labels.td_gae import td_gae_linear
-from agentprm.prm.config import OBJECTIVES, PRESETS, PRMTrainConfig
+from agentprm.prm.config import HOW_FIELDS, OBJECTIVES, PRESETS, PRMTrainConfig
 from agentprm.prm.losses import advantage_loss, agentprm_loss, q_loss
 from agentprm.prm.model import EncodedConversation, PRMMeta, ValueHeadPRM, encode_for_scoring
 from agentprm.trajectory import Trajectory
@@ -50,6 +50,10 @@ class TrainItem:
     encoded: EncodedConversation
     outcome: float
     static_targets: list[float | None] = field(default_factory=list)  # pvm/orm/mc; None = no target
+
+
+def _what(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in HOW_FIELDS}
 
 
 def build_items(
@@ -227,7 +231,7 @@ def train_prm(
     resume_state = None
     if (ckpt / "state.json").is_file():
         resume_state = json.loads((ckpt / "state.json").read_text())
-        if resume_state["config"] != asdict(cfg):
+        if _what(resume_state["config"]) != _what(asdict(cfg)):
             raise ValueError(f"{ckpt} was written with another config; remove it or rerun with the same options")
         model, tokenizer, _ = ValueHeadPRM.load(ckpt)
     else:
@@ -236,6 +240,10 @@ def train_prm(
     dp = DataParallel(cfg.device)  # under `accelerate launch`: this process's share of each batch
     device = dp.device
     model.to(device).train()
+    if cfg.gradient_checkpointing:
+        from agentprm.policy.sft import enable_recompute
+
+        enable_recompute(model.backbone)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     limit = getattr(model.backbone.config, "max_position_embeddings", None) or 1 << 30
     max_length = min(cfg.max_length or limit, limit)
