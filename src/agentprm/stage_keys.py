@@ -135,11 +135,9 @@ class StageKeys:
         """Whether the PRM `name` trains on the MC label file (so on the label stage): `mc` and `mc-la`."""
         return self.prm_config(name).objective == "mc"
 
-    # how a PRM is trained, not what: the same weights (up to float rounding) whatever these are
-    NOT_IN_PRM_KEY = HOW_FIELDS
-
     def prm_key(self, name: str) -> str:
-        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in self.NOT_IN_PRM_KEY}
+        # HOW_FIELDS say how a PRM trains, not what: the same weights whatever they are
+        prm = {k: v for k, v in asdict(self.prm_config(name)).items() if k not in HOW_FIELDS}
         mc = (self.label_key(), self.cfg.mc_equal_steps) if self.uses_mc_labels(name) else None
         return key_hash("prm", self.collect_key(), mc, name, prm)
 

@@ -112,12 +112,13 @@ def load_demo_conversations(
     (a file or several, read in order) and the env they come from."""
     from agentprm.trajectory import read_trajectories
 
+    files = demo_files(path)
     trajs = []
-    for p in demo_files(path):
+    for p in files:
         if not p.is_file():
             raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
         trajs += [t for t in read_trajectories(p) if t.success or t.meta.get(CORRECTION)]
-    names = ", ".join(map(str, demo_files(path)))
+    names = ", ".join(map(str, files))
     if not trajs:
         raise UserError(f"{names} holds no successful demo; run `agentprm demos` again")
     envs = sorted({t.env for t in trajs})
