@@ -31,6 +31,12 @@ its JSONL (warm-up restarts from there) and reuses the built policy. It prints t
 the pool's bounds, RSS after warm-up, a line every `--every` trajectories (RSS, store, pool, glibc's
 free heap and mmapped bytes, trajectories/s), the peak RSS (`VmHWM`), `rss growth after warm-up: X MiB`
 (RSS at the end minus RSS after warm-up), and last a `result {json}` line (what `--compare` reads).
+
+`rollout_tasks` also trims glibc's free heap once it passes `--heap-trim-mib` (default 256; `trim=0` in a
+setting turns that off): the cheap alternative to the fixed threshold, compared side by side with
+
+    PYTHONPATH=src python benchmarks/collect_memory.py --env babyai --n 2000 --policy runs/default/policy \\
+        --threads 2 --compare trim=0 default
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from pathlib import Path
 import torch
 
 from agentprm.envs import get_spec
-from agentprm.memory import heap_free_mib, mmapped_mib, peak_rss_mib, rss_mib, set_mmap_threshold
+from agentprm.memory import HEAP_TRIM_MIB, heap_free_mib, mmapped_mib, peak_rss_mib, rss_mib, set_mmap_threshold
 from agentprm.policy.fastgen import describe_pool, pool_bound, pooled_bytes, set_pool_bound
 from agentprm.policy.hf import HFPolicy
 from agentprm.rollout import RolloutConfig
@@ -77,16 +83,19 @@ def build_policy(env_name: str, path: Path) -> Path:
     return path
 
 
+SETTING_OPTIONS = {"mmap": "--mmap-threshold-mib", "pool": "--pool-mib", "trim": "--heap-trim-mib"}
+
+
 def setting_args(setting: str) -> list[str]:
-    """`default` | `mmap=MIB[,pool=MIB]` | `pool=MIB` -> this script's options for it."""
+    """`default` | comma-joined `mmap=MIB`, `pool=MIB`, `trim=MIB` -> this script's options for it."""
     if setting == "default":
         return []
     out: list[str] = []
     for part in setting.split(","):
         key, _, value = part.partition("=")
-        if key not in ("mmap", "pool") or not value.isdigit():
-            raise SystemExit(f"setting {setting!r}: use `default` or comma-joined mmap=MIB, pool=MIB")
-        out += [{"mmap": "--mmap-threshold-mib", "pool": "--pool-mib"}[key], value]
+        if key not in SETTING_OPTIONS or not value.isdigit():
+            raise SystemExit(f"setting {setting!r}: use `default` or comma-joined mmap=MIB, pool=MIB, trim=MIB")
+        out += [SETTING_OPTIONS[key], value]
     return out
 
 
@@ -143,6 +152,12 @@ def main() -> None:
     ap.add_argument("--store-mb", type=int, default=0, help="prefix store bound in MiB (0: the default budget)")
     ap.add_argument("--pool-mib", type=int, help="KV buffer pool bound in MiB (default: fastgen.POOL_MAX_BYTES)")
     ap.add_argument("--mmap-threshold-mib", type=int, default=0, help="fix glibc's mmap threshold (0: glibc's)")
+    ap.add_argument(
+        "--heap-trim-mib",
+        type=int,
+        default=HEAP_TRIM_MIB,
+        help=f"trim glibc's free heap past N MiB (0: never; default {HEAP_TRIM_MIB}, rollout_tasks's)",
+    )
     ap.add_argument("--warmup", type=int, default=0, help="trajectories before the baseline (0: a tenth, >= 2 batches)")
     ap.add_argument("--every", type=int, default=0, help="progress line every N trajectories (0: a twentieth)")
     ap.add_argument("--threads", type=int, default=1)
@@ -190,7 +205,8 @@ def main() -> None:
     print(
         f"collect {todo} {args.env} trajectories ({have} already in {out}), {n_tasks} tasks x {args.n_per_task}, "
         f"policy {policy_dir}, batch {args.batch}, <= {args.max_rounds} turns of <= {args.max_new_tokens} tokens, "
-        f"{args.threads} thread(s); mmap threshold {mmap}"
+        f"{args.threads} thread(s); mmap threshold {mmap}; "
+        + (f"free heap trimmed past {args.heap_trim_mib} MiB" if args.heap_trim_mib else "free heap never trimmed")
     )
     print(store.describe())
     print(describe_pool())
@@ -222,6 +238,7 @@ def main() -> None:
         n_per_task=args.n_per_task,
         cfg=RolloutConfig(temperature=1.0, max_new_tokens=args.max_new_tokens, batch_size=args.batch),
         on_done=on_done,
+        heap_trim_mib=args.heap_trim_mib,
     )
     t1 = time.perf_counter()
     end = rss_mib()
@@ -248,6 +265,7 @@ def main() -> None:
         "pool_bound_mib": pool_bound() / 2**20,
         "store_bound_mib": store.max_bytes / 2**20,
         "mmap_threshold_mib": args.mmap_threshold_mib,
+        "heap_trim_mib": args.heap_trim_mib,
     }
     print(f"result {json.dumps(result)}", flush=True)
 

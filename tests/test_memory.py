@@ -339,3 +339,33 @@ def test_malloc_trim_gives_back_the_free_heap_a_pinned_top_keeps():
     libc.free(pin)
     assert kept > before - 50  # freeing alone gave (almost) nothing back
     assert after < kept - 150, (before, kept, after)
+
+
+def test_heap_trimmer_trims_every_nth_tick_only_past_its_bound(monkeypatch):
+    free = {"mib": 100.0}
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "heap_free_mib", lambda: free["mib"])
+    monkeypatch.setattr(memory, "malloc_trim", lambda: trims.append(1) or True)
+    t = memory.HeapTrimmer(max_free_mib=256, every=4)
+    assert [t.tick() for _ in range(8)] == [False] * 8  # under the bound: read, never trimmed
+    free["mib"] = 300.0
+    assert [t.tick() for _ in range(8)] == [False, False, False, True] * 2  # only every 4th tick looks
+    assert t.trims == len(trims) == 2
+    free["mib"] = float("nan")  # no mallinfo2: never trims
+    assert not any(t.tick() for _ in range(8))
+    off = memory.HeapTrimmer(max_free_mib=0, every=1)
+    free["mib"] = 1e6
+    assert not any(off.tick() for _ in range(4)) and len(trims) == 2
+
+
+def test_rollout_tasks_trims_the_heap_it_fragments(tmp_path, monkeypatch):
+    """The collect loop ticks the trimmer once per finished trajectory; 0 turns it off."""
+    ticks: list[int] = []
+    monkeypatch.setattr(memory.HeapTrimmer, "tick", lambda self: ticks.append(self.max_free_mib) or False)
+    env = lambda: ScriptedEnv(max_rounds=3, n_train=6)  # noqa: E731
+    policy = ScriptedPolicy(lambda conv, rng: rng.choice(["a", "b", "c"]))
+    ids = env().task_ids("train")
+    rollout_tasks(policy, env, ids[:2], tmp_path / "t.jsonl", n_per_task=3, heap_trim_mib=64)
+    assert ticks == [64] * 6
+    rollout_tasks(policy, env, ids[2:3], tmp_path / "u.jsonl", n_per_task=2, heap_trim_mib=0)
+    assert ticks[6:] == [0, 0]

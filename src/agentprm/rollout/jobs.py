@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentprm.envs.base import Env
+from agentprm.memory import HEAP_TRIM_MIB, HeapTrimmer
 from agentprm.policy.base import Policy
 from agentprm.rollout.engine import Episode, RolloutConfig, new_episode, run_episodes
 from agentprm.rollout_io import done_ids
@@ -105,15 +106,22 @@ def rollout_tasks(
     cfg: RolloutConfig | None = None,
     seed: int = 0,
     on_done: Callable[[Trajectory, JobSummary], None] | None = None,
+    heap_trim_mib: int = HEAP_TRIM_MIB,
 ) -> JobSummary:
-    """Run `n_per_task` episodes of every task, appending each finished trajectory to `out`."""
+    """Run `n_per_task` episodes of every task, appending each finished trajectory to `out`.
+
+    Memory stays flat however many episodes run: each trajectory goes to disk as it ends, the policy's
+    prefix store and buffer pool are bounded by bytes, and glibc's free heap is trimmed past
+    `heap_trim_mib` MiB (`memory.HeapTrimmer`; 0: never)."""
     cfg = cfg or RolloutConfig()
     todo = todo_pairs(task_ids, n_per_task, out)
     summary = JobSummary(skipped=len(task_ids) * n_per_task - len(todo))
+    trimmer = HeapTrimmer(heap_trim_mib)
     with JsonlWriter(out) as writer:
         for traj in rollout_episodes(policy, make_env, todo, cfg=cfg, seed=seed):
             writer.write(traj)
             summary.add(traj)
+            trimmer.tick()
             if on_done:
                 on_done(traj, summary)
     return summary
