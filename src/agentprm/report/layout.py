@@ -14,7 +14,7 @@ report can show every env and their average.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,14 @@ from agentprm.search.budget import Budget
 from agentprm.trajectory import Trajectory, read_trajectories
 
 KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", MC_LA_RM, BETA0_RM, "random")
+
+
+def ordered(names: Iterable[str], order: Sequence[str] = KNOWN_RMS) -> list[str]:
+    """`names` in `order` (the report's RM order by default), the ones it does not list after, sorted."""
+    names = set(names)
+    return [n for n in order if n in names] + sorted(names - set(order))
+
+
 ABLATION_RM = BETA0_RM
 
 
@@ -141,8 +149,7 @@ class RunFolder:
         return sorted({e.env for e in self.evals})
 
     def rms(self, env: str | None = None) -> list[str]:
-        names = {e.rm for e in self.evals if e.rm and (env is None or e.env == env)}
-        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
+        return ordered(e.rm for e in self.evals if e.rm and (env is None or e.env == env))
 
     def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
         return [
@@ -201,8 +208,7 @@ class RunSet:
     def rms(self, env: str | None = None) -> list[str]:
         if env is not None:
             return self.folder_of(env).rms(env) if env in self.envs() else []
-        names = {e.rm for e in self.evals if e.rm}
-        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
+        return ordered(e.rm for e in self.evals if e.rm)
 
     def find(self, env: str, strategy: str, rm: str | None = None, budget: str | None = None) -> list[EvalFile]:
         return self.folder_of(env).find(env, strategy, rm, budget) if env in self.envs() else []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agentprm.labels.outcome import label_method, metric_value, outcome_trusted
 from agentprm.pipeline_config import MC_LA_RM
-from agentprm.report.layout import KNOWN_RMS, EvalFile, RunFolder, RunSet
+from agentprm.report.layout import EvalFile, RunFolder, RunSet, ordered
 from agentprm.search.best_of_n import Candidate, aggregate, budgets_upto, candidates_of, select
 from agentprm.search.budget import Budget
 from agentprm.search.efficiency import Ratio, efficiency_ratios, mean_curve
@@ -104,8 +104,7 @@ class EnvResults:
         return sorted({b for per in self.beam.values() for b in per})
 
     def rms(self) -> list[str]:
-        names = set(self.bon) | set(self.beam)
-        return [r for r in KNOWN_RMS if r in names] + sorted(names - set(KNOWN_RMS))
+        return ordered(set(self.bon) | set(self.beam))
 
     def efficiency(self) -> dict[str, list[Ratio]]:
         """AgentPRM's best-of-N compute-efficiency ratio against every other RM's curve."""

@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentprm.report.layout import ordered
 from agentprm.trajectory import Trajectory, iter_jsonl
 from agentprm.view.paths import RunPaths
 
 # Display order of the reward models and labels the paper compares (any other name follows).
-RM_ORDER = ("agentprm", "pvm", "orm", "mc", "mc-la", "agentprm-beta0", "random")
 LABEL_ORDER = ("td-gae", "mc", "pvm", "orm")
-
-
-def ordered(names: Iterable[str], order: tuple[str, ...]) -> list[str]:
-    names = set(names)
-    return [n for n in order if n in names] + sorted(names - set(order))
 
 
 # -- file reading with a change check ------------------------------------------------------------------
@@ -181,7 +175,7 @@ class Run:
         names = set(self.paths.prm_dirs())
         for env in self.paths.eval_envs():
             names |= {sf.rm for sf in self.paths.search_files(env)}
-        return ordered(names, RM_ORDER)
+        return ordered(names)
 
     # -- labels and scores ------------------------------------------------------------------------------
     def labels(self) -> dict[str, dict[str, list[float | None]]]:
@@ -276,7 +270,7 @@ class Run:
                     q, r, gamma=s.get("gamma", 1.0), lam=s.get("lam", 0.95), bootstrap=s.get("bootstrap", "literal")
                 )
             ]
-        score_names = ordered(mine, RM_ORDER)
+        score_names = ordered(mine)
         label_names = ordered(labels, LABEL_ORDER)
         steps = []
         for st in traj.steps:
@@ -331,7 +325,7 @@ class Run:
             }
         return {
             "candidates": cands,
-            "rms": {rm: per_rm[rm] for rm in ordered(per_rm, RM_ORDER)},
+            "rms": {rm: per_rm[rm] for rm in ordered(per_rm)},
             "any_success": any(t.success for t in cands),
         }
 
