@@ -89,12 +89,10 @@ def sft(
     under `accelerate launch` (data parallel; the global batch is --batch-size)."""
     import shutil
 
-    from agentprm.policy.sft import SFTConfig, is_trained, train_sft
+    from agentprm.policy.sft import SFTConfig, existing_demo_files, is_trained, train_sft
     from agentprm.policy.tiny import TinyPolicyConfig
 
-    for d in demos:
-        if not d.is_file():
-            raise UserError(f"demos file {d} does not exist; make one with `agentprm demos --out {d}`")
+    existing_demo_files(demos)  # before anything else: a missing file is a one-line error
     from agentprm.tracking import check_report_to
 
     check_report_to(report_to)

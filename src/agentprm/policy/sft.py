@@ -105,6 +105,15 @@ def demo_files(demos: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(demos)] if isinstance(demos, (str, Path)) else [Path(d) for d in demos]
 
 
+def existing_demo_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """`demo_files(path)`, each checked to exist (a one-line UserError naming the first missing one)."""
+    files = demo_files(path)
+    for p in files:
+        if not p.is_file():
+            raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
+    return files
+
+
 def load_demo_conversations(
     path: str | Path | Sequence[str | Path], max_demos: int | None = None
 ) -> tuple[list[list[Message]], str]:
@@ -112,11 +121,9 @@ def load_demo_conversations(
     (a file or several, read in order) and the env they come from."""
     from agentprm.trajectory import read_trajectories
 
-    files = demo_files(path)
+    files = existing_demo_files(path)
     trajs = []
     for p in files:
-        if not p.is_file():
-            raise UserError(f"demos file {p} does not exist; make one with `agentprm demos --out {p}`")
         trajs += [t for t in read_trajectories(p) if t.success or t.meta.get(CORRECTION)]
     names = ", ".join(map(str, files))
     if not trajs:
