@@ -37,6 +37,7 @@ CHATML_TEMPLATE = (
 # Oniguruma, as `tokenizers` runs it. Whole runs of letters/digits only: "60Hz", "1080P" (shorter) and
 # plain words stay as they were.
 ID_PATTERN = r"(?=[\p{L}\p{N}]*\p{N})(?=[\p{L}\p{N}]*\p{L})[\p{L}\p{N}]{6,}"
+ID_ALONE = rf"(?<![\p{{L}}\p{{N}}]){ID_PATTERN}(?![\p{{L}}\p{{N}}])"  # a whole run of letters and digits
 
 
 def id_pre_tokenizers() -> list:
@@ -44,16 +45,23 @@ def id_pre_tokenizers() -> list:
     wholly an id into characters (`\G`: each match starts where the last ended, so only such a piece)."""
     from tokenizers import Regex, pre_tokenizers
 
-    alone = rf"(?<![\p{{L}}\p{{N}}]){ID_PATTERN}(?![\p{{L}}\p{{N}}])"
     return [
-        pre_tokenizers.Split(Regex(alone), behavior="isolated"),
+        pre_tokenizers.Split(Regex(ID_ALONE), behavior="isolated"),
         pre_tokenizers.Split(Regex(rf"\A(?={ID_PATTERN}\z).|\G(?!\A)."), behavior="isolated"),
     ]
 
 
 def strip_ids(text: str) -> str:
-    """`text` without its id-like strings (`ID_PATTERN`)."""
-    return re.sub(r"(?<![^\W_])(?=[^\W_]*\d)(?=[^\W_]*[^\W\d_])[^\W_]{6,}(?![^\W_])", " ", text)
+    """`text` with each id-like string (`ID_ALONE`, matched by the engine the pre-tokenizer runs) replaced by a
+    space."""
+    from tokenizers import Regex, pre_tokenizers
+
+    ids = pre_tokenizers.Split(Regex(ID_ALONE), behavior="removed", invert=True)
+    out, at = [], 0
+    for _, (start, end) in ids.pre_tokenize_str(text):
+        out += [text[at:start], " "]
+        at = end
+    return "".join(out) + text[at:]
 
 
 def words_of(texts: Iterable[str]) -> set[str]:
