@@ -155,3 +155,14 @@ def test_sft_cli_tokenizer_merge(tmp_path):
     assert '"Split"' in (pol / "tokenizer.json").read_text()
     r = CliRunner().invoke(app, ["sft", "--demos", str(demos), "--out", str(tmp_path / "p2"), "--tokenizer-merge", "x"])
     assert isinstance(r.exception, UserError) and "one of word, phrase" in str(r.exception)
+
+
+def test_strip_ids_blanks_exactly_the_ids_split_ids_cuts():
+    from agentprm.policy.tokenizer import strip_ids
+
+    assert strip_ids("click[B0UAUZTD1S] now") == "click[ ] now"
+    assert strip_ids("B0UAUZTD1S") == " "
+    # non-ASCII letters count as letters; 5 characters or no digit is not an id; 60Hz/1080P are too short
+    assert strip_ids("é ab12cd é x1y2z café123") == "é   é x1y2z  "
+    assert strip_ids("60Hz 1080P abcdefg") == "60Hz 1080P abcdefg"
+    assert strip_ids("abc123def4") == " " and strip_ids("xabc123def4_") == " _"
