@@ -450,7 +450,7 @@ def dagger(
     from agentprm.policy.dagger import DaggerConfig, collect_corrections, rollouts_path
 
     spec = get_spec(env)
-    spec.make_state_expert(thought_style)  # a bad env or style: one line before the policy loads
+    expert = spec.make_state_expert(thought_style, expert_seed)  # a bad env or style: one line before the policy loads
     writable_path(out)
     writable_path(rollouts or rollouts_path(out))
     check_max_rounds(max_rounds)
@@ -481,6 +481,7 @@ def dagger(
                 out,
                 cfg,
                 rollouts=rollouts,
+                expert=expert,
                 on_start=lambda n: bar.update(row, total=n),
                 on_episode=on_episode,
             )

@@ -203,11 +203,13 @@ def collect_corrections(
     cfg: DaggerConfig,
     *,
     rollouts: str | Path | None = None,
+    expert: StateExpert | None = None,
     on_start: Callable[[int], None] | None = None,
     on_episode: Callable[[Trajectory, DaggerSummary], None] | None = None,
 ) -> DaggerSummary:
     """Roll `policy` out on the first `cfg.n_tasks` training tasks of `env_name` and append the expert's
-    corrections of every state it visited to `out` (see the module doc). Resumes from `rollouts`."""
+    corrections of every state it visited to `out` (see the module doc). Resumes from `rollouts`. `expert`:
+    the env's state expert for `cfg` (default: made here)."""
     from agentprm.envs import get_spec
     from agentprm.rollout.engine import RolloutConfig
     from agentprm.rollout.jobs import rollout_episodes, todo_pairs
@@ -216,7 +218,7 @@ def collect_corrections(
     if cfg.n_tasks < 1:
         raise UserError("--n-tasks must be at least 1")
     spec = get_spec(env_name)
-    expert = spec.make_state_expert(cfg.thought_style, cfg.expert_seed)
+    expert = expert or spec.make_state_expert(cfg.thought_style, cfg.expert_seed)
     out = Path(out)
     rollouts = Path(rollouts) if rollouts is not None else rollouts_path(out)
     if rollouts.resolve() == out.resolve():
