@@ -135,7 +135,8 @@ def set_mmap_threshold(nbytes: int) -> bool:
     allocated from now on."""
     if not 0 <= nbytes <= MMAP_THRESHOLD_MAX:
         raise UserError(
-            f"mmap threshold {nbytes} bytes is outside glibc's 0..{MMAP_THRESHOLD_MAX} (32 MiB); pick e.g. 1 MiB"
+            f"mmap threshold {nbytes / 2**20:g} MiB: glibc takes 1 to {MMAP_THRESHOLD_MAX >> 20} MiB "
+            "(0: its dynamic default); pick e.g. 1 MiB"
         )
     fn = getattr(_LIBC, "mallopt", None)
     if fn is None:
