@@ -26,15 +26,13 @@ from agentprm.search.budget import Budget
 from agentprm.trajectory import Trajectory, read_trajectories
 
 KNOWN_RMS = ("agentprm", "pvm", "orm", "mc", MC_LA_RM, BETA0_RM, "random")
+ABLATION_RM = BETA0_RM
 
 
 def ordered(names: Iterable[str], order: Sequence[str] = KNOWN_RMS) -> list[str]:
     """`names` in `order` (the report's RM order by default), the ones it does not list after, sorted."""
     names = set(names)
     return [n for n in order if n in names] + sorted(names - set(order))
-
-
-ABLATION_RM = BETA0_RM
 
 
 @dataclass(eq=False)  # identity: the report dedups the files it names
