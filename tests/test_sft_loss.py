@@ -68,3 +68,25 @@ def test_resolve_base_names_the_fix():
     with pytest.raises(UserError, match="neither `tiny`, a preset"):
         resolve_base("no/such/dir", "runs/x/policy")
     assert resolve_base("tiny", "runs/x/policy") == "tiny"
+
+
+def test_micro_batches_give_the_whole_batch_update(tmp_path):
+    """Gradient accumulation over micro batches (uneven: 2 + 2 + 1 rows of a 5-row batch) is the same
+    optimiser step as the whole batch: one loss normaliser, the batch's trained tokens."""
+    from safetensors.torch import load_file
+
+    base = tiny_policy_dir(tmp_path / "base")
+    demos = tmp_path / "demos.jsonl"
+    write_trajectories(demos, scripted_demos(10))
+    out = {}
+    for micro in (None, 2):
+        cfg = SFTConfig(max_steps=2, epochs=10, batch_size=5, micro_batch_size=micro, lr=1e-2, warmup_steps=1)
+        res = train_sft(demos, str(base), tmp_path / f"pol{micro}", cfg, report_to="none")
+        out[micro] = (res.final_loss, load_file(str(tmp_path / f"pol{micro}" / "model.safetensors")))
+    (loss_a, a), (loss_b, b) = out[None], out[2]
+    assert loss_a == pytest.approx(loss_b, abs=1e-5)
+    before = load_file(str(base / "model.safetensors"))
+    assert any(not torch.equal(before[k], a[k]) for k in a)  # it trained
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    with pytest.raises(UserError, match="micro_batch_size 0"):
+        train_sft(demos, str(base), tmp_path / "bad", SFTConfig(max_steps=1, micro_batch_size=0))

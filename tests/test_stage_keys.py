@@ -44,7 +44,7 @@ CONFIGS = {
 # existing run folder must not be seen as stale). See the module docstring before changing one.
 EXPECTED = {
     "textcraft": {
-        "config": "1de3526910ac3ad7",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing
+        "config": "d9b97d8895ca6aee",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size
         "demos": "72fc521a7d58d0b2",
         "sft": "61c0c4b2c67cad96",
         "collect": "16e36e9e5d039de8",
@@ -71,7 +71,7 @@ EXPECTED = {
         "search beam 2x2 agentprm-beta0": "d88dc33bf7139cec",
     },
     "babyai-capped": {
-        "config": "e1cb82fba861bf64",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing
+        "config": "c5ac6229a2c97879",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size
         "demos": "3f9a51e8f5f65afe",
         "sft": "4fac4e2555ac3263",
         "collect": "07932e6a568117dd",

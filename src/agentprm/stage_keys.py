@@ -99,7 +99,8 @@ class StageKeys:
         return key_hash("demos", self._pick(*STAGE_FIELDS["demos"]))
 
     def sft_key(self) -> str:
-        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in ("threads", "checkpoint_every")}
+        how = ("threads", "checkpoint_every", "micro_batch_size")  # how it trains, not what it learns
+        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in how}
         if sft["tiny"]["tokenizer_merge"] == "word":  # only when set: older run folders keep their keys
             del sft["tiny"]["tokenizer_merge"]
         if not sft["tiny"]["split_ids"]:  # likewise

@@ -42,6 +42,13 @@ def sft(
     epochs: Annotated[float, typer.Option(help="Passes over the demos.")] = 3.0,
     max_steps: Annotated[int, typer.Option(help="Cap on optimiser steps (0: none).")] = 0,
     batch_size: Annotated[int, typer.Option(help="Conversations per step.")] = 32,
+    micro_batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Conversations per forward/backward inside a step (0: the whole batch); gradients accumulate, "
+            "so the update is the batch's with a micro batch's activation memory."
+        ),
+    ] = 0,
     lr: Annotated[float, typer.Option(help="Peak learning rate (tiny 2e-3; pretrained ~1e-5, LoRA ~2e-4).")] = 2e-3,
     max_length: Annotated[int, typer.Option(help="Tokens per conversation; longer ones lose their tail.")] = 1024,
     lora_r: Annotated[int, typer.Option(help="LoRA rank for pretrained bases (0: full fine-tuning).")] = 0,
@@ -108,6 +115,7 @@ def sft(
         epochs=epochs,
         max_steps=max_steps or None,
         batch_size=batch_size,
+        micro_batch_size=micro_batch_size or None,
         lr=lr,
         max_length=max_length,
         lora_r=lora_r,

@@ -13,6 +13,7 @@ turns in a DAgger correction record, `policy/dagger.py`, which trains only the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -40,6 +41,9 @@ class SFTConfig:
     epochs: float = 3.0
     max_steps: int | None = None  # caps the steps that `epochs` implies
     batch_size: int = 32
+    # Rows per forward/backward inside a step (None: the whole batch): gradients accumulate over the micro
+    # batches, so the update is the batch's (same loss normalisation) with a micro batch's activations.
+    micro_batch_size: int | None = None
     lr: float = 2e-3  # tiny from scratch; pretrained bases want ~1e-5 (paper) or ~2e-4 with LoRA
     warmup_steps: int = 30
     weight_decay: float = 0.01
@@ -133,6 +137,19 @@ def load_demo_conversations(
         raise UserError(f"{names} mixes envs {envs}; give demos of one env")
     trajs = trajs[:max_demos] if max_demos else trajs
     return [trajectory_messages(t) for t in trajs], envs[0]
+
+
+def _padded(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Any, Any]:
+    """(ids, labels) tensors of `rows`, right-padded to the longest (pads: `pad_id`, labels IGNORE)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, (x, y) in enumerate(rows):
+        ids[r, : len(x)] = torch.tensor(x)
+        labels[r, : len(y)] = torch.tensor(y)
+    return ids, labels
 
 
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -262,6 +279,8 @@ def train_sft(
     from agentprm.interrupt import atomic
 
     cfg = cfg or SFTConfig()
+    if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
+        raise UserError(f"micro_batch_size {cfg.micro_batch_size}: give at least 1 row (or none: the whole batch)")
     out = Path(out_dir)
     quiet_transformers()
     if cfg.threads:
@@ -345,31 +364,37 @@ def train_sft(
     try:
         for step in range(start, total):
             rows, real = dp.shard([examples[i] for i in schedule[step]])
-            width = max(len(ids) for ids, _ in rows)
-            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-            for r, (x, y) in enumerate(rows):
-                ids[r, : len(x)] = torch.tensor(x)
-                labels[r, : len(y)] = torch.tensor(y)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            # Right padding needs no attention mask: under the causal mask no real token sees a pad, and
-            # pads carry no loss. Without a mask, SDPA takes its fused causal kernel: ~4x faster on CPU
-            # than the masked path, which materialises [B, H, L, L] (measured on TextCraft demos).
-            with torch.autocast(device_type=dp.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss_sum, count = loss_module(ids.to(dp.device), labels.to(dp.device))
-            if not real:
-                loss_sum, count = loss_sum * 0.0, count * 0
+            # Mean over the global batch's trained tokens (those with a next-token target); x world because
+            # DDP averages gradients. Counted before any forward, so micro batches share one normaliser.
+            count = sum(sum(t != IGNORE for t in y[1:]) for _, y in rows) if real else 0
             n_global = dp.sum(float(count))
-            # Mean over the global batch's trained tokens; x world because DDP averages gradients.
-            loss = loss_sum * (dp.world / max(n_global, 1.0))
+            scale = dp.world / max(n_global, 1.0)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            micro = cfg.micro_batch_size or len(rows)
+            loss_total = 0.0
+            for lo in range(0, len(rows), micro):
+                part = rows[lo : lo + micro]
+                ids, labels = _padded(part, pad_id)
+                last = lo + micro >= len(rows)
+                # DDP reduces gradients on the last micro batch's backward only
+                sync = contextlib.nullcontext() if last or dp.world == 1 else loss_module.no_sync()
+                with sync:
+                    # Right padding needs no attention mask: under the causal mask no real token sees a pad,
+                    # and pads carry no loss. Without a mask, SDPA takes its fused causal kernel: ~4x faster
+                    # on CPU than the masked path, which materialises [B, H, L, L] (measured on TextCraft).
+                    with torch.autocast(device_type=dp.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                        loss_sum, _ = loss_module(ids.to(dp.device), labels.to(dp.device))
+                    if not real:
+                        loss_sum = loss_sum * 0.0
+                    (loss_sum * scale).backward()
+                loss_total += float(loss_sum.detach())
             with atomic():  # Ctrl-C waits for the update to finish: checkpoints hold whole steps
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 done = step + 1
-            loss_val = dp.sum(float(loss_sum.detach())) / max(n_global, 1.0)
+            loss_val = dp.sum(loss_total) / max(n_global, 1.0)
             if tracker.active:
                 tracker.log(
                     {
