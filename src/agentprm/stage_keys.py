@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentprm.pipeline_config import BETA0_RM, MC_LA_RM, PipelineConfig
+from agentprm.policy.sft import HOW_FIELDS as SFT_HOW_FIELDS
 from agentprm.prm.config import HOW_FIELDS, PRMTrainConfig
 from agentprm.search.budget import Budget
 
@@ -99,8 +100,7 @@ class StageKeys:
         return key_hash("demos", self._pick(*STAGE_FIELDS["demos"]))
 
     def sft_key(self) -> str:
-        how = ("threads", "checkpoint_every", "micro_batch_size")  # how it trains, not what it learns
-        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in how}
+        sft = {k: v for k, v in asdict(self.cfg.sft).items() if k not in SFT_HOW_FIELDS}
         if sft["tiny"]["tokenizer_merge"] == "word":  # only when set: older run folders keep their keys
             del sft["tiny"]["tokenizer_merge"]
         if not sft["tiny"]["split_ids"]:  # likewise

@@ -64,6 +64,10 @@ class SFTConfig:
     tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
 
 
+# How a run trains, not what it learns (outside the pipeline's SFT stage key, like prm.config.HOW_FIELDS)
+HOW_FIELDS = ("threads", "checkpoint_every", "micro_batch_size")
+
+
 @dataclass
 class SFTResult:
     out_dir: Path
