@@ -240,3 +240,38 @@ def test_mc_prm_gets_the_optimizer_steps_of_the_td_prms():
         e = mc_epochs(ep, bs, td, mc)
         steps_td, per = math.ceil(td / bs) * ep, math.ceil(mc / bs)
         assert abs(e * per - steps_td) <= per / 2 + 1e-9 or e == 1
+
+
+@pytest.mark.parametrize("rft_steps", [1, 28, 500])
+def test_rft_continues_at_the_lr_sft_ended_at_instead_of_climbing_back(rft_steps):
+    """RFT (the pipeline's `rft` stage) continues a trained policy: by default its lr never rises above the
+    one SFT's schedule ended at. Before session 10 it restarted SFT's warm-up, so a short RFT (28 steps on
+    TextCraft) climbed back to ~10x SFT's last lr and took greedy from 23% to 7%; `rft_lr` keeps that."""
+    from agentprm.policy.sft import lr_schedule
+
+    cfg = PipelineConfig.from_dict({"env": "textcraft", "rft": True})
+    sft_total = 2460
+    sft_last = lr_schedule(sft_total - 1, sft_total, cfg.sft)
+    rft = cfg.rft_sft_config()
+    rft_lrs = [lr_schedule(s, rft_steps, rft) for s in range(rft_steps)]
+    assert rft.epochs == cfg.rft_epochs and rft.batch_size == cfg.sft.batch_size
+    assert max(rft_lrs) <= sft_last * 1.001 and rft_lrs[0] == pytest.approx(sft_last, rel=1e-3)
+    old = PipelineConfig.from_dict({"env": "textcraft", "rft": True, "rft_lr": cfg.sft.lr}).rft_sft_config()
+    old_lrs = [lr_schedule(s, rft_steps, old) for s in range(rft_steps)]
+    assert max(old_lrs) > 5 * sft_last or rft_steps == 1  # the documented alternative: SFT's schedule again
+    with pytest.raises(UserError, match="rft_lr"):
+        PipelineConfig.from_dict({"rft_lr": 0})
+
+
+def test_rft_lr_changes_only_the_rft_stages():
+    from dataclasses import replace
+
+    from agentprm.pipeline import Pipeline
+    from agentprm.search.budget import Budget
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "smoke.yaml")
+    p, q = Pipeline(cfg, "/nonexistent"), Pipeline(replace(cfg, rft_lr=1e-3), "/nonexistent")
+    assert p.rft_key() != q.rft_key()
+    assert p.search_key("greedy", "rft", Budget(1)) != q.search_key("greedy", "rft", Budget(1))
+    assert p.search_key("greedy", None, Budget(1)) == q.search_key("greedy", None, Budget(1))
+    assert p.prm_key("agentprm") == q.prm_key("agentprm") and p.collect_key() == q.collect_key()

@@ -6,7 +6,7 @@ The expected strings below were computed with the code of main at c9701ee (befor
 agentprm/pipeline.py to agentprm/stage_keys.py) and hard-coded. The whole-config hash ("config") is only
 recorded in provenance, never compared for staleness, so it changes with any new config field (it was
 re-recorded when `sft.tiny.tokenizer_merge`, `mc_advantage_ablation` and `sft.tiny.split_ids` were added); the stage keys must
-not. A change that alters them makes every existing run folder stale: do it only on purpose, say so, and
+not. Session 10 changed the RFT keys on purpose: RFT's default lr schedule changed (`rft_lr`). A change that alters them makes every existing run folder stale: do it only on purpose, say so, and
 record the new values here.
 """
 
@@ -44,20 +44,20 @@ CONFIGS = {
 # existing run folder must not be seen as stale). See the module docstring before changing one.
 EXPECTED = {
     "textcraft": {
-        "config": "d9b97d8895ca6aee",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size
+        "config": "794b6dfec4fd4e87",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size, rft_lr
         "demos": "72fc521a7d58d0b2",
         "sft": "61c0c4b2c67cad96",
         "collect": "16e36e9e5d039de8",
         "label": "cf65e9d7d98b1d70",
         "samples": "f523404081176597",
-        "rft": "1268093ca2f0c877",
+        "rft": "9cf114768b125396",  # session 10: RFT lr schedule (rft_lr) joined the key, on purpose
         "prm agentprm": "89d12379fc6fa10a",
         "prm pvm": "e15abf77522b9b1c",
         "prm orm": "0698acbbbe7a4301",
         "prm mc": "5b09d2b33f92bef1",
         "prm agentprm-beta0": "0b7cf24f15e3fd0e",
         "search greedy": "d65b94abbf27cac2",
-        "search greedy rft": "a210900278e4cb11",
+        "search greedy rft": "8782b1b36403a558",
         "search bon random": "334d61686eee333e",
         "search bon agentprm": "413993e81a08524b",
         "search beam 2x2 agentprm": "a93c65ecd2821813",
@@ -71,17 +71,17 @@ EXPECTED = {
         "search beam 2x2 agentprm-beta0": "d88dc33bf7139cec",
     },
     "babyai-capped": {
-        "config": "c5ac6229a2c97879",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size
+        "config": "54cd40d96099200e",  # informative only; changed with sft.tiny.tokenizer_merge, mc_advantage_ablation, sft.tiny.split_ids, prm.gradient_checkpointing, sft.micro_batch_size, rft_lr
         "demos": "3f9a51e8f5f65afe",
         "sft": "4fac4e2555ac3263",
         "collect": "07932e6a568117dd",
         "label": "03b9e5aecccd6952",
         "samples": "557ebd491dd18b4e",
-        "rft": "41de7cc744979a6d",
+        "rft": "52a5d2169f83d712",  # session 10: rft_lr, on purpose
         "prm agentprm": "5d5fda6c941fdfe1",
         "prm orm": "924cdebef50d1173",
         "search greedy": "5112550ae1aa9425",
-        "search greedy rft": "e217d96239beb6f6",
+        "search greedy rft": "f7ef4948a23b7c69",
         "search bon random": "1c4732e888ed9265",
         "search bon agentprm": "faa8eb1bc93838b9",
         "search beam 2x2 agentprm": "13ba8046983f90be",

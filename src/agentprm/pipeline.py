@@ -206,6 +206,7 @@ class Pipeline(StageKeys):
                         "policy": str(self.policy_dir),
                         "trajectories": str(self.trajectories_path),
                         "epochs": c.rft_epochs,
+                        "lr": c.rft_sft_config().lr,
                     },
                     lambda: self._sft_done(self.layout.rft_policy),
                     self._run_rft,
@@ -368,7 +369,7 @@ class Pipeline(StageKeys):
         from agentprm.policy.sft import train_sft
         from agentprm.trajectory import read_trajectories
 
-        cfg = replace(self.cfg.sft, epochs=self.cfg.rft_epochs, threads=self.cfg.threads, seed=self.cfg.seed)
+        cfg = replace(self.cfg.rft_sft_config(), threads=self.cfg.threads, seed=self.cfg.seed)
         out = self.layout.rft_policy
         wins = sum(t.success for t in read_trajectories(self.trajectories_path))
         if not wins:  # fine-tuning on no data leaves the policy as it is: say so rather than fail the run

@@ -28,7 +28,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "collect": ("collect_tasks", "n_per_task", "collect_temperature", "max_new_tokens", "seed", "max_rounds"),  # + sft
     "label": ("objectives (whether it has mc)", "mc_trajectories", "n_mc"),  # + collect
     "train-prm": ("prm_preset", "prm", "seed", "mc_equal_steps (mc, mc-la)"),  # + collect (+ label for mc, mc-la)
-    "rft": ("rft_epochs",),  # + sft, collect
+    "rft": ("rft_epochs", "rft_lr"),  # + sft, collect
     "search": ("eval_tasks", "max_new_tokens", "seed", "max_rounds", "bon (best-of-n)", "beams (beam)"),  # + sft, PRM
 }
 STAGE_READS = {
@@ -157,7 +157,8 @@ class StageKeys:
         )
 
     def rft_key(self) -> str:
-        return key_hash("rft", self.collect_key(), self.cfg.rft_epochs)
+        rft = self.cfg.rft_sft_config()  # its lr schedule: session 10 changed the default (rft_lr)
+        return key_hash("rft", self.collect_key(), self.cfg.rft_epochs, rft.lr, rft.warmup_steps)
 
     def search_key(self, strategy: str, rm: str | None, budget: Budget) -> str:
         rm_key = self.rft_key() if rm == "rft" else self.prm_key(rm) if rm not in (None, "random") else rm

@@ -67,6 +67,19 @@ class SFTConfig:
 # How a run trains, not what it learns (outside the pipeline's SFT stage key, like prm.config.HOW_FIELDS)
 HOW_FIELDS = ("threads", "checkpoint_every", "micro_batch_size")
 
+# The cosine schedule decays to this fraction of the peak lr: where a run that continues a trained policy
+# (RFT) starts.
+FINAL_LR_FRACTION = 0.1
+
+
+def lr_schedule(step: int, total: int, cfg: SFTConfig) -> float:
+    """The lr of optimiser step `step` of `total`: linear warm-up, then cosine decay to FINAL_LR_FRACTION."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    low = FINAL_LR_FRACTION
+    return cfg.lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
 
 @dataclass
 class SFTResult:
@@ -339,11 +352,8 @@ def train_sft(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    def lr_at(step: int) -> float:
+        return lr_schedule(step, total, cfg)
 
     start = int(state["step"])
     if resumed and (ckpt / "optimizer.pt").is_file():
