@@ -352,9 +352,6 @@ def train_sft(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
 
-    def lr_at(step: int) -> float:
-        return lr_schedule(step, total, cfg)
-
     start = int(state["step"])
     if resumed and (ckpt / "optimizer.pt").is_file():
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
@@ -379,7 +376,7 @@ def train_sft(
         for step in range(start, total):
             rows, real = dp.shard([examples[i] for i in schedule[step]])
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_schedule(step, total, cfg)
             # Mean over the global batch's trained tokens (those with a next-token target); x world because
             # DDP averages gradients. Counted before any forward, so micro batches share one normaliser.
             count = sum(sum(t != IGNORE for t in y[1:]) for _, y in rows) if real else 0
@@ -413,7 +410,7 @@ def train_sft(
                 tracker.log(
                     {
                         "sft/loss": loss_val,
-                        "sft/lr": lr_at(step),
+                        "sft/lr": lr_schedule(step, total, cfg),
                         "sft/tokens_per_s": tracker.throughput(sum(len(x) for x, _ in rows)),
                     },
                     done,
